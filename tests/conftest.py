@@ -1,0 +1,65 @@
+"""Shared fixtures: real Sleep-EDF hypnograms when present, small simulated PSG pairs."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training import simulator
+from training.hypnogram import write_hypnogram
+from training.layout import SLEEP_CASSETTE_SIGNALS
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "sleep-edf"
+START = dt.datetime(1989, 4, 24, 16, 13)
+
+
+@pytest.fixture(scope="session")
+def shared_sleep_edf() -> Path:
+    """../shared/sleep-edf (real hypnograms, PSG header); skips where it is absent."""
+    if not (SHARED / "hypnograms").is_dir():
+        pytest.skip("real Sleep-EDF hypnograms (../shared/sleep-edf) not present")
+    return SHARED
+
+
+def write_pair(
+    folder: Path,
+    stages,
+    *,
+    name: str = "SC4001E",
+    seed: int = 0,
+    specs=None,
+    edit=None,
+    hypnogram_stages=None,
+) -> tuple[Path, Path]:
+    """A small simulated PSG + hypnogram pair in ``folder``.
+
+    ``specs`` replaces the signal layout, ``edit(signals)`` changes the signals before writing,
+    ``hypnogram_stages`` writes a hypnogram other than ``stages``.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    stages = np.asarray(stages, dtype=np.int8)
+    traits, rng = simulator.traits_for(name + "0", seed)
+    night = simulator.simulate_night(stages, START, traits, rng)
+    if edit is not None:
+        edit(night.signals)
+    psg = folder / f"{name}0-PSG.edf"
+    hyp = folder / f"{name}C-Hypnogram.edf"
+    simulator.write_psg(psg, night, specs=specs or SLEEP_CASSETTE_SIGNALS)
+    write_hypnogram(
+        hyp,
+        START,
+        stages if hypnogram_stages is None else np.asarray(hypnogram_stages, dtype=np.int8),
+    )
+    return psg, hyp
+
+
+def relabel(index: int, **changes) -> tuple:
+    """The sleep-cassette layout with signal ``index`` changed."""
+    specs = list(SLEEP_CASSETTE_SIGNALS)
+    specs[index] = dataclasses.replace(specs[index], **changes)
+    return tuple(specs)

@@ -1,0 +1,57 @@
+"""``python -m training``: prepare's table and exit codes, simulate without real hypnograms."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+
+from training.cli import main
+from training.stages import N1, N2, N3, REM, W
+
+from .conftest import write_pair
+
+NIGHT = [W] * 4 + [N1] * 3 + [N2] * 8 + [N3] * 5 + [REM] * 6 + [W] * 4
+
+
+def test_prepare_prints_a_per_stage_table_and_fills_the_cache(tmp_path, capsys):
+    write_pair(tmp_path / "data", NIGHT, name="SC4001E")
+    write_pair(tmp_path / "data", NIGHT[::-1], name="SC4002E")
+    assert main(["prepare", str(tmp_path / "data"), "--out", str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr().out
+    total = np.bincount(NIGHT, minlength=5) * 2
+    assert "all" + "".join(f"{v:>8}" for v in total) in out.replace("all         ", "all")
+    assert "SC4001E0" in out and "SC4002E0" in out
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+
+
+def test_errors_name_the_file_and_exit_non_zero(tmp_path, capsys):
+    _psg, hyp = write_pair(tmp_path / "data", NIGHT)
+    hyp.unlink()
+    assert main(["prepare", str(tmp_path / "data"), "--out", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "SC4001E0-PSG.edf: no hypnogram" in err
+    assert "Traceback" not in err
+
+
+def test_simulate_without_real_hypnograms_then_prepare(tmp_path):
+    run = [sys.executable, "-m", "training"]
+    sim = subprocess.run(
+        [*run, "simulate", "--out", str(tmp_path), "--nights", "1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "not real recordings" in sim.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "SC4901E0-PSG.edf",
+        "SC4901EG-Hypnogram.edf",
+    ]
+    prep = subprocess.run(
+        [*run, "prepare", str(tmp_path), "--out", str(tmp_path / "c")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "SC4901E0" in prep.stdout and "1 recordings cached" in prep.stdout

@@ -1,0 +1,202 @@
+"""``python -m training``: data preparation, simulation and benchmarks from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyedflib
+from tqdm import tqdm
+
+from . import cache, hypnogen, simulator
+from .errors import DataError
+from .hypnogram import write_hypnogram
+from .psg import Recording, discover_pairs, pair_for
+from .stages import N_STAGES, STAGE_NAMES
+
+#: Generated subjects are numbered from 90 so they never collide with real Sleep-EDF subjects.
+FIRST_GENERATED_SUBJECT = 90
+MAX_GENERATED_NIGHTS = 2 * (100 - FIRST_GENERATED_SUBJECT)
+
+
+def stage_table(rows: Sequence[tuple[str, np.ndarray]]) -> str:
+    """A per-stage epoch count table: one row per recording, then the total."""
+    head = f"{'recording':<12}" + "".join(f"{s:>8}" for s in STAGE_NAMES) + f"{'total':>9}"
+    lines = [head, "-" * len(head)]
+    total = np.zeros(N_STAGES, dtype=int)
+    for name, labels in rows:
+        c = np.bincount(labels, minlength=N_STAGES)
+        total += c
+        lines.append(f"{name:<12}" + "".join(f"{v:>8}" for v in c) + f"{c.sum():>9}")
+    lines.append("-" * len(head))
+    lines.append(f"{'all':<12}" + "".join(f"{v:>8}" for v in total) + f"{total.sum():>9}")
+    return "\n".join(lines)
+
+
+def hypnogram_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise DataError(path, "no such file or folder")
+    files = sorted(p for p in path.iterdir() if p.name.lower().endswith("-hypnogram.edf"))
+    if not files:
+        raise DataError(path, "no *-Hypnogram.edf file in this folder")
+    return files
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    pairs = discover_pairs(args.data)
+    rows = []
+    for pair in tqdm(pairs, desc="prepare", unit="night"):
+        rec = cache.load(pair, args.out)
+        rows.append((rec.name, rec.labels))
+    print(stage_table(rows))
+    print(f"{len(pairs)} recordings cached in {args.out}")
+    return 0
+
+
+def generated_hypnograms(out: Path, n_nights: int, seed: int) -> list[Path]:
+    """Write ``n_nights`` generated hypnograms (two nights per generated subject) into ``out``."""
+    if not 1 <= n_nights <= MAX_GENERATED_NIGHTS:
+        raise ValueError(f"--nights must be between 1 and {MAX_GENERATED_NIGHTS}")
+    stats = hypnogen.load_stats()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k in range(n_nights):
+        subject, night = FIRST_GENERATED_SUBJECT + k // 2, 1 + k % 2
+        labels, start = hypnogen.generate(stats, np.random.default_rng([seed, subject, night]))
+        path = out / f"SC4{subject:02d}{night}EG-Hypnogram.edf"
+        tail = max(hypnogen.HYPNOGRAM_SPAN_S - labels.size * 30, 0)
+        write_hypnogram(path, start, labels, unscored_tail_s=tail)
+        paths.append(path)
+    return paths
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if args.hypnograms is not None:
+        hyps = hypnogram_files(Path(args.hypnograms))[: args.nights]
+        origin = f"real hypnograms from {args.hypnograms}"
+    else:
+        hyps = generated_hypnograms(out, args.nights or 2, args.seed)
+        origin = "generated hypnograms (statistics of real Sleep-EDF nights)"
+    for hyp in tqdm(hyps, desc="simulate", unit="night"):
+        simulator.simulate_from_hypnogram(hyp, out, seed=args.seed)
+    print(
+        f"{len(hyps)} simulated Sleep-EDF-format nights in {out} from {origin} "
+        f"(seed {args.seed}); simulated signals, not real recordings"
+    )
+    return 0
+
+
+def cmd_hypnostats(args: argparse.Namespace) -> int:
+    stats = hypnogen.fit(hypnogram_files(Path(args.hypnograms)))
+    body = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in stats.items())
+    Path(args.out).write_text("{\n" + body + "\n}\n")
+    print(f"statistics of {stats['n_nights']} nights written to {args.out}")
+    return 0
+
+
+def cmd_bench_data(args: argparse.Namespace) -> int:
+    """Time the data path on one night: simulate, load without cache, load from cache."""
+    work = Path(tempfile.mkdtemp(prefix="bench-data-"))
+    try:
+        if args.hypnogram is not None:
+            hyp = Path(args.hypnogram)
+        else:
+            hyp = generated_hypnograms(work / "hyp", 1, args.seed)[0]
+        t0 = time.perf_counter()
+        psg, hyp_copy = simulator.simulate_from_hypnogram(hyp, work / "night", seed=args.seed)
+        t_sim = time.perf_counter() - t0
+        pair = pair_for(psg, hyp_copy)
+        t0 = time.perf_counter()
+        rec: Recording = cache.load(pair, work / "cache")
+        t_cold = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        cache.load(pair, work / "cache")
+        t_warm = time.perf_counter() - t0
+        with pyedflib.EdfReader(str(psg)) as reader:
+            hours = reader.file_duration / 3600
+        result = {
+            "night": psg.name,
+            "recorded_hours": round(hours, 2),
+            "epochs": len(rec),
+            "simulate_s": round(t_sim, 2),
+            "load_uncached_s": round(t_cold, 2),
+            "load_cached_s": round(t_warm, 3),
+            "targets": {"simulate_s": 10, "load_uncached_s": 10, "load_cached_s": 3},
+        }
+        print(json.dumps(result, indent=1))
+        ok = t_sim <= 10 and t_cold <= 10 and t_warm <= 3
+        print("all targets met" if ok else "TARGET MISSED")
+        return 0 if ok else 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def _nights(text: str) -> int:
+    n = int(text)
+    if not 1 <= n <= MAX_GENERATED_NIGHTS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_GENERATED_NIGHTS}")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="load every PSG/hypnogram pair of a folder into a cache")
+    p.add_argument("data", help="folder with *-PSG.edf and *-Hypnogram.edf files")
+    p.add_argument("--out", required=True, help="cache folder")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("simulate", help="write simulated Sleep-EDF-format PSG files")
+    p.add_argument(
+        "--hypnograms",
+        help="a hypnogram file or a folder of them (real ones); "
+        "without it, plausible hypnograms are generated",
+    )
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--nights",
+        type=_nights,
+        help=f"at most this many nights (generated: default 2, at most {MAX_GENERATED_NIGHTS})",
+    )
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("hypnostats", help="learn hypnogram statistics for generated nights")
+    p.add_argument("--hypnograms", required=True, help="folder of real hypnograms")
+    p.add_argument("--out", required=True, help="JSON file to write")
+    p.set_defaults(func=cmd_hypnostats)
+
+    p = sub.add_parser("bench-data", help="benchmark: simulate and load one night, with timings")
+    p.add_argument("--hypnogram", help="a real hypnogram (default: a generated one)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_bench_data)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished cache entries are kept", file=sys.stderr)
+        return 130

@@ -1,0 +1,38 @@
+"""Exceptions for bad input data. Each names the file and what is wrong with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DataError(Exception):
+    """A recording, hypnogram or folder cannot be used. ``path`` names it; ``problem`` says why."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class UnreadableFileError(DataError):
+    """Not an EDF file, or an EDF file whose header does not match its contents (truncated)."""
+
+
+class MissingChannelError(DataError):
+    """A channel the model needs is not in the recording."""
+
+
+class SamplingRateError(DataError):
+    """A channel is sampled at a rate the loader does not handle."""
+
+
+class HypnogramError(DataError):
+    """The hypnogram cannot be read, uses unknown labels, or does not fit its recording."""
+
+
+class NoSleepError(DataError):
+    """The hypnogram scores no sleep epoch, so there is nothing to train or score on."""
+
+
+class PairingError(DataError):
+    """A PSG file without its hypnogram (or the reverse), or an ambiguous pairing."""

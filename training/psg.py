@@ -1,0 +1,283 @@
+"""Reading Sleep-EDF PSG + hypnogram pairs into 30-s, 4-channel epochs at 100 Hz.
+
+The steps, documented in docs/data.md:
+
+1. Pair ``*-PSG.edf`` with ``*-Hypnogram.edf`` by the first 7 characters of their names.
+2. Pick EEG Fpz-Cz, EEG Pz-Oz, EOG horizontal and EMG submental by label (with aliases).
+3. Bring each to 100 Hz. EEG and EOG must already be 100 Hz. The sleep-cassette EMG is a
+   1 Hz RMS envelope: each value is placed at the centre of its second and the whole night is
+   linearly interpolated to 100 Hz (held flat before the first and after the last centre). This
+   is done over the whole signal, not per epoch, so epochs have no edge artefacts. A 100 Hz raw
+   EMG (telemetry files) is first turned into the same 1 Hz RMS envelope.
+4. Cut 30-s epochs at the hypnogram's onsets, map R&K stages to AASM, keep wake only from 30 min
+   before the first to 30 min after the last sleep epoch, and drop movement and unscored epochs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyedflib
+
+from .errors import (
+    DataError,
+    HypnogramError,
+    MissingChannelError,
+    NoSleepError,
+    PairingError,
+    SamplingRateError,
+    UnreadableFileError,
+)
+from .hypnogram import read_hypnogram
+from .layout import EMG_INDEX, EPOCH_S, EPOCH_SAMPLES, MODEL_CHANNELS, MODEL_FS_HZ, normalise_label
+from .names import PAIR_KEY_LEN, parse_name
+from .stages import SLEEP_STAGES
+
+#: Wake kept before the first and after the last sleep epoch.
+WAKE_MARGIN_S = 30 * 60
+WAKE_MARGIN_EPOCHS = WAKE_MARGIN_S // EPOCH_S
+#: EMG rates the loader understands: the Sleep-EDF cassette envelope and a raw telemetry EMG.
+EMG_ENVELOPE_HZ = 1
+PSG_SUFFIX = "-PSG.edf"
+HYPNOGRAM_SUFFIX = "-Hypnogram.edf"
+
+
+@dataclass(frozen=True)
+class RecordingPair:
+    psg: Path
+    hypnogram: Path
+
+    @property
+    def name(self) -> str:
+        """Record name, e.g. SC4001E0 (the PSG file name without its suffix)."""
+        return self.psg.name[: -len(PSG_SUFFIX)]
+
+
+@dataclass
+class Recording:
+    """One night, ready for the model.
+
+    epochs: float32 (n, 4, 3000), microvolts, channels in MODEL_CHANNELS order.
+    labels: int8 (n,), AASM classes 0..4 (W, N1, N2, N3, REM).
+    onsets_s: float64 (n,), epoch start in seconds from the PSG start.
+    """
+
+    name: str
+    subject: int
+    night: int
+    start: dt.datetime
+    epochs: np.ndarray
+    labels: np.ndarray
+    onsets_s: np.ndarray
+    source: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.labels.size)
+
+
+# ------------------------------------------------------------------------------------------
+# Finding pairs
+
+
+def _has_suffix(path: Path, suffix: str) -> bool:
+    return path.name.lower().endswith(suffix.lower())
+
+
+def discover_pairs(folder: str | Path) -> list[RecordingPair]:
+    """Every PSG/hypnogram pair in ``folder`` (not recursive), sorted by name.
+
+    Raises PairingError naming the first file without a partner (or with several), and
+    DataError when the folder holds no pair at all.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(folder, "not a folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    psgs = [p for p in files if _has_suffix(p, PSG_SUFFIX)]
+    hyps = [p for p in files if _has_suffix(p, HYPNOGRAM_SUFFIX)]
+    by_key: dict[str, list[Path]] = {}
+    for h in hyps:
+        by_key.setdefault(h.name[:PAIR_KEY_LEN], []).append(h)
+    pairs, used = [], set()
+    for p in psgs:
+        key = p.name[:PAIR_KEY_LEN]
+        matches = by_key.get(key, [])
+        if not matches:
+            raise PairingError(
+                p, f"no hypnogram for this PSG (looked for {key}?{HYPNOGRAM_SUFFIX} in {folder})"
+            )
+        if len(matches) > 1:
+            raise PairingError(
+                p,
+                "several hypnograms share its first 7 characters: "
+                + ", ".join(m.name for m in matches),
+            )
+        pairs.append(RecordingPair(p, matches[0]))
+        used.add(key)
+    for h in hyps:
+        if h.name[:PAIR_KEY_LEN] not in used:
+            raise PairingError(
+                h,
+                f"no PSG for this hypnogram (looked for "
+                f"{h.name[:PAIR_KEY_LEN]}?{PSG_SUFFIX} in {folder})",
+            )
+    if not pairs:
+        raise DataError(folder, f"no *{PSG_SUFFIX} / *{HYPNOGRAM_SUFFIX} pairs in this folder")
+    return pairs
+
+
+def pair_for(psg: str | Path, hypnogram: str | Path | None = None) -> RecordingPair:
+    """The pair for one PSG file; the hypnogram is looked up next to it when not given."""
+    psg = Path(psg)
+    if not psg.is_file():
+        raise DataError(psg, "no such file")
+    if hypnogram is not None:
+        return RecordingPair(psg, Path(hypnogram))
+    key = psg.name[:PAIR_KEY_LEN]
+    matches = sorted(psg.parent.glob(f"{key}*{HYPNOGRAM_SUFFIX}"))
+    if len(matches) != 1:
+        problem = "no hypnogram" if not matches else "several hypnograms"
+        raise PairingError(
+            psg,
+            f"{problem} next to it matching {key}*{HYPNOGRAM_SUFFIX}; "
+            "pass the hypnogram explicitly",
+        )
+    return RecordingPair(psg, matches[0])
+
+
+# ------------------------------------------------------------------------------------------
+# Signals
+
+
+def _find_channel(labels: list[str], wanted: int, path: Path) -> int:
+    channel = MODEL_CHANNELS[wanted]
+    accepted = {normalise_label(a) for a in channel.aliases}
+    hits = [i for i, lab in enumerate(labels) if normalise_label(lab) in accepted]
+    if not hits:
+        raise MissingChannelError(
+            path,
+            f"no {channel.name!r} channel (accepted labels: "
+            f"{', '.join(channel.aliases)}; the file has: "
+            f"{', '.join(labels)})",
+        )
+    return hits[0]
+
+
+def emg_to_model_rate(values: np.ndarray, fs_hz: float) -> np.ndarray:
+    """EMG envelope at 100 Hz from a 1 Hz envelope (or a 100 Hz raw EMG), over the whole night.
+
+    1 Hz value k describes second [k, k+1); it is placed at k + 0.5 s and interpolated
+    linearly between centres. A raw 100 Hz EMG becomes a 1 Hz RMS envelope first.
+    """
+    if fs_hz == MODEL_FS_HZ:
+        n_sec = values.size // MODEL_FS_HZ
+        values = np.sqrt(np.mean(values[: n_sec * MODEL_FS_HZ].reshape(n_sec, -1) ** 2, axis=1))
+    n_out = values.size * MODEL_FS_HZ
+    centres = np.arange(values.size) + 0.5
+    t = (np.arange(n_out) + 0.5) / MODEL_FS_HZ  # sample centres; exact at k + 0.5 s
+    return np.interp(t, centres, values)
+
+
+def read_signals(path: str | Path) -> tuple[np.ndarray, dt.datetime, dict[str, str]]:
+    """The model's 4 channels of a PSG file at 100 Hz, in microvolts: float32 (4, n_samples)."""
+    path = Path(path)
+    try:
+        reader = pyedflib.EdfReader(str(path))
+    except OSError as exc:
+        reason = str(exc).strip() or "unknown reason"
+        raise UnreadableFileError(path, f"not a readable EDF file ({reason})") from None
+    try:
+        labels = [reader.getLabel(i) for i in range(reader.signals_in_file)]
+        start = reader.getStartdatetime()
+        columns, source = [], {}
+        for k in range(len(MODEL_CHANNELS)):
+            idx = _find_channel(labels, k, path)
+            fs = float(reader.getSampleFrequency(idx))
+            units = reader.getPhysicalDimension(idx).strip()
+            name = MODEL_CHANNELS[k].name
+            allowed = (EMG_ENVELOPE_HZ, MODEL_FS_HZ) if k == EMG_INDEX else (MODEL_FS_HZ,)
+            if fs not in allowed:
+                raise SamplingRateError(
+                    path,
+                    f"channel {labels[idx]!r} is sampled at {fs:g} Hz; "
+                    f"expected {' or '.join(f'{a} Hz' for a in allowed)}",
+                )
+            if units.lower() not in ("uv", "µv", "mv", "v"):
+                raise DataError(
+                    path, f"channel {labels[idx]!r} has units {units!r}; expected uV, mV or V"
+                )
+            x = reader.readSignal(idx)
+            x *= {"uv": 1.0, "µv": 1.0, "mv": 1e3, "v": 1e6}[units.lower()]
+            if k == EMG_INDEX:
+                x = emg_to_model_rate(x, fs)
+            columns.append(x)
+            source[name] = f"{labels[idx]} @ {fs:g} Hz"
+    finally:
+        reader.close()
+    n = min(c.size for c in columns)
+    return np.stack([c[:n] for c in columns]).astype(np.float32), start, source
+
+
+# ------------------------------------------------------------------------------------------
+# Epochs
+
+
+def select_epochs(
+    onsets_s: np.ndarray, labels: np.ndarray, signal_s: float, hypnogram: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """Trim wake to 30 min around sleep, drop movement/unscored, check the signal covers it all.
+
+    ``onsets_s`` are relative to the PSG start. Returns the kept (onsets_s, labels).
+    """
+    sleep = np.flatnonzero(np.isin(labels, list(SLEEP_STAGES)))
+    if sleep.size == 0:
+        raise NoSleepError(hypnogram, "the hypnogram scores no sleep epoch (N1, N2, N3 or REM)")
+    lo = onsets_s[sleep[0]] - WAKE_MARGIN_S
+    hi = onsets_s[sleep[-1]] + WAKE_MARGIN_S
+    keep = (onsets_s >= lo) & (onsets_s <= hi) & (labels >= 0)
+    onsets_s, labels = onsets_s[keep], labels[keep]
+    if onsets_s[0] < 0:
+        raise HypnogramError(
+            hypnogram, f"scored epoch at {onsets_s[0]:g} s starts before the PSG recording"
+        )
+    beyond = onsets_s + EPOCH_S > signal_s
+    if beyond.any():
+        first = onsets_s[np.argmax(beyond)]
+        raise HypnogramError(
+            hypnogram,
+            f"hypnogram runs past the signal: the epoch scored at "
+            f"{first:g} s ends after the recording ({signal_s:g} s); "
+            f"{int(beyond.sum())} scored epoch(s) affected",
+        )
+    return onsets_s, labels
+
+
+def load_recording(pair: RecordingPair) -> Recording:
+    """Read and epoch one PSG/hypnogram pair (no cache; see training.cache.load)."""
+    signals, start, source = read_signals(pair.psg)
+    hyp = read_hypnogram(pair.hypnogram)
+    onsets, labels = hyp.epochs()
+    onsets = onsets + (hyp.start - start).total_seconds()
+    onsets, labels = select_epochs(onsets, labels, signals.shape[1] / MODEL_FS_HZ, pair.hypnogram)
+    first = np.rint(onsets * MODEL_FS_HZ).astype(np.int64)
+    idx = first[:, None] + np.arange(EPOCH_SAMPLES)
+    epochs = np.ascontiguousarray(signals[:, idx].transpose(1, 0, 2))
+    try:
+        ids = parse_name(pair.psg.name)
+        subject, night = ids.subject, ids.night
+    except ValueError:
+        subject, night = -1, -1
+    source = {**source, "psg": pair.psg.name, "hypnogram": pair.hypnogram.name}
+    return Recording(
+        name=pair.name,
+        subject=subject,
+        night=night,
+        start=start,
+        epochs=epochs,
+        labels=labels.astype(np.int8),
+        onsets_s=onsets,
+        source=source,
+    )
