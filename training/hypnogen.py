@@ -19,20 +19,12 @@ import numpy as np
 
 from .hypnogram import read_hypnogram
 from .layout import EPOCH_S
-from .stages import N1, N_STAGES, SLEEP_STAGES, STAGE_NAMES, UNSCORED, W
+from .stages import N1, N_STAGES, SLEEP_STAGES, STAGE_NAMES, W
 
 N_THIRDS = 3
 STATS_RESOURCE = "hypnogram_stats.json"
 #: Sleep-EDF hypnograms are padded with "?" to this many seconds after the start.
 HYPNOGRAM_SPAN_S = 86400
-
-
-def _stage_grid(path: Path) -> tuple[np.ndarray, dt.datetime]:
-    hyp = read_hypnogram(path)
-    onsets, labels = hyp.epochs()
-    grid = np.full(int(onsets[-1] // EPOCH_S) + 1, UNSCORED, dtype=np.int8)
-    grid[(onsets // EPOCH_S).astype(int)] = labels
-    return grid, hyp.start
 
 
 def fit(paths: Iterable[Path]) -> dict:
@@ -41,7 +33,8 @@ def fit(paths: Iterable[Path]) -> dict:
     pre, period, post, start_s = [], [], [], []
     n = 0
     for path in sorted(paths):
-        grid, start = _stage_grid(path)
+        hyp = read_hypnogram(path)
+        grid, start = hyp.stage_grid(), hyp.start
         sleep = np.flatnonzero(np.isin(grid, list(SLEEP_STAGES)))
         scored = np.flatnonzero(grid >= 0)
         if sleep.size == 0:

@@ -57,6 +57,13 @@ class Hypnogram:
             )
         return on, lab
 
+    def stage_grid(self) -> np.ndarray:
+        """One label per 30-s slot from the hypnogram's start (UNSCORED where nothing is)."""
+        onsets, labels = self.epochs()
+        grid = np.full(int(onsets[-1] // EPOCH_S) + 1, UNSCORED, dtype=np.int8)
+        grid[(onsets // EPOCH_S).astype(int)] = labels
+        return grid
+
 
 def read_hypnogram(path: str | Path) -> Hypnogram:
     path = Path(path)

@@ -503,9 +503,7 @@ def simulate_from_hypnogram(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     hyp = read_hypnogram(hyp_path)
-    onsets, labels = hyp.epochs()
-    stages = np.full(int(onsets[-1] // EPOCH_S) + 1, UNSCORED, dtype=np.int8)
-    stages[(onsets // EPOCH_S).astype(int)] = labels
+    stages = hyp.stage_grid()
     # Movement time has no AASM stage: it is simulated as wake (with its movement bursts).
     stages[stages == MOVEMENT] = W
     n = recorded_epochs(stages)
