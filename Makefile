@@ -10,7 +10,7 @@ SEED ?= 0
 SHARED_HYPNOGRAMS ?= $(wildcard ../shared/sleep-edf/hypnograms)
 DEMO_HYPNOGRAM := $(if $(SHARED_HYPNOGRAMS),$(SHARED_HYPNOGRAMS)/SC4001EC-Hypnogram.edf)
 
-.PHONY: setup test lint format demo bench clean distclean
+.PHONY: setup test lint format demo bench bench-train model clean distclean
 
 setup:
 	@scripts/setup.sh
@@ -38,8 +38,42 @@ demo: setup
 bench: setup
 	$(PY) -m training bench-data $(if $(DEMO_HYPNOGRAM),--hypnogram $(DEMO_HYPNOGRAM)) --seed $(SEED)
 
+## bench-train: one training epoch over the 35 simulated nights (target <= 60 s), with breakdown
+bench-train: setup $(BUILD)/sim35/.done
+	$(PY) -m training bench-train --data $(BUILD)/sim35 --cache $(BUILD)/cache
+
+## model: retrain the shipped model (models/ulw_sleepnet) exactly as shipped (~20 min, 2 cores)
+MODEL_SPLIT := --test-subjects 0,1,2,3 --val-subjects 4,5 --epochs 12 --seed 0 --compile
+model: setup $(BUILD)/sim35/.done
+	$(PY) -m training train --data $(BUILD)/sim35 --cache $(BUILD)/cache \
+		--out $(BUILD)/runs/shipped $(MODEL_SPLIT)
+	cp $(BUILD)/runs/shipped/split/model/{config.json,weights.pt,metrics.json} models/ulw_sleepnet/
+
+# The simulated cohort: one night per real Sleep-EDF-20 hypnogram (needs ../shared/sleep-edf).
+$(BUILD)/sim35/.done:
+	@test -n "$(SHARED_HYPNOGRAMS)" || { echo "needs the real hypnograms: set SHARED_HYPNOGRAMS=DIR"; exit 1; }
+	$(PY) -m training simulate --hypnograms $(SHARED_HYPNOGRAMS) --out $(BUILD)/sim35 --seed 0
+	touch $@
+
 clean:
 	rm -rf $(BUILD) .pytest_cache .ruff_cache
 
-distclean: clean
+dist## bench-train: one training epoch over the 35 simulated nights (target <= 60 s), with breakdown
+bench-train: setup $(BUILD)/sim35/.done
+	$(PY) -m training bench-train --data $(BUILD)/sim35 --cache $(BUILD)/cache
+
+## model: retrain the shipped model (models/ulw_sleepnet) exactly as shipped (~20 min, 2 cores)
+MODEL_SPLIT := --test-subjects 0,1,2,3 --val-subjects 4,5 --epochs 12 --seed 0 --compile
+model: setup $(BUILD)/sim35/.done
+	$(PY) -m training train --data $(BUILD)/sim35 --cache $(BUILD)/cache \
+		--out $(BUILD)/runs/shipped $(MODEL_SPLIT)
+	cp $(BUILD)/runs/shipped/split/model/{config.json,weights.pt,metrics.json} models/ulw_sleepnet/
+
+# The simulated cohort: one night per real Sleep-EDF-20 hypnogram (needs ../shared/sleep-edf).
+$(BUILD)/sim35/.done:
+	@test -n "$(SHARED_HYPNOGRAMS)" || { echo "needs the real hypnograms: set SHARED_HYPNOGRAMS=DIR"; exit 1; }
+	$(PY) -m training simulate --hypnograms $(SHARED_HYPNOGRAMS) --out $(BUILD)/sim35 --seed 0
+	touch $@
+
+clean: clean
 	rm -rf $(VENV)

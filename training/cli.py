@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -154,6 +155,90 @@ def _nights(text: str) -> int:
     return n
 
 
+def default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ulw-sleepnet-mcu" / "epochs"
+
+
+def _subjects(text: str | None) -> list[str]:
+    """'0,1,12' -> Sleep-EDF subject keys."""
+    if not text:
+        return []
+    return [f"subject-{int(t):02d}" for t in text.split(",")]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, run
+
+    cfg = TrainConfig.from_file(
+        args.config,
+        epochs=args.epochs,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        normalisation=args.normalisation,
+        class_weights=args.class_weights or None,
+        compile=args.compile or None,
+    )
+    if bool(args.test_subjects) != bool(args.val_subjects):
+        raise SystemExit("error: --test-subjects and --val-subjects go together")
+    result = run(
+        args.data,
+        args.out,
+        cfg,
+        folds=args.folds,
+        test_subjects=_subjects(args.test_subjects),
+        val_subjects=_subjects(args.val_subjects),
+        cache_dir=args.cache,
+    )
+    from .metrics import format_scores
+
+    print(format_scores(result))
+    print(f"pooled over test subjects; details in {args.out}/metrics.json")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+    from .metrics import format_scores
+
+    out = args.out or Path(args.model) / "evaluation"
+    result = evaluate(args.model, args.data, out, cache_dir=args.cache)
+    print(format_scores(result))
+    print(f"pooled over {len(result['nights'])} nights; hypnograms, plots and metrics in {out}")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from .model import ULWSleepNet, load_model, summary
+
+    model = load_model(args.model)[0] if args.model else ULWSleepNet()
+    s = summary(model)
+    if args.json:
+        print(json.dumps(s, indent=1))
+        return 0
+    print(f"{'layer':<32}{'kind':<11}{'output':>16}{'params':>9}{'MACs':>12}")
+    for row in s["layers"]:
+        shape = "x".join(str(v) for v in row["output_shape"])
+        print(f"{row['name']:<32}{row['kind']:<11}{shape:>16}{row['params']:>9}{row['macs']:>12,}")
+    print(f"total: {s['params']:,} trainable parameters, {s['macs']:,} MACs per 30-s epoch")
+    return 0
+
+
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from .bench import bench_train
+
+    result = bench_train(args.data, args.cache, batch_size=args.batch_size, compile=args.compile)
+    print(json.dumps(result, indent=1))
+    met = result["epoch_s"] <= result["target_epoch_s"]
+    print(
+        "target met"
+        if met
+        else f"TARGET MISSED: one epoch took {result['epoch_s']} s "
+        f"(target {result['target_epoch_s']} s)"
+    )
+    return 0 if met else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -182,6 +267,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hypnograms", required=True, help="folder of real hypnograms")
     p.add_argument("--out", required=True, help="JSON file to write")
     p.set_defaults(func=cmd_hypnostats)
+
+    p = sub.add_parser("train", help="train ULW-SleepNet with subject-wise cross-validation")
+    p.add_argument("--data", required=True, help="folder of PSG/hypnogram pairs")
+    p.add_argument("--out", required=True, help="run folder (re-run the command to resume)")
+    p.add_argument("--folds", type=int, help="subject-wise folds (default 5)")
+    p.add_argument("--test-subjects", help="fixed split instead of folds: e.g. 0,1,2,3")
+    p.add_argument("--val-subjects", help="with --test-subjects: validation subjects, e.g. 4,5")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--config", help="JSON file of training options (see training/train.py)")
+    p.add_argument("--normalisation", choices=["fixed", "zscore"])
+    p.add_argument("--class-weights", action="store_true", help="inverse-frequency weights")
+    p.add_argument("--compile", action="store_true", help="torch.compile (faster long runs)")
+    p.add_argument("--cache", default=default_cache(), help="epoch cache folder")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a folder of recordings with a trained model")
+    p.add_argument("--model", required=True, help="model folder (config.json + weights.pt)")
+    p.add_argument("--data", required=True, help="folder of PSG/hypnogram pairs")
+    p.add_argument("--out", help="output folder (default: MODEL/evaluation)")
+    p.add_argument("--cache", default=default_cache(), help="epoch cache folder")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("summary", help="parameters and MACs per layer")
+    p.add_argument("--model", help="model folder (default: the standard architecture)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("bench-train", help="benchmark: one training epoch, with breakdown")
+    p.add_argument("--data", required=True, help="folder of PSG/hypnogram pairs")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--cache", default=default_cache(), help="epoch cache folder")
+    p.set_defaults(func=cmd_bench_train)
 
     p = sub.add_parser("bench-data", help="benchmark: simulate and load one night, with timings")
     p.add_argument("--hypnogram", help="a real hypnogram (default: a generated one)")

@@ -1,0 +1,130 @@
+"""ULW-SleepNet: the architecture of the specification, exactly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+
+import pytest
+import torch
+
+from training.model import (
+    DepthwiseConv,
+    MaxPoolCeil,
+    ModelConfig,
+    PointwiseConv,
+    ULWSleepNet,
+    count_params,
+    layer_counts,
+    load_model,
+    save_model,
+)
+
+
+def test_parameter_and_mac_counts_match_the_specification():
+    model = ULWSleepNet()
+    assert count_params(model) == 13_337
+    rows = layer_counts(model)
+    assert sum(r.macs for r in rows) == 3_498_352
+    per_block = {
+        b: sum(r.macs for r in rows if r.name.startswith(f"extractor.{b}.")) for b in range(3)
+    }
+    assert per_block == {0: 4 * 232_500, 1: 4 * 330_136, 2: 4 * 309_824}
+    assert [r.macs for r in rows if r.kind == "dense"] == [8_192, 320]
+    # Three channels: 5,145 + 2,048 x C parameters.
+    assert count_params(ULWSleepNet(ModelConfig(n_channels=3))) == 11_289
+
+
+def test_shapes_follow_the_specification():
+    model = ULWSleepNet().eval()
+    x = torch.randn(2, 4, 3000)
+    lengths = []
+    h = x.unsqueeze(1)
+    for block in model.extractor:
+        h = block(h)
+        lengths.append(h.shape[-1])
+    assert lengths == [750, 188, 47]
+    assert model.features(x).shape == (2, 128)
+    assert model(x).shape == (2, 5)
+    assert model(x.unsqueeze(1)).shape == (2, 5)
+
+
+def test_batchnorm_uses_tensorflow_epsilon():
+    assert {m.eps for m in ULWSleepNet().modules() if isinstance(m, torch.nn.BatchNorm2d)} == {1e-3}
+
+
+def test_fast_layers_equal_the_generic_torch_kernels():
+    torch.manual_seed(0)
+    model = ULWSleepNet().eval()
+    x = torch.randn(3, 4, 3000)
+    fast = model(x)
+
+    def generic(self, inp):
+        base = torch.nn.MaxPool2d if isinstance(self, MaxPoolCeil) else torch.nn.Conv2d
+        return base.forward(self, inp)
+
+    for m in model.modules():
+        if isinstance(m, DepthwiseConv | PointwiseConv | MaxPoolCeil):
+            m.forward = types.MethodType(generic, m)
+    torch.testing.assert_close(model(x), fast, atol=1e-5, rtol=1e-5)
+
+
+def test_channels_share_one_extractor():
+    """Swapping two input channels swaps their feature blocks: same weights for every row."""
+    model = ULWSleepNet().eval()
+    x = torch.randn(1, 4, 3000)
+    f = model.features(x).view(4, 32)
+    g = model.features(x[:, [1, 0, 2, 3]]).view(4, 32)
+    torch.testing.assert_close(g[[1, 0, 2, 3]], f)
+
+
+def test_widths_build_pruned_variants_and_round_trip_through_a_folder(tmp_path):
+    cfg = ModelConfig(widths=(4, 8, 12), inner_widths=(3, 6, 10))
+    model = ULWSleepNet(cfg).eval()
+    assert count_params(model) < 13_337
+    save_model(tmp_path, model, {"note": "pruned"})
+    loaded, config = load_model(tmp_path)
+    assert loaded.config == cfg and config["note"] == "pruned"
+    x = torch.randn(2, 4, 3000)
+    torch.testing.assert_close(loaded(x), model(x))
+
+
+def test_summary_cli_prints_json():
+    out = subprocess.run(
+        [sys.executable, "-m", "training", "summary", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    s = json.loads(out)
+    assert (s["params"], s["macs"]) == (13_337, 3_498_352)
+    assert len(s["layers"]) == sum(1 for r in s["layers"] if r["kind"]) > 30
+
+
+def test_missing_model_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no config\.json"):
+        load_model(tmp_path)
+
+
+def test_shipped_model_loads_and_scores_an_unseen_simulated_subject(tmp_path):
+    """The committed weights work: a night of a generated subject (not in the training cohort)
+    is scored far above chance through the shipped normalisation."""
+    from training.cli import generated_hypnograms
+    from training.normalise import input_transform
+    from training.psg import load_recording, pair_for
+    from training.simulator import simulate_from_hypnogram
+    from training.train import predict
+
+    from .conftest import REPO
+
+    model, config = load_model(REPO / "models" / "ulw_sleepnet")
+    assert count_params(model) == 13_337
+    metrics = json.loads((REPO / "models" / "ulw_sleepnet" / "metrics.json").read_text())
+    assert {"acc", "macro_f1", "kappa", "per_class_f1", "n_epochs", "pooled"} <= set(metrics)
+    (hyp,) = generated_hypnograms(tmp_path, 1, seed=7)
+    psg, hyp = simulate_from_hypnogram(hyp, tmp_path, seed=7)
+    rec = load_recording(pair_for(psg, hyp))
+    pred = predict(model, input_transform(config["normalisation"])(rec.epochs)).argmax(axis=1)
+    assert (pred == rec.labels).mean() > 0.7
