@@ -58,22 +58,5 @@ $(BUILD)/sim35/.done:
 clean:
 	rm -rf $(BUILD) .pytest_cache .ruff_cache
 
-dist## bench-train: one training epoch over the 35 simulated nights (target <= 60 s), with breakdown
-bench-train: setup $(BUILD)/sim35/.done
-	$(PY) -m training bench-train --data $(BUILD)/sim35 --cache $(BUILD)/cache
-
-## model: retrain the shipped model (models/ulw_sleepnet) exactly as shipped (~20 min, 2 cores)
-MODEL_SPLIT := --test-subjects 0,1,2,3 --val-subjects 4,5 --epochs 12 --seed 0 --compile
-model: setup $(BUILD)/sim35/.done
-	$(PY) -m training train --data $(BUILD)/sim35 --cache $(BUILD)/cache \
-		--out $(BUILD)/runs/shipped $(MODEL_SPLIT)
-	cp $(BUILD)/runs/shipped/split/model/{config.json,weights.pt,metrics.json} models/ulw_sleepnet/
-
-# The simulated cohort: one night per real Sleep-EDF-20 hypnogram (needs ../shared/sleep-edf).
-$(BUILD)/sim35/.done:
-	@test -n "$(SHARED_HYPNOGRAMS)" || { echo "needs the real hypnograms: set SHARED_HYPNOGRAMS=DIR"; exit 1; }
-	$(PY) -m training simulate --hypnograms $(SHARED_HYPNOGRAMS) --out $(BUILD)/sim35 --seed 0
-	touch $@
-
-clean: clean
+distclean: clean
 	rm -rf $(VENV)
