@@ -10,7 +10,7 @@ SEED ?= 0
 SHARED_HYPNOGRAMS ?= $(wildcard ../shared/sleep-edf/hypnograms)
 DEMO_HYPNOGRAM := $(if $(SHARED_HYPNOGRAMS),$(SHARED_HYPNOGRAMS)/SC4001EC-Hypnogram.edf)
 
-.PHONY: setup test lint format demo bench bench-train model clean distclean
+.PHONY: setup test lint format demo bench bench-train model convert clean distclean
 
 setup:
 	@scripts/setup.sh
@@ -48,6 +48,10 @@ model: setup $(BUILD)/sim35/.done
 	$(PY) -m training train --data $(BUILD)/sim35 --cache $(BUILD)/cache \
 		--out $(BUILD)/runs/shipped $(MODEL_SPLIT)
 	cp $(BUILD)/runs/shipped/split/model/{config.json,weights.pt,metrics.json} models/ulw_sleepnet/
+
+## convert: ONNX, int8 TFLite, C for the firmware and a verified report (build/model)
+convert: setup
+	$(PY) -m converter build --model models/ulw_sleepnet --out $(BUILD)/model
 
 # The simulated cohort: one night per real Sleep-EDF-20 hypnogram (needs ../shared/sleep-edf).
 $(BUILD)/sim35/.done:

@@ -17,7 +17,9 @@ global average pooling gives 32 features per channel; the 4 x 32 features are co
 
 from __future__ import annotations
 
+import contextlib
 import json
+import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -117,6 +119,23 @@ class MaxPoolCeil(nn.MaxPool2d):
         if x.shape[-1] % 2:
             x = F.pad(x, (0, 1), value=float("-inf"))
         return torch.maximum(x[..., 0::2], x[..., 1::2])
+
+
+@contextlib.contextmanager
+def generic_kernels(model: nn.Module):
+    """Run the fast layers through torch's generic Conv2d / MaxPool2d kernels (same results):
+    exports then show Conv and MaxPool operators instead of slices and matrix products."""
+    patched = []
+    for m in model.modules():
+        if isinstance(m, DepthwiseConv | PointwiseConv | MaxPoolCeil):
+            base = nn.MaxPool2d if isinstance(m, MaxPoolCeil) else nn.Conv2d
+            m.forward = types.MethodType(base.forward, m)
+            patched.append(m)
+    try:
+        yield model
+    finally:
+        for m in patched:
+            del m.forward
 
 
 class MainUnit(nn.Sequential):

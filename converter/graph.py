@@ -1,0 +1,513 @@
+"""From an int8 .tflite to the firmware engine's plan: ops, constants, integer parameters, buffers.
+
+The integer parameters are computed exactly as TensorFlow Lite Micro computes them when it
+prepares a model (per-channel QuantizeMultiplier of input_scale * filter_scale / output_scale in
+double precision; the ADD rescaling with left shift 20; activation ranges from the fused
+activation), so the C engine reproduces the TFLM reference kernels bit for bit.
+
+The extractor runs one channel row at a time: every tensor before the global average pool has
+shape (1, rows, time, features) and rows never mix, so the engine keeps only one row's
+activations in RAM. Buffers live in one static arena planned from tensor lifetimes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# TFLite Micro's builtin ops for int8 models that the project has verified, with the
+# dtypes they accept here. Anything else is reported with its layer name.
+TFLM_INT8_OPS = {
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "MAX_POOL_2D",
+    "AVERAGE_POOL_2D",
+    "ADD",
+    "RESHAPE",
+    "FULLY_CONNECTED",
+    "MEAN",
+    "SOFTMAX",
+    "QUANTIZE",
+    "DEQUANTIZE",
+    "CONCATENATION",
+    "PAD",
+    "MUL",
+    "LOGISTIC",
+    "RELU",
+    "RELU6",
+    "STRIDED_SLICE",
+    "TRANSPOSE",
+    "SQUEEZE",
+}
+ENGINE_OPS = {
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "MAX_POOL_2D",
+    "AVERAGE_POOL_2D",
+    "ADD",
+    "RESHAPE",
+    "FULLY_CONNECTED",
+}
+INT8, INT32 = 9, 2  # TFLite TensorType codes
+_TYPE_NAMES = {
+    0: "FLOAT32",
+    1: "FLOAT16",
+    2: "INT32",
+    3: "UINT8",
+    4: "INT64",
+    9: "INT8",
+    7: "INT16",
+}
+
+
+class UnsupportedModelError(ValueError):
+    """An op, dtype or shape that TFLite Micro or the engine cannot run; names the layer."""
+
+
+@dataclass
+class Tensor:
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: int
+    scales: np.ndarray | None
+    zero_points: np.ndarray | None
+    data: np.ndarray | None  # constant tensors only
+
+    @property
+    def scale(self) -> float:
+        return float(self.scales[0])
+
+    @property
+    def zero_point(self) -> int:
+        return int(self.zero_points[0])
+
+
+@dataclass
+class Op:
+    index: int
+    kind: str
+    inputs: list[int]
+    outputs: list[int]
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Graph:
+    tensors: list[Tensor]
+    ops: list[Op]
+    inputs: list[int]
+    outputs: list[int]
+
+    def layer_name(self, op: Op) -> str:
+        """A readable layer name: the Keras layer the op's output came from."""
+        name = self.tensors[op.outputs[0]].name
+        parts = name.split(";")[0].split("/")
+        return parts[1] if len(parts) > 1 else parts[0]
+
+
+def read_tflite(model: bytes) -> Graph:
+    from tensorflow.lite.python import schema_py_generated as fb
+
+    m = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(model, 0))
+    if len(m.subgraphs) != 1:
+        raise UnsupportedModelError(f"expected one subgraph, found {len(m.subgraphs)}")
+    sg = m.subgraphs[0]
+    names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
+    tensors = []
+    for i, t in enumerate(sg.tensors):
+        q = t.quantization
+        scales = np.asarray(q.scale, np.float32) if q is not None and q.scale is not None else None
+        zps = (
+            np.asarray(q.zeroPoint, np.int64) if q is not None and q.zeroPoint is not None else None
+        )
+        buf = m.buffers[t.buffer].data if t.buffer < len(m.buffers) else None
+        data = None
+        if buf is not None and len(buf):
+            dt = {INT8: np.int8, INT32: np.int32}.get(t.type)
+            if dt is not None:
+                data = np.frombuffer(bytes(buf), dtype=dt).reshape(tuple(t.shape))
+        name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+        tensors.append(
+            Tensor(i, name, tuple(int(s) for s in t.shape), int(t.type), scales, zps, data)
+        )
+    ops = []
+    for i, op in enumerate(sg.operators):
+        oc = m.operatorCodes[op.opcodeIndex]
+        kind = names[max(oc.builtinCode, oc.deprecatedBuiltinCode)]
+        opts = dict(vars(op.builtinOptions)) if op.builtinOptions is not None else {}
+        ops.append(Op(i, kind, [int(x) for x in op.inputs], [int(x) for x in op.outputs], opts))
+    return Graph(tensors, ops, [int(x) for x in sg.inputs], [int(x) for x in sg.outputs])
+
+
+def check_tflm(graph: Graph) -> None:
+    """Every op is a TFLite Micro builtin and every activation tensor is int8."""
+    for op in graph.ops:
+        layer = graph.layer_name(op)
+        if op.kind not in TFLM_INT8_OPS:
+            raise UnsupportedModelError(
+                f"op {op.kind} (layer {layer}) is not supported by TFLite Micro for int8 models"
+            )
+        for ti in [*op.outputs, op.inputs[0]]:
+            t = graph.tensors[ti]
+            if t.dtype != INT8:
+                raise UnsupportedModelError(
+                    f"op {op.kind} (layer {layer}): tensor {t.name!r} is "
+                    f"{_TYPE_NAMES.get(t.dtype, t.dtype)}, expected INT8"
+                )
+
+
+# ------------------------------------------------------------------------------------------
+# TFLite Micro's integer parameters
+
+
+def quantize_multiplier(m: float) -> tuple[int, int]:
+    """TFLite's QuantizeMultiplier: m = q * 2^shift / 2^31 with q in [2^30, 2^31)."""
+    if m == 0.0:
+        return 0, 0
+    frac, shift = math.frexp(m)
+    q = math.floor(frac * (1 << 31) + 0.5)  # TfLiteRound: half away from zero (frac > 0)
+    if q == 1 << 31:
+        q //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    return int(q), int(shift)
+
+
+def activation_range(fused: int, out: Tensor) -> tuple[int, int]:
+    """CalculateActivationRangeQuantized for int8: NONE (0), RELU (1), RELU6 (3)."""
+    zp, scale = out.zero_point, np.float32(out.scale)
+    if fused == 0:
+        return -128, 127
+    if fused == 1:
+        return max(-128, zp), 127
+    if fused == 3:
+        return max(-128, zp), min(127, zp + round(float(np.float32(6.0) / scale)))
+    raise UnsupportedModelError(f"fused activation {fused} not supported")
+
+
+def conv_multipliers(inp: Tensor, filt: Tensor, out: Tensor) -> tuple[list[int], list[int]]:
+    mults, shifts = [], []
+    for s in filt.scales:
+        eff = float(np.float32(inp.scale)) * float(np.float32(s)) / float(np.float32(out.scale))
+        q, sh = quantize_multiplier(eff)
+        mults.append(q)
+        shifts.append(sh)
+    return mults, shifts
+
+
+def fc_multiplier(inp: Tensor, filt: Tensor, out: Tensor) -> tuple[int, int]:
+    product = float(np.float32(inp.scale) * np.float32(filt.scale))  # float product, as TFLM
+    return quantize_multiplier(product / float(np.float32(out.scale)))
+
+
+ADD_LEFT_SHIFT = 20
+
+
+def add_params(a: Tensor, b: Tensor, out: Tensor) -> dict:
+    twice_max = 2.0 * float(max(np.float32(a.scale), np.float32(b.scale)))
+    am, ash = quantize_multiplier(float(np.float32(a.scale)) / twice_max)
+    bm, bsh = quantize_multiplier(float(np.float32(b.scale)) / twice_max)
+    om, osh = quantize_multiplier(
+        twice_max / ((1 << ADD_LEFT_SHIFT) * float(np.float32(out.scale)))
+    )
+    return {
+        "a_offset": -a.zero_point,
+        "a_mult": am,
+        "a_shift": ash,
+        "b_offset": -b.zero_point,
+        "b_mult": bm,
+        "b_shift": bsh,
+        "left_shift": ADD_LEFT_SHIFT,
+        "out_offset": out.zero_point,
+        "out_mult": om,
+        "out_shift": osh,
+    }
+
+
+def same_padding(length: int, window: int, stride: int, padding: int) -> tuple[int, int]:
+    """(output length, left padding) for TFLite padding 0 = SAME, 1 = VALID."""
+    if padding == 0:
+        out = (length + stride - 1) // stride
+    else:
+        out = (length - window + stride) // stride
+    total = max((out - 1) * stride + window - length, 0)
+    return out, total // 2
+
+
+# ------------------------------------------------------------------------------------------
+# The engine's plan
+
+
+@dataclass
+class Step:
+    """One kernel call. Buffers are arena tensors, the input row, or the feature vector."""
+
+    kind: str  # depthwise | pointwise | max_pool | avg_pool | add | fully_connected
+    layer: str
+    op_index: int
+    inputs: list[int]
+    output: int
+    params: dict
+    phase: str  # "row" (once per channel row) or "head"
+    macs: int = 0
+
+
+@dataclass
+class Plan:
+    rows: int
+    row_len: int
+    steps: list[Step]
+    tensors: dict[int, Tensor]
+    offsets: dict[int, int]  # arena offset of each row tensor
+    arena_bytes: int
+    feature_tensor: int
+    feature_bytes: int
+    output_tensor: int
+    input_tensor: int
+    head_buffers: dict[int, int]  # head tensor -> byte size
+
+    @property
+    def activation_bytes(self) -> int:
+        return self.arena_bytes + self.feature_bytes + sum(self.head_buffers.values())
+
+
+def make_plan(graph: Graph) -> Plan:
+    check_tflm(graph)
+    t = graph.tensors
+    (inp_i,), (out_i,) = graph.inputs, graph.outputs
+    inp = t[inp_i]
+    if len(inp.shape) != 4 or inp.shape[0] != 1 or inp.shape[3] != 1:
+        raise UnsupportedModelError(f"input shape {inp.shape}: expected (1, rows, time, 1)")
+    rows, row_len = inp.shape[1], inp.shape[2]
+    steps: list[Step] = []
+    phase, feature_tensor = "row", None
+    for op in graph.ops:
+        layer = graph.layer_name(op)
+        if op.kind not in ENGINE_OPS:
+            raise UnsupportedModelError(f"op {op.kind} (layer {layer}) has no engine kernel")
+        o = t[op.outputs[0]]
+        x = t[op.inputs[0]]
+        if op.kind == "RESHAPE":
+            if phase != "row" or feature_tensor is None:
+                raise UnsupportedModelError(f"RESHAPE (layer {layer}) only after the pooling")
+            phase = "head"
+            feature_tensor = op.outputs[0]
+            continue
+        if phase == "row" and (len(o.shape) != 4 or o.shape[1] != rows):
+            raise UnsupportedModelError(f"{op.kind} (layer {layer}) mixes channel rows")
+        opts = op.options
+        if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            w = t[op.inputs[1]]
+            bias = t[op.inputs[2]].data if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+            mults, shifts = conv_multipliers(x, w, o)
+            act = activation_range(opts["fusedActivationFunction"], o)
+            kh, kw = w.shape[1], w.shape[2]
+            if kh != 1:
+                raise UnsupportedModelError(f"{op.kind} (layer {layer}): kernel height {kh}")
+            len_in, cin, cout = x.shape[2], x.shape[3], o.shape[3]
+            common = {
+                "len_in": len_in,
+                "len_out": o.shape[2],
+                "input_offset": -x.zero_point,
+                "output_offset": o.zero_point,
+                "mult": mults,
+                "shift": shifts,
+                "act_min": act[0],
+                "act_max": act[1],
+                "bias": None if bias is None else bias.astype(np.int64).tolist(),
+            }
+            if op.kind == "DEPTHWISE_CONV_2D":
+                if opts.get("depthMultiplier", 1) != 1 or cin != cout:
+                    raise UnsupportedModelError(f"depthwise layer {layer}: depth multiplier")
+                out_len, pad = same_padding(len_in, kw, opts["strideW"], opts["padding"])
+                steps.append(
+                    Step(
+                        "depthwise",
+                        layer,
+                        op.index,
+                        [op.inputs[0]],
+                        op.outputs[0],
+                        {
+                            **common,
+                            "channels": cin,
+                            "kernel": kw,
+                            "stride": opts["strideW"],
+                            "pad_left": pad,
+                            "filter": w.data.reshape(-1).tolist(),
+                        },
+                        phase,
+                        macs=rows * o.shape[2] * cout * kw,
+                    )
+                )
+            else:
+                if kw != 1 or opts["strideW"] != 1:
+                    raise UnsupportedModelError(f"CONV_2D (layer {layer}): only 1x1, stride 1")
+                steps.append(
+                    Step(
+                        "pointwise",
+                        layer,
+                        op.index,
+                        [op.inputs[0]],
+                        op.outputs[0],
+                        {
+                            **common,
+                            "in_channels": cin,
+                            "out_channels": cout,
+                            "filter": w.data.reshape(-1).tolist(),
+                        },
+                        phase,
+                        macs=rows * o.shape[2] * cout * cin,
+                    )
+                )
+        elif op.kind in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
+            if opts["filterHeight"] != 1:
+                raise UnsupportedModelError(f"{op.kind} (layer {layer}): pooling across rows")
+            if op.kind == "AVERAGE_POOL_2D" and (x.scale, x.zero_point) != (o.scale, o.zero_point):
+                raise UnsupportedModelError(f"AVERAGE_POOL_2D (layer {layer}) rescales")
+            out_len, pad = same_padding(
+                x.shape[2], opts["filterWidth"], opts["strideW"], opts["padding"]
+            )
+            act = activation_range(opts["fusedActivationFunction"], o)
+            kind = "max_pool" if op.kind == "MAX_POOL_2D" else "avg_pool"
+            steps.append(
+                Step(
+                    kind,
+                    layer,
+                    op.index,
+                    [op.inputs[0]],
+                    op.outputs[0],
+                    {
+                        "len_in": x.shape[2],
+                        "len_out": out_len,
+                        "channels": x.shape[3],
+                        "window": opts["filterWidth"],
+                        "stride": opts["strideW"],
+                        "pad_left": pad,
+                        "act_min": act[0],
+                        "act_max": act[1],
+                    },
+                    phase,
+                )
+            )
+            if kind == "avg_pool":
+                feature_tensor = op.outputs[0]
+        elif op.kind == "ADD":
+            b = t[op.inputs[1]]
+            if x.shape != b.shape:
+                raise UnsupportedModelError(f"ADD (layer {layer}) with broadcasting")
+            act = activation_range(opts["fusedActivationFunction"], o)
+            n = x.shape[2] * x.shape[3]
+            steps.append(
+                Step(
+                    "add",
+                    layer,
+                    op.index,
+                    op.inputs[:2],
+                    op.outputs[0],
+                    {**add_params(x, b, o), "n": n, "act_min": act[0], "act_max": act[1]},
+                    phase,
+                )
+            )
+        elif op.kind == "FULLY_CONNECTED":
+            if phase != "head":
+                raise UnsupportedModelError(f"FULLY_CONNECTED (layer {layer}) before the head")
+            w = t[op.inputs[1]]
+            bias = t[op.inputs[2]].data if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+            if w.scales is None or len(w.scales) not in (1, w.shape[0]):
+                raise UnsupportedModelError(f"FULLY_CONNECTED (layer {layer}): weight scales")
+            if len(w.scales) == 1:  # per tensor: TFLM multiplies the two float scales first
+                m, sh = fc_multiplier(x, w, o)
+                m, sh = [m] * w.shape[0], [sh] * w.shape[0]
+            else:  # per channel: as for convolutions
+                m, sh = conv_multipliers(x, w, o)
+            act = activation_range(opts["fusedActivationFunction"], o)
+            steps.append(
+                Step(
+                    "fully_connected",
+                    layer,
+                    op.index,
+                    [op.inputs[0]],
+                    op.outputs[0],
+                    {
+                        "in_features": w.shape[1],
+                        "out_features": w.shape[0],
+                        "input_offset": -x.zero_point,
+                        "filter_offset": -w.zero_point,
+                        "output_offset": o.zero_point,
+                        "mult": m,
+                        "shift": sh,
+                        "act_min": act[0],
+                        "act_max": act[1],
+                        "weights": w.data.reshape(-1).tolist(),
+                        "bias": None if bias is None else bias.tolist(),
+                    },
+                    phase,
+                    macs=w.shape[0] * w.shape[1],
+                )
+            )
+    if feature_tensor is None or steps[-1].output != out_i:
+        raise UnsupportedModelError("expected: row ops, global pooling, RESHAPE, dense head")
+    # Map the pooled tensor (pre-reshape) and the reshaped one to the same feature buffer.
+    pooled = next(s.output for s in steps if s.kind == "avg_pool")
+    offsets, arena = plan_arena(steps, t, inp_i, pooled)
+    head = {
+        s.output: int(np.prod(t[s.output].shape))
+        for s in steps
+        if s.phase == "head" and s.output != out_i
+    }
+    feature_bytes = int(np.prod(t[feature_tensor].shape))
+    for s in steps:
+        s.inputs = [pooled if i == feature_tensor else i for i in s.inputs]
+    return Plan(
+        rows,
+        row_len,
+        steps,
+        {i: t[i] for i in range(len(t))},
+        offsets,
+        arena,
+        pooled,
+        feature_bytes,
+        out_i,
+        inp_i,
+        head,
+    )
+
+
+def row_bytes(tensor: Tensor) -> int:
+    return int(tensor.shape[2] * tensor.shape[3])
+
+
+def plan_arena(
+    steps: list[Step], tensors: list[Tensor], input_tensor: int, pooled: int
+) -> tuple[dict[int, int], int]:
+    """First-fit offsets for the row tensors from their lifetimes (producer .. last consumer).
+
+    The row input lives in the caller's buffer and the pooled features in their own buffer.
+    """
+    row_steps = [s for s in steps if s.phase == "row"]
+    born, dies = {}, {}
+    for i, s in enumerate(row_steps):
+        if s.output != pooled:
+            born[s.output] = i
+        for x in s.inputs:
+            dies[x] = i
+    order = sorted(born, key=lambda k: (born[k], -row_bytes(tensors[k])))
+    placed: list[tuple[int, int, int, int]] = []  # (start, end, born, dies)
+    offsets, top = {}, 0
+    for k in order:
+        size = (row_bytes(tensors[k]) + 3) // 4 * 4
+        life = (born[k], dies.get(k, born[k]))
+        clashes = sorted((a, b) for a, b, s0, s1 in placed if s0 <= life[1] and life[0] <= s1)
+        offset = 0
+        for a, b in clashes:
+            if offset + size <= a:
+                break
+            offset = max(offset, b)
+        offsets[k] = offset
+        placed.append((offset, offset + size, *life))
+        top = max(top, offset + size)
+    return offsets, top

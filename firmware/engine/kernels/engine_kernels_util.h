@@ -1,0 +1,60 @@
+/*
+ * engine_kernels_util.h - private helpers shared by the kernel files (not a public header).
+ */
+#ifndef ENGINE_KERNELS_UTIL_H
+#define ENGINE_KERNELS_UTIL_H
+
+#include <limits.h>
+#include <stdint.h>
+
+#include "engine_requant.h"
+
+/* 1 if [act_min, act_max] is a non-empty sub-range of int8, else 0. */
+static inline int engine_act_range_valid_s8(int32_t act_min, int32_t act_max)
+{
+    return (act_min >= INT8_MIN) && (act_min <= act_max) && (act_max <= INT8_MAX);
+}
+
+/* 1 if every shift[0..n) lies in [lo, hi], else 0. */
+static inline int engine_shifts_valid(const int32_t *shift, int n, int32_t lo, int32_t hi)
+{
+    for (int i = 0; i < n; ++i) {
+        if ((shift[i] < lo) || (shift[i] > hi)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* v clamped to [lo, hi]; [lo, hi] must lie within int8. */
+static inline int8_t engine_clamp_s8(int32_t v, int32_t lo, int32_t hi)
+{
+    v = (v < lo) ? lo : v;
+    v = (v > hi) ? hi : v;
+    return (int8_t)v;
+}
+
+/*
+ * Window geometry check of the 1-D sliding kernels: 1 if every input index
+ * t_out * stride - pad_left + k (0 <= t_out < len_out, 0 <= k < window) and every
+ * len * channels product fits in int, else 0. Sizes must already be >= 1, pad_left >= 0.
+ */
+static inline int engine_window_geometry_valid(int len_in, int channels, int window, int stride,
+                                               int len_out)
+{
+    return (len_in <= INT_MAX / channels) && (len_out <= INT_MAX / channels) &&
+           (window <= INT_MAX / channels) && (len_out - 1 <= (INT_MAX - (window - 1)) / stride);
+}
+
+/*
+ * Taps [*k_start, *k_end) of a window starting at input index `origin` that fall inside
+ * [0, len_in) (empty range when none does). origin >= -INT_MAX.
+ */
+static inline void engine_window_taps(int origin, int window, int len_in, int *k_start,
+                                      int *k_end)
+{
+    *k_start = (origin < 0) ? -origin : 0;
+    *k_end = (origin < len_in - window) ? window : len_in - origin;
+}
+
+#endif /* ENGINE_KERNELS_UTIL_H */
