@@ -17,16 +17,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# TFLite Micro's builtin ops for int8 models that the project has verified, with the
-# dtypes they accept here. Anything else is reported with its layer name.
-TFLM_INT8_OPS = {
-    "CONV_2D",
-    "DEPTHWISE_CONV_2D",
-    "MAX_POOL_2D",
-    "AVERAGE_POOL_2D",
-    "ADD",
-    "RESHAPE",
-    "FULLY_CONNECTED",
+#: Ops the firmware's engine has kernels for (each bit-exact with TFLite Micro).
+ENGINE_OPS = frozenset(
+    {
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "MAX_POOL_2D",
+        "AVERAGE_POOL_2D",
+        "ADD",
+        "RESHAPE",
+        "FULLY_CONNECTED",
+    }
+)
+#: TFLite Micro builtins with int8 kernels that a model like this one may produce; an op
+#: outside this set is reported with its layer name before anything is generated.
+TFLM_INT8_OPS = ENGINE_OPS | {
     "MEAN",
     "SOFTMAX",
     "QUANTIZE",
@@ -40,15 +45,6 @@ TFLM_INT8_OPS = {
     "STRIDED_SLICE",
     "TRANSPOSE",
     "SQUEEZE",
-}
-ENGINE_OPS = {
-    "CONV_2D",
-    "DEPTHWISE_CONV_2D",
-    "MAX_POOL_2D",
-    "AVERAGE_POOL_2D",
-    "ADD",
-    "RESHAPE",
-    "FULLY_CONNECTED",
 }
 INT8, INT32 = 9, 2  # TFLite TensorType codes
 _TYPE_NAMES = {

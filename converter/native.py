@@ -12,6 +12,18 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 ENGINE = REPO / "firmware" / "engine"
 CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-shared", "-fPIC"]
+#: The Cortex-M4F build of the engine (arm-none-eabi-gcc).
+ARM_M4_CFLAGS = [
+    "-std=c11",
+    "-O2",
+    "-mcpu=cortex-m4",
+    "-mthumb",
+    "-mfloat-abi=hard",
+    "-mfpu=fpv4-sp-d16",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+]
 
 
 class NativeEngine:

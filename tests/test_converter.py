@@ -20,7 +20,7 @@ from converter.graph import (
     quantize_multiplier,
     same_padding,
 )
-from converter.native import ENGINE, first_mismatches
+from converter.native import ARM_M4_CFLAGS, ENGINE, first_mismatches
 
 from .conftest import REPO
 
@@ -95,15 +95,7 @@ def test_generated_engine_builds_for_cortex_m4(built, tmp_path):
     out, _ = built
     cmd = [
         "arm-none-eabi-gcc",
-        "-std=c11",
-        "-O2",
-        "-mcpu=cortex-m4",
-        "-mthumb",
-        "-mfloat-abi=hard",
-        "-mfpu=fpv4-sp-d16",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
+        *ARM_M4_CFLAGS,
         "-c",
         f"-I{ENGINE / 'include'}",
         f"-I{out}",

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from converter.native import ARM_M4_CFLAGS
+
 REPO = Path(__file__).resolve().parents[1]
 ENGINE = REPO / "firmware" / "engine"
 INCLUDE = ENGINE / "include"
@@ -34,17 +36,7 @@ KERNEL_FILES = [
 ]
 
 HOST_FLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic"]
-ARM_FLAGS = [
-    "-std=c11",
-    "-O2",
-    "-mcpu=cortex-m4",
-    "-mthumb",
-    "-mfloat-abi=hard",
-    "-mfpu=fpv4-sp-d16",
-    "-Wall",
-    "-Wextra",
-    "-Werror",
-]
+ARM_FLAGS = ARM_M4_CFLAGS
 
 ENGINE_OK, ENGINE_ERR_ARG = 0, 1
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
