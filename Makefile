@@ -10,13 +10,13 @@ SEED ?= 0
 SHARED_HYPNOGRAMS ?= $(wildcard ../shared/sleep-edf/hypnograms)
 DEMO_HYPNOGRAM := $(if $(SHARED_HYPNOGRAMS),$(SHARED_HYPNOGRAMS)/SC4001EC-Hypnogram.edf)
 
-.PHONY: setup test lint format demo bench bench-train model convert clean distclean
+.PHONY: setup test lint format demo bench bench-train model convert firmware firmware-model clean distclean
 
 setup:
 	@scripts/setup.sh
 
 ## test: lint + every test (offline after setup)
-test: setup lint
+test: setup lint firmware
 	$(PY) -m pytest -q
 
 lint: setup
@@ -52,6 +52,17 @@ model: setup $(BUILD)/sim35/.done
 ## convert: ONNX, int8 TFLite, C for the firmware and a verified report (build/model)
 convert: setup
 	$(PY) -m converter build --model models/ulw_sleepnet --out $(BUILD)/model
+
+## firmware: build every board (firmware/build/<board>/firmware.elf, sizes printed)
+BOARDS := emu-m4 emu-an386
+firmware:
+	for b in $(BOARDS); do $(MAKE) -s -C firmware BOARD=$$b || exit 1; done
+
+## firmware-model: regenerate the committed model C and .tflite from models/ulw_sleepnet
+firmware-model: convert
+	cp $(BUILD)/model/engine_model.c $(BUILD)/model/engine_model.h $(BUILD)/model/model_norm.h \
+		firmware/engine/model/
+	cp $(BUILD)/model/model_int8.tflite models/ulw_sleepnet/
 
 # The simulated cohort: one night per real Sleep-EDF-20 hypnogram (needs ../shared/sleep-edf).
 $(BUILD)/sim35/.done:

@@ -133,7 +133,7 @@ def build(
     tflm = TflmRunner(flat)
     arena = tflm.arena_bytes()
     versions = tool_versions()
-    codegen.write_sources(out, plan, flat, versions, arena)
+    codegen.write_sources(out, plan, flat, versions, arena, config["normalisation"]["channels"])
 
     # int8 checks: C engine vs TFLM runtime (bit-exact), LiteRT vs TFLM, accuracy
     sets = check_inputs(x_eval, np.concatenate([r.epochs for r in held]), transform, rng, n_check)

@@ -122,9 +122,15 @@ def model_hash(flatbuffer: bytes) -> str:
 
 
 def write_sources(
-    out: Path, plan: Plan, flatbuffer: bytes, versions: dict[str, str], tflm_arena: int
+    out: Path,
+    plan: Plan,
+    flatbuffer: bytes,
+    versions: dict[str, str],
+    tflm_arena: int,
+    norm: list[dict],
 ) -> list[Path]:
-    """engine_model.c/.h (the firmware's engine) and model_data.c/.h (for TFLite Micro users)."""
+    """engine_model.c/.h (the firmware's engine), model_norm.h (its input normalisation and
+    model hash) and model_data.c/.h (the flatbuffer, for TFLite Micro users)."""
     env = environment()
     h = model_hash(flatbuffer)
     steps = [step_view(plan, i, s) for i, s in enumerate(plan.steps)]
@@ -138,9 +144,17 @@ def write_sources(
         "row_features": pooled.shape[-1],
         "data": list(flatbuffer),
         "arena": tflm_arena,
+        "norm": norm,
+        "hash8": [f"0x{b:02x}" for b in bytes.fromhex(h)[:8]],
     }
     written = []
-    for name in ("engine_model.h", "engine_model.c", "model_data.h", "model_data.c"):
+    for name in (
+        "engine_model.h",
+        "engine_model.c",
+        "model_norm.h",
+        "model_data.h",
+        "model_data.c",
+    ):
         path = out / name
         path.write_text(env.get_template(name + ".j2").render(**ctx))
         written.append(path)

@@ -18,6 +18,15 @@ SHARED = REPO.parent / "shared" / "sleep-edf"
 START = dt.datetime(1989, 4, 24, 16, 13)
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--port",
+        default=None,
+        help="hardware-in-the-loop tests on a real board at this pyserial URL "
+        "(default: an emulated board in QEMU)",
+    )
+
+
 @pytest.fixture(scope="session")
 def shared_sleep_edf() -> Path:
     """../shared/sleep-edf (real hypnograms, PSG header); skips where it is absent."""

@@ -1,0 +1,15 @@
+/* Per-layer counts: force-included into engine_model.c so that ENGINE_LAYER_DONE(index) adds
+ * the work since the previous layer to that layer's total (rows accumulate). */
+#ifndef PROFILE_H
+#define PROFILE_H
+
+#include <stdint.h>
+
+void profile_begin(void);
+void profile_layer_done(int index);
+/* Count of layer `index` in the last inference (0 when profiling is off). */
+uint32_t profile_layer_count(int index);
+
+#define ENGINE_LAYER_DONE(index) profile_layer_done(index)
+
+#endif /* PROFILE_H */

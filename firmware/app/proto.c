@@ -1,0 +1,116 @@
+#include "proto.h"
+
+#include <string.h>
+
+enum { WAIT_SYNC0, WAIT_SYNC1, HEADER, PAYLOAD, CRC0, CRC1 };
+
+static int known_type(uint8_t type)
+{
+    return type == PROTO_MSG_HELLO || type == PROTO_MSG_SAMPLES ||
+           type == PROTO_MSG_RESET_STREAM || type == PROTO_MSG_PROFILE;
+}
+
+void proto_parser_init(proto_parser_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->state = WAIT_SYNC0;
+}
+
+uint16_t proto_crc16(uint16_t crc, const uint8_t *data, size_t len)
+{
+    /* CRC-16/CCITT-FALSE: poly 0x1021, MSB first. */
+    for (size_t i = 0; i < len; ++i) {
+        crc ^= (uint16_t)(data[i] << 8);
+        for (int b = 0; b < 8; ++b) {
+            crc = (crc & 0x8000u) ? (uint16_t)((crc << 1) ^ 0x1021u) : (uint16_t)(crc << 1);
+        }
+    }
+    return crc;
+}
+
+static proto_event_t fail(proto_parser_t *p, uint8_t code)
+{
+    p->error = code;
+    p->error_seq = (uint16_t)(p->header[4] | (p->header[5] << 8));
+    p->state = WAIT_SYNC0;
+    return PROTO_ERROR;
+}
+
+proto_event_t proto_parser_push(proto_parser_t *p, uint8_t byte)
+{
+    switch (p->state) {
+    case WAIT_SYNC0:
+        if (byte == PROTO_SYNC0) {
+            p->state = WAIT_SYNC1;
+        }
+        return PROTO_NONE;
+    case WAIT_SYNC1:
+        if (byte == PROTO_SYNC1) {
+            p->header[0] = PROTO_SYNC0;
+            p->header[1] = PROTO_SYNC1;
+            p->got = 2;
+            p->state = HEADER;
+        } else if (byte != PROTO_SYNC0) {
+            p->state = WAIT_SYNC0;
+        }
+        return PROTO_NONE;
+    case HEADER:
+        p->header[p->got++] = byte;
+        if (p->got < PROTO_HEADER_LEN) {
+            return PROTO_NONE;
+        }
+        p->frame.type = p->header[3];
+        p->frame.seq = (uint16_t)(p->header[4] | (p->header[5] << 8));
+        p->frame.len = (uint16_t)(p->header[6] | (p->header[7] << 8));
+        if (p->header[2] != PROTO_VERSION) {
+            return fail(p, PROTO_ERR_BAD_VERSION);
+        }
+        if (p->frame.len > PROTO_MAX_PAYLOAD) {
+            return fail(p, PROTO_ERR_TOO_LONG);
+        }
+        p->crc = proto_crc16(0xFFFFu, &p->header[2], PROTO_HEADER_LEN - 2);
+        p->got = 0;
+        p->state = p->frame.len ? PAYLOAD : CRC0;
+        return PROTO_NONE;
+    case PAYLOAD:
+        p->frame.payload[p->got++] = byte;
+        if (p->got == p->frame.len) {
+            p->crc = proto_crc16(p->crc, p->frame.payload, p->frame.len);
+            p->state = CRC0;
+        }
+        return PROTO_NONE;
+    case CRC0:
+        p->got = byte;
+        p->state = CRC1;
+        return PROTO_NONE;
+    default: /* CRC1 */
+        if ((uint16_t)(p->got | (byte << 8)) != p->crc) {
+            return fail(p, PROTO_ERR_BAD_CRC);
+        }
+        p->state = WAIT_SYNC0;
+        if (!known_type(p->frame.type)) {
+            return fail(p, PROTO_ERR_UNKNOWN_TYPE);
+        }
+        return PROTO_FRAME;
+    }
+}
+
+size_t proto_encode(uint8_t *out, uint8_t type, uint16_t seq, const uint8_t *payload,
+                    uint16_t len)
+{
+    out[0] = PROTO_SYNC0;
+    out[1] = PROTO_SYNC1;
+    out[2] = PROTO_VERSION;
+    out[3] = type;
+    out[4] = (uint8_t)(seq & 0xFF);
+    out[5] = (uint8_t)(seq >> 8);
+    out[6] = (uint8_t)(len & 0xFF);
+    out[7] = (uint8_t)(len >> 8);
+    if (len) {
+        memcpy(&out[PROTO_HEADER_LEN], payload, len);
+    }
+    uint16_t crc = proto_crc16(0xFFFFu, &out[2], (size_t)PROTO_HEADER_LEN - 2 + len);
+    out[PROTO_HEADER_LEN + len] = (uint8_t)(crc & 0xFF);
+    out[PROTO_HEADER_LEN + len + 1] = (uint8_t)(crc >> 8);
+    return (size_t)PROTO_HEADER_LEN + len + PROTO_CRC_LEN;
+}

@@ -1,0 +1,41 @@
+/* Wire protocol constants (docs/protocol.md is the source of truth; tests/test_protocol.py
+ * checks this header against host_tools/protocol.py). */
+#ifndef PROTOCOL_DEFS_H
+#define PROTOCOL_DEFS_H
+
+#define PROTO_SYNC0 0xA5
+#define PROTO_SYNC1 0x5A
+#define PROTO_VERSION 1
+#define PROTO_HEADER_LEN 8
+#define PROTO_CRC_LEN 2
+#define PROTO_MAX_PAYLOAD 1024
+#define PROTO_MAX_SAMPLES_PER_FRAME 125
+#define PROTO_N_CHANNELS 4
+#define PROTO_EPOCH_SAMPLES 3000
+#define PROTO_SAMPLE_RATE_HZ 100
+
+#define PROTO_MSG_HELLO 0x01
+#define PROTO_MSG_SAMPLES 0x02
+#define PROTO_MSG_RESET_STREAM 0x03
+#define PROTO_MSG_PROFILE 0x04
+#define PROTO_MSG_INFO 0x81
+#define PROTO_MSG_ACK 0x82
+#define PROTO_MSG_RESULT 0x83
+#define PROTO_MSG_ERROR 0x84
+#define PROTO_MSG_LAYER_COUNTS 0x85
+
+#define PROTO_ERR_BAD_CRC 1
+#define PROTO_ERR_BAD_VERSION 2
+#define PROTO_ERR_UNKNOWN_TYPE 3
+#define PROTO_ERR_TOO_LONG 4
+#define PROTO_ERR_BAD_LENGTH 5
+#define PROTO_ERR_OUT_OF_SEQUENCE 6
+#define PROTO_ERR_ENGINE 7
+
+#define PROTO_COUNTER_INSTRUCTIONS 0
+#define PROTO_COUNTER_CYCLES 1
+
+#define PROTO_INFO_LEN 91
+#define PROTO_RESULT_LEN 19
+
+#endif /* PROTOCOL_DEFS_H */

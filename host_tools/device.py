@@ -1,0 +1,146 @@
+"""Layer 2: a board on a serial port (real or emulated), spoken to in frames (docs/protocol.md).
+
+Every request waits for its reply with a timeout; errors name the operation and what to check.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .protocol import (
+    EPOCH_SAMPLES,
+    MAX_SAMPLES_PER_FRAME,
+    ErrorReply,
+    Frame,
+    FrameDecoder,
+    Info,
+    MsgType,
+    Result,
+    decode_ack,
+    decode_error,
+    decode_info,
+    decode_layer_counts,
+    decode_result,
+    encode_samples,
+)
+
+
+class DeviceError(RuntimeError):
+    """The board did not answer as the protocol says; names the operation and what to check."""
+
+
+class BoardErrorReply(DeviceError):
+    def __init__(self, operation: str, reply: ErrorReply):
+        self.reply = reply
+        super().__init__(
+            f"{operation}: the board answered ERROR {reply.code!r} "
+            f"(detail {reply.detail}, frame {reply.seq})"
+        )
+
+
+class Device:
+    def __init__(self, port, *, timeout_s: float = 30.0):
+        self.port = port
+        self.timeout_s = timeout_s
+        self.decoder = FrameDecoder()
+        self.pending: list[Frame] = []
+        self.seq = 0
+        self.bytes_sent = 0
+        self.layer_counts: list[tuple[int, int]] | None = None  # of the last epoch, if profiling
+
+    # -- framing --------------------------------------------------------------------------
+
+    def send(self, type_: int, payload: bytes = b"") -> int:
+        self.seq = (self.seq + 1) & 0xFFFF
+        data = Frame(type_, self.seq, payload).encode()
+        self.port.write(data)
+        self.bytes_sent += len(data)
+        return self.seq
+
+    def send_raw(self, data: bytes) -> None:
+        """Bytes as they are (tests of malformed frames)."""
+        self.port.write(data)
+        self.bytes_sent += len(data)
+
+    def receive(self, operation: str, timeout_s: float | None = None) -> Frame:
+        deadline = time.monotonic() + (timeout_s or self.timeout_s)
+        while not self.pending:
+            chunk = self.port.read(4096)
+            if chunk:
+                self.pending += self.decoder.feed(chunk)
+            elif time.monotonic() > deadline:
+                raise DeviceError(
+                    f"{operation}: no reply within {timeout_s or self.timeout_s} s; "
+                    "check the port, the cable, the baud rate and that the board "
+                    "runs this firmware"
+                )
+        return self.pending.pop(0)
+
+    def expect(self, operation: str, want: MsgType) -> Frame:
+        frame = self.receive(operation)
+        if frame.type == MsgType.ERROR:
+            raise BoardErrorReply(operation, decode_error(frame.payload))
+        if frame.type != want:
+            raise DeviceError(f"{operation}: expected {want.name}, got type {frame.type!r}")
+        return frame
+
+    # -- operations -----------------------------------------------------------------------
+
+    def hello(self, *, attempts: int = 20, wait_s: float = 0.5) -> Info:
+        """Synchronise with the board and read its self-description.
+
+        A board that has just booted may have dropped the first bytes (its UART FIFO is reset
+        during initialisation), and a half-received frame makes it answer ERROR: like esptool's
+        sync, HELLO is retried until an INFO arrives.
+        """
+        for _ in range(attempts):
+            seq = self.send(MsgType.HELLO)
+            try:
+                while True:
+                    frame = self.receive("HELLO", timeout_s=wait_s)
+                    if frame.type == MsgType.INFO and frame.seq == seq:
+                        return decode_info(frame.payload)
+            except DeviceError:
+                continue
+        raise DeviceError(
+            f"HELLO: no INFO after {attempts} attempts; check the port, the "
+            "cable, the baud rate and that the board runs this firmware"
+        )
+
+    def reset_stream(self) -> None:
+        self.send(MsgType.RESET_STREAM)
+        self.expect("RESET_STREAM", MsgType.ACK)
+
+    def set_profile(self, enabled: bool) -> None:
+        """Per-layer counts (LAYER_COUNTS before each RESULT) on or off."""
+        self.send(MsgType.PROFILE, bytes([1 if enabled else 0]))
+        self.expect("PROFILE", MsgType.ACK)
+
+    def send_epoch(self, epoch_index: int, samples: np.ndarray) -> Result:
+        """One epoch of int16 samples (3000, 4), in frames; returns the board's RESULT."""
+        if samples.shape != (EPOCH_SAMPLES, 4):
+            raise ValueError(f"an epoch is ({EPOCH_SAMPLES}, 4) int16 samples, got {samples.shape}")
+        first = epoch_index * EPOCH_SAMPLES
+        result = None
+        for off in range(0, EPOCH_SAMPLES, MAX_SAMPLES_PER_FRAME):
+            block = samples[off : off + MAX_SAMPLES_PER_FRAME]
+            self.send(MsgType.SAMPLES, encode_samples(first + off, block))
+            if off + len(block) == EPOCH_SAMPLES:
+                frame = self.receive("SAMPLES (epoch end)")
+                if frame.type == MsgType.LAYER_COUNTS:
+                    self.layer_counts = decode_layer_counts(frame.payload)
+                    frame = self.receive("SAMPLES (epoch end)")
+                if frame.type == MsgType.ERROR:
+                    raise BoardErrorReply("SAMPLES (epoch end)", decode_error(frame.payload))
+                if frame.type != MsgType.RESULT:
+                    raise DeviceError(f"SAMPLES (epoch end): expected RESULT, got {frame.type!r}")
+                result = decode_result(frame.payload)
+            nxt = decode_ack(self.expect("SAMPLES", MsgType.ACK).payload)
+            if nxt != first + off + len(block):
+                raise DeviceError(
+                    f"SAMPLES: the board expects sample {nxt}, sent up to "
+                    f"{first + off + len(block)}"
+                )
+        return result

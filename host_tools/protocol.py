@@ -1,0 +1,308 @@
+"""Layer 1 of the host tools: wire framing and payload codecs, no I/O.
+
+The source of truth is docs/protocol.md (version 1); the constants below are checked
+against firmware/app/protocol_defs.h by tests/test_protocol.py. Everything is little-endian.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import astuple, dataclass
+from enum import IntEnum
+
+import numpy as np
+
+SYNC = b"\xa5\x5a"
+PROTOCOL_VERSION = 1
+HEADER_LEN = 8
+CRC_LEN = 2
+MAX_PAYLOAD = 1024
+MAX_SAMPLES_PER_FRAME = 125
+N_CHANNELS = 4
+EPOCH_SAMPLES = 3000
+SAMPLE_RATE_HZ = 100
+
+
+class MsgType(IntEnum):
+    HELLO = 0x01
+    SAMPLES = 0x02
+    RESET_STREAM = 0x03
+    PROFILE = 0x04
+    INFO = 0x81
+    ACK = 0x82
+    RESULT = 0x83
+    ERROR = 0x84
+    LAYER_COUNTS = 0x85
+
+
+class ErrorCode(IntEnum):
+    BAD_CRC = 1
+    BAD_VERSION = 2
+    UNKNOWN_TYPE = 3
+    TOO_LONG = 4
+    BAD_LENGTH = 5
+    OUT_OF_SEQUENCE = 6
+    ENGINE = 7
+
+
+class CounterKind(IntEnum):
+    INSTRUCTIONS = 0
+    CYCLES = 1
+
+
+class ProtocolError(Exception):
+    """A frame or payload that cannot be encoded or decoded."""
+
+
+def crc16_ccitt_false(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final xor."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+_HEADER = struct.Struct("<2sBBHH")  # sync, version, type, seq, payload length
+
+
+def _pack(what: str, fmt: str, *values) -> bytes:
+    try:
+        return struct.pack(fmt, *values)
+    except struct.error as exc:
+        raise ProtocolError(f"{what}: cannot encode {values!r}: {exc}") from None
+
+
+def _unpack(what: str, fmt: str, payload: bytes) -> tuple:
+    size = struct.calcsize(fmt)
+    if len(payload) != size:
+        raise ProtocolError(f"{what}: payload is {len(payload)} bytes, expected {size}")
+    return struct.unpack(fmt, payload)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame (docs/protocol.md, "Frame"): type, sequence number and payload."""
+
+    type: int
+    seq: int
+    payload: bytes
+
+    def encode(self) -> bytes:
+        if len(self.payload) > MAX_PAYLOAD:
+            raise ProtocolError(f"payload is {len(self.payload)} bytes, at most {MAX_PAYLOAD}")
+        if not 0 <= self.seq <= 0xFFFF:
+            raise ProtocolError(f"sequence number {self.seq} is not in 0..65535")
+        if not 0 <= self.type <= 0xFF:
+            raise ProtocolError(f"message type {self.type} is not in 0..255")
+        body = _HEADER.pack(SYNC, PROTOCOL_VERSION, self.type, self.seq, len(self.payload))
+        body += bytes(self.payload)
+        return body + struct.pack("<H", crc16_ccitt_false(body[2:]))
+
+
+class FrameDecoder:
+    """Incremental frame decoder; resynchronises on the next sync pair after a bad frame.
+
+    ``errors`` holds ``(ErrorCode, info)`` for each dropped candidate (the newest
+    ``max_errors``). Bytes outside frames are skipped silently. Never raises on bytes input.
+    """
+
+    max_errors = 256
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._offset = 0  # stream offset of self._buf[0]
+        self.errors: list[tuple[ErrorCode, str]] = []
+
+    def _reject(self, code: ErrorCode, pos: int, why: str) -> None:
+        self.errors.append((code, f"offset {self._offset + pos}: {why}"))
+        del self.errors[: -self.max_errors]
+
+    def feed(self, data: bytes) -> list[Frame]:
+        buf = self._buf
+        buf += data
+        frames: list[Frame] = []
+        pos = 0
+        while True:
+            pos = buf.find(SYNC, pos)
+            if pos < 0:  # keep a trailing first sync byte only
+                pos = len(buf) - 1 if buf[-1:] == SYNC[:1] else len(buf)
+                break
+            if len(buf) - pos < HEADER_LEN:
+                break
+            _, version, mtype, seq, n = _HEADER.unpack_from(buf, pos)
+            if version != PROTOCOL_VERSION:
+                self._reject(ErrorCode.BAD_VERSION, pos, f"version {version}")
+            elif n > MAX_PAYLOAD:
+                self._reject(ErrorCode.TOO_LONG, pos, f"payload length {n}")
+            else:
+                end = pos + HEADER_LEN + n + CRC_LEN
+                if len(buf) < end:
+                    break
+                (crc,) = struct.unpack_from("<H", buf, end - CRC_LEN)
+                computed = crc16_ccitt_false(buf[pos + 2 : end - CRC_LEN])
+                if crc == computed:
+                    payload = bytes(buf[pos + HEADER_LEN : end - CRC_LEN])
+                    mtype = MsgType(mtype) if mtype in MsgType._value2member_map_ else mtype
+                    frames.append(Frame(mtype, seq, payload))
+                    pos = end
+                    continue
+                self._reject(ErrorCode.BAD_CRC, pos, f"crc {crc:#06x} != {computed:#06x}")
+            pos += 1  # resynchronise after the first sync byte of the bad candidate
+        del buf[:pos]
+        self._offset += pos
+        return frames
+
+
+def encode_samples(first_index: int, samples: np.ndarray) -> bytes:
+    """SAMPLES payload (Messages table): u32 first index, u16 n, n x 4 x i16 sample-major."""
+    samples = np.asarray(samples)
+    if samples.ndim != 2 or samples.shape[1] != N_CHANNELS:
+        raise ProtocolError(f"SAMPLES: shape {samples.shape}, expected (n, {N_CHANNELS})")
+    n = samples.shape[0]
+    if not 1 <= n <= MAX_SAMPLES_PER_FRAME:
+        raise ProtocolError(f"SAMPLES: {n} samples, expected 1..{MAX_SAMPLES_PER_FRAME}")
+    if samples.dtype != np.int16:
+        if samples.dtype.kind not in "iu" or samples.min() < -32768 or samples.max() > 32767:
+            raise ProtocolError(f"SAMPLES: values of dtype {samples.dtype} do not fit int16")
+    return _pack("SAMPLES", "<IH", first_index, n) + samples.astype("<i2").tobytes()
+
+
+def decode_samples(payload: bytes) -> tuple[int, np.ndarray]:
+    """SAMPLES payload -> (first sample index, int16 array of shape (n, 4))."""
+    if len(payload) < 6:
+        raise ProtocolError(f"SAMPLES: payload is {len(payload)} bytes, expected at least 6")
+    first, n = struct.unpack_from("<IH", payload)
+    if not 1 <= n <= MAX_SAMPLES_PER_FRAME or len(payload) != 6 + 8 * n:
+        raise ProtocolError(f"SAMPLES: payload is {len(payload)} bytes for n = {n}")
+    return first, np.frombuffer(payload, "<i2", offset=6).reshape(n, N_CHANNELS).astype(np.int16)
+
+
+def _ascii(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("ascii", errors="replace")
+
+
+def _fixed(what: str, value: bytes, size: int) -> bytes:
+    if len(value) > size:
+        raise ProtocolError(f"{what} is {len(value)} bytes, at most {size}")
+    return value
+
+
+@dataclass
+class Info:
+    """INFO payload (docs/protocol.md, INFO table; 91 bytes)."""
+
+    firmware_version: str
+    build_hash: int
+    protocol_version: int
+    model_hash: bytes
+    channels: int
+    sample_rate_hz: int
+    epoch_samples: int
+    norm: list[tuple[int, int, int, int]]  # per channel: remove_dc, shift, offset, multiplier
+    static_ram_bytes: int
+    counter_kind: CounterKind
+    core_clock_hz: int
+    board: str
+
+
+_INFO = "<16sIB8sBHH" + "BBhi" * N_CHANNELS + "IBI16s"
+_NAMES = ("firmware_version", "board")
+
+
+def _counter_kind(what: str, value: int) -> CounterKind:
+    try:
+        return CounterKind(value)
+    except ValueError:
+        raise ProtocolError(f"{what}: unknown counter kind {value}") from None
+
+
+def encode_info(info: Info) -> bytes:
+    """Info -> INFO payload (offsets 0, 16, 20, 21, 29, 30, 32, 34, 66, 70, 71, 75; 91 bytes)."""
+    if len(info.model_hash) != 8 or len(info.norm) != N_CHANNELS:
+        raise ProtocolError("INFO: model_hash must be 8 bytes and norm have 4 entries")
+    f = astuple(info)
+    fw, board = (_fixed(f"INFO {k}", getattr(info, k).encode("ascii"), 16) for k in _NAMES)
+    norm = (v for channel in f[7] for v in channel)
+    return _pack("INFO", _INFO, fw, *f[1:7], *norm, *f[8:11], board)
+
+
+def decode_info(payload: bytes) -> Info:
+    """INFO payload (INFO table, 91 bytes) -> Info."""
+    v = _unpack("INFO", _INFO, payload)
+    norm = [tuple(v[7 + 4 * c : 11 + 4 * c]) for c in range(N_CHANNELS)]
+    ram, kind, clock = v[23], _counter_kind("INFO", v[24]), v[25]
+    return Info(_ascii(v[0]), *v[1:7], norm, ram, kind, clock, _ascii(v[26]))
+
+
+@dataclass
+class Result:
+    """RESULT payload (docs/protocol.md, RESULT table; 19 bytes)."""
+
+    epoch_index: int
+    stage: int
+    scores: tuple[int, int, int, int, int]  # int8 logits W, N1, N2, N3, REM
+    preprocess_count: int
+    inference_count: int
+    counter_kind: CounterKind
+
+
+_RESULT = "<IB5bIIB"
+
+
+def encode_result(r: Result) -> bytes:
+    """Result -> RESULT payload (19 bytes)."""
+    if len(r.scores) != 5:
+        raise ProtocolError(f"RESULT: {len(r.scores)} scores, expected 5")
+    f = astuple(r)
+    return _pack("RESULT", _RESULT, *f[:2], *f[2], *f[3:])
+
+
+def decode_result(payload: bytes) -> Result:
+    """RESULT payload (RESULT table, 19 bytes) -> Result."""
+    v = _unpack("RESULT", _RESULT, payload)
+    return Result(v[0], v[1], tuple(v[2:7]), v[7], v[8], _counter_kind("RESULT", v[9]))
+
+
+def encode_ack(next_index: int) -> bytes:
+    """ACK payload (Messages table): u32 next expected sample index."""
+    return _pack("ACK", "<I", next_index)
+
+
+def decode_ack(payload: bytes) -> int:
+    """ACK payload (4 bytes) -> next expected sample index."""
+    return _unpack("ACK", "<I", payload)[0]
+
+
+def decode_layer_counts(payload: bytes) -> list[tuple[int, int]]:
+    """LAYER_COUNTS payload: u8 n, then n x (u32 count, u32 MACs) -> [(count, macs), ...]."""
+    if not payload:
+        raise ProtocolError("LAYER_COUNTS: empty payload")
+    n = payload[0]
+    if len(payload) != 1 + 8 * n:
+        raise ProtocolError(
+            f"LAYER_COUNTS: payload is {len(payload)} bytes, expected {1 + 8 * n} for {n} layers"
+        )
+    return [struct.unpack_from("<II", payload, 1 + 8 * i) for i in range(n)]
+
+
+@dataclass
+class ErrorReply:
+    """ERROR payload (Messages and Error codes tables): u8 code, u8 detail, u16 seq."""
+
+    code: ErrorCode | int
+    detail: int
+    seq: int
+
+
+def encode_error(e: ErrorReply) -> bytes:
+    """ErrorReply -> ERROR payload (4 bytes)."""
+    return _pack("ERROR", "<BBH", e.code, e.detail, e.seq)
+
+
+def decode_error(payload: bytes) -> ErrorReply:
+    """ERROR payload (4 bytes) -> ErrorReply; unknown codes stay plain ints."""
+    code, detail, seq = _unpack("ERROR", "<BBH", payload)
+    known = code in ErrorCode._value2member_map_
+    return ErrorReply(ErrorCode(code) if known else code, detail, seq)

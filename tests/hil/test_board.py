@@ -1,0 +1,187 @@
+"""Hardware-in-the-loop: the firmware on a board (emulated in QEMU by default, a real one with
+--port URL), over its real serial path."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import numpy as np
+import pytest
+
+from converter.tflm import TflmRunner
+from host_tools.device import BoardErrorReply, Device
+from host_tools.emulator import Emulator
+from host_tools.protocol import (
+    PROTOCOL_VERSION,
+    CounterKind,
+    ErrorCode,
+    Frame,
+    MsgType,
+    decode_error,
+    encode_samples,
+)
+from training.hypnogram import write_hypnogram
+from training.model import load_model
+from training.normalise import Normaliser
+from training.psg import load_recording, pair_for
+from training.simulator import simulate_night, traits_for, write_psg
+from training.stages import N1, N2, N3, REM, W
+
+from ..conftest import REPO, START
+
+pytestmark = pytest.mark.hil
+MODEL = REPO / "models" / "ulw_sleepnet"
+
+
+@pytest.fixture(scope="module")
+def board(request):
+    """A Device on the board: --port URL, or a fresh emulated emu-m4 (stopped afterwards)."""
+    import serial
+
+    url = request.config.getoption("--port")
+    if url:
+        port = serial.serial_for_url(url, baudrate=921600, timeout=0.05)
+        yield Device(port)
+        port.close()
+        return
+    with Emulator("emu-m4") as emu:
+        port = emu.connect()
+        yield Device(port, timeout_s=60)
+        port.close()
+
+
+@pytest.fixture(scope="module")
+def epochs(tmp_path_factory):
+    """Wire samples (n, 3000, 4) int16 of simulated epochs of every stage, and their labels."""
+    folder = tmp_path_factory.mktemp("night")
+    stages = np.array([W] * 3 + [N1] * 2 + [N2] * 3 + [N3] * 3 + [REM] * 3 + [W] * 2, np.int8)
+    traits, rng = traits_for("SC4091E0", 5)
+    night = simulate_night(stages, START, traits, rng)
+    write_psg(folder / "SC4091E0-PSG.edf", night)
+    write_hypnogram(folder / "SC4091EC-Hypnogram.edf", START, stages)
+    rec = load_recording(pair_for(folder / "SC4091E0-PSG.edf"))
+    norm = Normaliser.from_dict(load_model(MODEL)[1]["normalisation"])
+    keep = [list(rec.labels).index(s) + 1 for s in (W, N1, N2, N3, REM)]  # one of each stage
+    wire = norm.to_wire(rec.epochs[keep])
+    return wire.transpose(0, 2, 1).copy(), rec.labels[keep], norm
+
+
+def test_self_description(board):
+    info = board.hello()
+    config = load_model(MODEL)[1]["normalisation"]["channels"]
+    assert info.protocol_version == PROTOCOL_VERSION
+    assert (info.channels, info.sample_rate_hz, info.epoch_samples) == (4, 100, 3000)
+    assert info.norm == [
+        (int(c["remove_dc"]), c["shift"], c["offset"], c["multiplier"]) for c in config
+    ]
+    tflite = (MODEL / "model_int8.tflite").read_bytes()
+    assert info.model_hash == hashlib.sha256(tflite).digest()[:8]
+    header = (REPO / "firmware" / "engine" / "model" / "engine_model.h").read_text()
+    assert (
+        re.search(r'ENGINE_MODEL_HASH "([0-9a-f]+)"', header).group(1)
+        == hashlib.sha256(tflite).hexdigest()
+    )
+    if info.board.startswith("emu-"):
+        assert info.counter_kind == CounterKind.INSTRUCTIONS
+    assert 0 < info.static_ram_bytes < 128 * 1024
+
+
+def test_on_chip_scores_equal_tflite_micro(board, epochs):
+    wire, _labels, norm = epochs
+    board.hello()
+    board.reset_stream()
+    want = TflmRunner((MODEL / "model_int8.tflite").read_bytes()).run(
+        norm.to_int8(wire.transpose(0, 2, 1).copy())
+    )
+    for i, samples in enumerate(wire):
+        r = board.send_epoch(i, samples)
+        assert r.epoch_index == i
+        assert list(r.scores) == want[i].tolist(), (
+            f"epoch {i}: actual {r.scores} expected {want[i].tolist()}"
+        )
+        assert r.stage == int(np.argmax(want[i]))
+        assert r.inference_count > 1_000_000 and r.preprocess_count > 10_000
+
+
+def test_malformed_frames_get_errors_and_the_board_keeps_working(board):
+    board.hello()
+    good = Frame(MsgType.HELLO, 7, b"").encode()
+    cases = {
+        ErrorCode.BAD_CRC: good[:-1] + bytes([good[-1] ^ 0xFF]),
+        ErrorCode.BAD_VERSION: good[:2] + b"\x02" + good[3:],
+        ErrorCode.TOO_LONG: good[:6] + (2000).to_bytes(2, "little") + good[8:],
+        ErrorCode.UNKNOWN_TYPE: Frame(0x7F, 9, b"").encode(),
+    }
+    for code, data in cases.items():
+        board.send_raw(b"\x00garbage" + data)
+        reply = board.receive(f"malformed {code.name}")
+        assert reply.type == MsgType.ERROR, code
+        assert decode_error(reply.payload).code == code
+    assert board.hello().channels == 4
+
+
+def test_out_of_sequence_samples_are_refused(board, epochs):
+    wire, _, _ = epochs
+    board.hello()
+    board.reset_stream()
+    board.send(MsgType.SAMPLES, encode_samples(500, wire[0][:100]))
+    with pytest.raises(BoardErrorReply) as err:
+        board.expect("SAMPLES", MsgType.ACK)
+    assert err.value.reply.code == ErrorCode.OUT_OF_SEQUENCE
+    # the ACK that follows names the index to resend from
+    assert board.expect("SAMPLES", MsgType.ACK).payload == (0).to_bytes(4, "little")
+    board.send(MsgType.SAMPLES, encode_samples(0, wire[0][:100]))
+    assert board.expect("SAMPLES", MsgType.ACK).payload == (100).to_bytes(4, "little")
+
+
+def test_counts_are_identical_on_two_boots(request, epochs):
+    if request.config.getoption("--port"):
+        pytest.skip("two boots need the emulated board")
+    wire, _, _ = epochs
+    counts = []
+    for _ in range(2):
+        with Emulator("emu-m4") as emu:
+            port = emu.connect()
+            dev = Device(port, timeout_s=60)
+            dev.hello()
+            r = [dev.send_epoch(i, wire[i]) for i in range(2)]
+            counts.append([(x.preprocess_count, x.inference_count) for x in r])
+            port.close()
+    assert counts[0] == counts[1]
+
+
+def test_the_port_boundary_second_emulated_board(request, epochs):
+    """emu-an386 (another UART, memory map and clock behind the same board.h) returns the same
+    scores; its counts are instructions too."""
+    if request.config.getoption("--port"):
+        pytest.skip("runs the emulated emu-an386")
+    wire, _, norm = epochs
+    want = TflmRunner((MODEL / "model_int8.tflite").read_bytes()).run(
+        norm.to_int8(wire[:1].transpose(0, 2, 1).copy())
+    )
+    with Emulator("emu-an386") as emu:
+        port = emu.connect()
+        dev = Device(port, timeout_s=120)
+        info = dev.hello()
+        assert (info.board, info.core_clock_hz) == ("emu-an386", 25_000_000)
+        r = dev.send_epoch(0, wire[0])
+        port.close()
+    assert list(r.scores) == want[0].tolist()
+    assert r.counter_kind == CounterKind.INSTRUCTIONS
+
+
+def test_layer_counts_cover_the_inference(board, epochs):
+    """Per-layer counts (PROFILE on) add up to the epoch's inference count, MACs to the model's."""
+    wire, _, _ = epochs
+    board.hello()
+    board.reset_stream()
+    board.set_profile(True)
+    r = board.send_epoch(0, wire[0])
+    board.set_profile(False)
+    counts = board.layer_counts
+    assert len(counts) == 36
+    assert sum(m for _, m in counts) == 3_498_352
+    total = sum(c for c, _ in counts)
+    assert 0.99 * r.inference_count <= total <= r.inference_count
+    assert all(c > 0 for c, _ in counts)

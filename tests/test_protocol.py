@@ -1,0 +1,65 @@
+"""One protocol, two copies: the C header and the Python module must define the same constants
+(docs/protocol.md is the source of truth)."""
+
+from __future__ import annotations
+
+import re
+
+from host_tools import protocol as py
+
+from .conftest import REPO
+
+
+def c_defines() -> dict[str, int]:
+    text = (REPO / "firmware" / "app" / "protocol_defs.h").read_text()
+    return {
+        m.group(1): int(m.group(2), 0)
+        for m in re.finditer(r"#define\s+(PROTO_\w+)\s+(0x[0-9A-Fa-f]+|\d+)\b", text)
+    }
+
+
+def test_c_and_python_constants_agree():
+    c = c_defines()
+    assert bytes([c["PROTO_SYNC0"], c["PROTO_SYNC1"]]) == py.SYNC
+    plain = {
+        "VERSION": py.PROTOCOL_VERSION,
+        "HEADER_LEN": py.HEADER_LEN,
+        "CRC_LEN": py.CRC_LEN,
+        "MAX_PAYLOAD": py.MAX_PAYLOAD,
+        "MAX_SAMPLES_PER_FRAME": py.MAX_SAMPLES_PER_FRAME,
+        "N_CHANNELS": py.N_CHANNELS,
+        "EPOCH_SAMPLES": py.EPOCH_SAMPLES,
+        "SAMPLE_RATE_HZ": py.SAMPLE_RATE_HZ,
+    }
+    for name, value in plain.items():
+        assert c[f"PROTO_{name}"] == value, name
+    assert {k[len("PROTO_MSG_") :]: v for k, v in c.items() if k.startswith("PROTO_MSG_")} == {
+        m.name: int(m) for m in py.MsgType
+    }
+    assert {k[len("PROTO_ERR_") :]: v for k, v in c.items() if k.startswith("PROTO_ERR_")} == {
+        e.name: int(e) for e in py.ErrorCode
+    }
+    assert {
+        k[len("PROTO_COUNTER_") :]: v for k, v in c.items() if k.startswith("PROTO_COUNTER_")
+    } == {k.name: int(k) for k in py.CounterKind}
+    assert c["PROTO_INFO_LEN"] == len(py.encode_info(_info()))
+    assert c["PROTO_RESULT_LEN"] == len(
+        py.encode_result(py.Result(0, 0, (0, 0, 0, 0, 0), 0, 0, py.CounterKind.INSTRUCTIONS))
+    )
+
+
+def _info() -> py.Info:
+    return py.Info(
+        "0.1.0",
+        0,
+        1,
+        bytes(8),
+        4,
+        100,
+        3000,
+        [(1, 19, 0, 17000)] * 4,
+        0,
+        py.CounterKind.INSTRUCTIONS,
+        200_000_000,
+        "emu-m4",
+    )
