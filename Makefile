@@ -54,7 +54,7 @@ convert: setup
 	$(PY) -m converter build --model models/ulw_sleepnet --out $(BUILD)/model
 
 ## firmware: build every board (firmware/build/<board>/firmware.elf, sizes printed)
-BOARDS := emu-m4 emu-an386
+BOARDS := emu-m4 emu-an386 nucleo-l476rg
 firmware:
 	for b in $(BOARDS); do $(MAKE) -s -C firmware BOARD=$$b || exit 1; done
 

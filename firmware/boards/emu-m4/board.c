@@ -77,10 +77,3 @@ const char *board_name(void)
 {
     return "emu-m4";
 }
-
-void board_reset(void)
-{
-    (*(volatile uint32_t *)0xE000ED0Cu) = 0x05FA0004u; /* AIRCR.SYSRESETREQ */
-    for (;;) {
-    }
-}
