@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 def layer_names() -> list[str]:
     """Layer names of the committed generated model (firmware/engine/model/engine_model.c)."""
     text = (REPO / "firmware" / "engine" / "model" / "engine_model.c").read_text()
-    block = text[text.index("engine_model_layer_names") : text.index("};")]
+    start = text.index("engine_model_layer_names")
+    block = text[start : text.index("};", start)]
     return re.findall(r'"([^"]+)"', block)
 
 

@@ -185,3 +185,16 @@ def test_layer_counts_cover_the_inference(board, epochs):
     total = sum(c for c, _ in counts)
     assert 0.99 * r.inference_count <= total <= r.inference_count
     assert all(c > 0 for c, _ in counts)
+
+
+def test_bench_reports_counts_per_layer_with_their_kind(board):
+    from host_tools.bench import bench, layer_names, render
+
+    b = bench(board, 2)
+    kind = b["counter_kind"]
+    assert kind in ("instructions", "cycles")
+    assert b["macs"] == 3_498_352 and b["epochs"] == 2
+    assert b["inference"]["min"] <= b["inference"]["median"] <= b["inference"]["max"]
+    assert b[f"{kind}_per_mac"] == round(b["inference"]["median"] / b["macs"], 2)
+    assert [row["layer"] for row in b["per_layer"]] == layer_names()
+    assert f"counts are {kind}" in render(b)
