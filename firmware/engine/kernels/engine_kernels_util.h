@@ -5,6 +5,7 @@
 #define ENGINE_KERNELS_UTIL_H
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "engine_requant.h"
@@ -55,6 +56,17 @@ static inline void engine_window_taps(int origin, int window, int len_in, int *k
 {
     *k_start = (origin < 0) ? -origin : 0;
     *k_end = (origin < len_in - window) ? window : len_in - origin;
+}
+
+/* The argument checks shared by the pooling kernels (max and average). */
+static inline int engine_pool_args_valid(const int8_t *in, const int8_t *out, int len_in,
+                                         int channels, int window, int stride, int pad_left,
+                                         int len_out, int32_t act_min, int32_t act_max)
+{
+    return (in != NULL) && (out != NULL) && (len_in >= 1) && (channels >= 1) && (window >= 1) &&
+           (stride >= 1) && (pad_left >= 0) && (len_out >= 1) &&
+           engine_window_geometry_valid(len_in, channels, window, stride, len_out) &&
+           engine_act_range_valid_s8(act_min, act_max);
 }
 
 #endif /* ENGINE_KERNELS_UTIL_H */

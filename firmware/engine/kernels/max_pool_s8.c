@@ -15,15 +15,8 @@ engine_status_t engine_max_pool_s8(const int8_t *in, int len_in, int channels, i
                                    int stride, int pad_left, int32_t act_min, int32_t act_max,
                                    int8_t *out, int len_out)
 {
-    if ((in == NULL) || (out == NULL)) {
-        return ENGINE_ERR_ARG;
-    }
-    if ((len_in < 1) || (channels < 1) || (window < 1) || (stride < 1) || (pad_left < 0) ||
-        (len_out < 1)) {
-        return ENGINE_ERR_ARG;
-    }
-    if (!engine_window_geometry_valid(len_in, channels, window, stride, len_out) ||
-        !engine_act_range_valid_s8(act_min, act_max)) {
+    if (!engine_pool_args_valid(in, out, len_in, channels, window, stride, pad_left, len_out,
+                                act_min, act_max)) {
         return ENGINE_ERR_ARG;
     }
 
