@@ -50,9 +50,12 @@ static inline int32_t engine_sat_rounding_doubling_high_mul(int32_t a, int32_t b
 {
     const int overflow = (a == b) && (a == INT32_MIN);
     const int64_t ab = (int64_t)a * (int64_t)b;
-    const int32_t nudge = (ab >= 0) ? (1 << 30) : (1 - (1 << 30));
-    /* Truncating division, NOT an arithmetic shift: the two differ for negative values. */
-    const int32_t hi = (int32_t)((ab + nudge) / (INT64_C(1) << 31));
+    /* TFLM computes (ab + nudge) / 2^31 with a truncating division, nudge = 2^30 for ab >= 0
+     * and 1 - 2^30 for ab < 0. Both cases equal floor((ab + 2^30) / 2^31): for ab < 0,
+     * truncation of a negative quotient is ceil(x / m) = floor((x + m - 1) / m) with
+     * x = ab + 1 - 2^30, m = 2^31. So one arithmetic shift does it, bit for bit, with no
+     * sign-dependent correction (tests/test_kernels.py checks it against the TFLM formula). */
+    const int32_t hi = (int32_t)((ab + (INT64_C(1) << 30)) >> 31);
     return overflow ? INT32_MAX : hi;
 }
 
