@@ -120,7 +120,8 @@ def build(
     calib_uv = recs[0].epochs
     calib = transform(calib_uv[rng.choice(len(calib_uv), min(300, len(calib_uv)), replace=False)])
     held = recs[1:] if len(recs) > 1 else recs
-    x_eval = transform(np.concatenate([r.epochs for r in held]))
+    held_uv = np.concatenate([r.epochs for r in held])
+    x_eval = transform(held_uv)
     y_eval = np.concatenate([r.labels for r in held])
 
     # float references
@@ -136,7 +137,7 @@ def build(
     codegen.write_sources(out, plan, flat, versions, arena, config["normalisation"]["channels"])
 
     # int8 checks: C engine vs TFLM runtime (bit-exact), LiteRT vs TFLM, accuracy
-    sets = check_inputs(x_eval, np.concatenate([r.epochs for r in held]), transform, rng, n_check)
+    sets = check_inputs(x_eval, held_uv, transform, rng, n_check)
     engine = NativeEngine(out, out / "native")
     per_set, mismatches = {}, []
     all_tflm, all_engine = [], []

@@ -119,16 +119,21 @@ def test_evaluate_scores_a_folder_with_hypnograms_and_plots(short_run, cohort, c
     np.testing.assert_array_equal(pooled, result["confusion"])
 
 
+def _split(tmp_path):
+    """Test subject 0, validation subject 1, the rest for training."""
+    return {
+        "test_subjects": ["subject-00"],
+        "val_subjects": ["subject-01"],
+        "cache_dir": tmp_path / "cache",
+    }
+
+
 def _weights(folder):
     return torch.load(folder / "checkpoint.pt", weights_only=False)["model"]
 
 
 def test_same_seed_same_weights_and_resume_equals_one_go(cohort, tmp_path):
-    split = {
-        "test_subjects": ["subject-00"],
-        "val_subjects": ["subject-01"],
-        "cache_dir": tmp_path / "cache",
-    }
+    split = _split(tmp_path)
     run(cohort, tmp_path / "a", TrainConfig(epochs=2, seed=3), **split)
     run(cohort, tmp_path / "b", TrainConfig(epochs=2, seed=3), **split)
     a, b = _weights(tmp_path / "a" / "split"), _weights(tmp_path / "b" / "split")
@@ -149,11 +154,7 @@ def test_same_seed_same_weights_and_resume_equals_one_go(cohort, tmp_path):
 
 
 def test_a_run_folder_refuses_other_options(cohort, tmp_path):
-    split = {
-        "test_subjects": ["subject-00"],
-        "val_subjects": ["subject-01"],
-        "cache_dir": tmp_path / "cache",
-    }
+    split = _split(tmp_path)
     run(cohort, tmp_path / "r", TrainConfig(epochs=1, seed=0), **split)
     with pytest.raises(ValueError, match="other options"):
         run(cohort, tmp_path / "r", TrainConfig(epochs=1, seed=1), **split)

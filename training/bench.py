@@ -41,7 +41,7 @@ def bench_train(
 ) -> dict:
     recs = load_recordings(data, cache_dir)
     t0 = time.perf_counter()
-    norm = Normaliser.fit(np.concatenate([r.epochs for r in recs]), seed=seed)
+    norm = Normaliser.fit([r.epochs for r in recs], seed=seed)
     x = model_inputs(recs, norm)
     y = torch.from_numpy(np.concatenate([r.labels for r in recs]).astype(np.int64))
     prep_s = time.perf_counter() - t0

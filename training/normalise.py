@@ -16,6 +16,7 @@ delta, REM atonia) survives; only the epoch's DC is removed, and not on the EMG 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -108,7 +109,7 @@ class Normaliser:
     @classmethod
     def fit(
         cls,
-        epochs_uv: np.ndarray,
+        epochs_uv: np.ndarray | Sequence[np.ndarray],
         *,
         lsb_uv=DEFAULT_LSB_UV,
         percentile: float = FULL_SCALE_PERCENTILE,
@@ -117,10 +118,17 @@ class Normaliser:
     ) -> Normaliser:
         """Per-channel steps from training epochs (n, 4, 3000) in uV: the chosen percentile of
         |x - epoch mean| (EEG, EOG) or of x (EMG envelope, mapped to the full int8 range
-        around a fixed offset) becomes full scale."""
+        around a fixed offset) becomes full scale.
+
+        ``epochs_uv`` may be one array or a list of them (one per night): only the sampled
+        epochs are gathered, never a concatenation of the whole training set."""
+        parts = [epochs_uv] if isinstance(epochs_uv, np.ndarray) else list(epochs_uv)
+        starts = np.cumsum([0] + [len(p) for p in parts])
         rng = np.random.default_rng(seed)
-        idx = rng.choice(len(epochs_uv), size=min(max_epochs, len(epochs_uv)), replace=False)
-        sample = np.asarray(epochs_uv[np.sort(idx)], dtype=np.float64)
+        idx = np.sort(rng.choice(starts[-1], size=min(max_epochs, starts[-1]), replace=False))
+        part = np.searchsorted(starts, idx, side="right") - 1
+        sample = np.stack([parts[k][i - starts[k]] for k, i in zip(part, idx, strict=True)])
+        sample = sample.astype(np.float64)
         chans = []
         for c, name in enumerate(CHANNEL_NAMES):
             x = sample[:, c]

@@ -309,7 +309,7 @@ def run(
         norm = (
             None
             if cfg.normalisation == "zscore"
-            else Normaliser.fit(np.concatenate([r.epochs for r in part["train"]]), seed=cfg.seed)
+            else Normaliser.fit([r.epochs for r in part["train"]], seed=cfg.seed)
         )
         data_xy = {
             name: (model_inputs(rs, norm), np.concatenate([r.labels for r in rs]))
