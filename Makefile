@@ -62,7 +62,7 @@ firmware:
 firmware-model: convert
 	cp $(BUILD)/model/engine_model.c $(BUILD)/model/engine_model.h $(BUILD)/model/model_norm.h \
 		firmware/engine/model/
-	cp $(BUILD)/model/model_int8.tflite models/ulw_sleepnet/
+	cp $(BUILD)/model/model_int8.tflite $(BUILD)/model/model.onnx models/ulw_sleepnet/
 
 # The simulated cohort: one night per real Sleep-EDF-20 hypnogram (needs ../shared/sleep-edf).
 $(BUILD)/sim35/.done:

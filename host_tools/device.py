@@ -6,6 +6,7 @@ Every request waits for its reply with a timeout; errors name the operation and 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -117,6 +118,12 @@ class Device:
         """Per-layer counts (LAYER_COUNTS before each RESULT) on or off."""
         self.send(MsgType.PROFILE, bytes([1 if enabled else 0]))
         self.expect("PROFILE", MsgType.ACK)
+
+    def stream_epochs(self, first_epoch: int, epochs) -> Iterator[Result]:
+        """Send consecutive epochs (each (3000, 4) int16) from stream epoch ``first_epoch`` on;
+        yields each epoch's RESULT, in order, as it arrives."""
+        for k, samples in enumerate(epochs):
+            yield self.send_epoch(first_epoch + k, samples)
 
     def send_epoch(self, epoch_index: int, samples: np.ndarray) -> Result:
         """One epoch of int16 samples (3000, 4), in frames; returns the board's RESULT."""
