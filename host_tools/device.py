@@ -6,7 +6,8 @@ Every request waits for its reply with a timeout; errors name the operation and 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -50,6 +51,7 @@ class Device:
         self.seq = 0
         self.bytes_sent = 0
         self.layer_counts: list[tuple[int, int]] | None = None  # of the last epoch, if profiling
+        self.samples_acked = 0  # the board's next expected sample index, from its last ACK
 
     # -- framing --------------------------------------------------------------------------
 
@@ -68,7 +70,9 @@ class Device:
     def receive(self, operation: str, timeout_s: float | None = None) -> Frame:
         deadline = time.monotonic() + (timeout_s or self.timeout_s)
         while not self.pending:
-            chunk = self.port.read(4096)
+            # what is there, else wait (up to the port's timeout) for one byte: a fixed-size
+            # read would sit out the whole timeout on every short reply
+            chunk = self.port.read(self.port.in_waiting or 1)
             if chunk:
                 self.pending += self.decoder.feed(chunk)
             elif time.monotonic() > deadline:
@@ -119,35 +123,73 @@ class Device:
         self.send(MsgType.PROFILE, bytes([1 if enabled else 0]))
         self.expect("PROFILE", MsgType.ACK)
 
-    def stream_epochs(self, first_epoch: int, epochs) -> Iterator[Result]:
-        """Send consecutive epochs (each (3000, 4) int16) from stream epoch ``first_epoch`` on;
-        yields each epoch's RESULT, in order, as it arrives."""
+    def stream_epochs(
+        self, first_epoch: int, epochs: Iterable[np.ndarray], *, window: int = 4
+    ) -> Iterator[Result]:
+        """Send consecutive epochs (each (3000, 4) int16) from stream epoch ``first_epoch`` on
+        and yield each epoch's RESULT, in order, as it arrives.
+
+        Pipelined (docs/protocol.md, "Flow control"): up to ``window`` SAMPLES frames are
+        unacknowledged at a time, and the first frame of an epoch waits for the ACK of the
+        previous epoch's last frame, which the board sends once its receive buffer is free. So
+        the board receives epoch n+1 while it scores epoch n.
+        """
+        if window < 1:
+            raise ValueError("window must be >= 1")
+        in_flight: deque[tuple[int, int]] = deque()  # (seq, next index the ACK must carry)
+        results: dict[int, Result] = {}
+        want = first_epoch  # the next RESULT to yield
+        sent_epochs = 0
+
+        def settle(until) -> Iterator[Result]:
+            """Handle replies until ``until()`` holds, yielding RESULTs in order."""
+            nonlocal want
+            while True:
+                while want in results:
+                    yield results.pop(want)
+                    want += 1
+                if until():
+                    return
+                self._handle(self.receive("SAMPLES"), in_flight, results)
+
         for k, samples in enumerate(epochs):
-            yield self.send_epoch(first_epoch + k, samples)
+            if samples.shape != (EPOCH_SAMPLES, 4):
+                raise ValueError(
+                    f"an epoch is ({EPOCH_SAMPLES}, 4) int16 samples, got {samples.shape}"
+                )
+            first = (first_epoch + k) * EPOCH_SAMPLES
+            yield from settle(lambda: not in_flight)  # the previous epoch's buffer is free
+            for off in range(0, EPOCH_SAMPLES, MAX_SAMPLES_PER_FRAME):
+                yield from settle(lambda: len(in_flight) < window)
+                block = samples[off : off + MAX_SAMPLES_PER_FRAME]
+                seq = self.send(MsgType.SAMPLES, encode_samples(first + off, block))
+                in_flight.append((seq, first + off + len(block)))
+            sent_epochs += 1
+        yield from settle(lambda: want >= first_epoch + sent_epochs and not in_flight)
+
+    def _handle(self, frame: Frame, in_flight: deque, results: dict[int, Result]) -> None:
+        if frame.type == MsgType.ACK:
+            nxt = decode_ack(frame.payload)
+            if not in_flight or in_flight[0][0] != frame.seq:
+                raise DeviceError(f"SAMPLES: unexpected ACK of frame {frame.seq}")
+            _, expected = in_flight.popleft()
+            if nxt != expected:
+                raise DeviceError(
+                    f"SAMPLES: the board expects sample {nxt} after frame {frame.seq}, "
+                    f"sent up to {expected}"
+                )
+            self.samples_acked = nxt
+        elif frame.type == MsgType.RESULT:
+            result = decode_result(frame.payload)
+            results[result.epoch_index] = result
+        elif frame.type == MsgType.LAYER_COUNTS:
+            self.layer_counts = decode_layer_counts(frame.payload)
+        elif frame.type == MsgType.ERROR:
+            raise BoardErrorReply("SAMPLES", decode_error(frame.payload))
+        else:
+            raise DeviceError(f"SAMPLES: unexpected reply type {frame.type!r}")
 
     def send_epoch(self, epoch_index: int, samples: np.ndarray) -> Result:
         """One epoch of int16 samples (3000, 4), in frames; returns the board's RESULT."""
-        if samples.shape != (EPOCH_SAMPLES, 4):
-            raise ValueError(f"an epoch is ({EPOCH_SAMPLES}, 4) int16 samples, got {samples.shape}")
-        first = epoch_index * EPOCH_SAMPLES
-        result = None
-        for off in range(0, EPOCH_SAMPLES, MAX_SAMPLES_PER_FRAME):
-            block = samples[off : off + MAX_SAMPLES_PER_FRAME]
-            self.send(MsgType.SAMPLES, encode_samples(first + off, block))
-            if off + len(block) == EPOCH_SAMPLES:
-                frame = self.receive("SAMPLES (epoch end)")
-                if frame.type == MsgType.LAYER_COUNTS:
-                    self.layer_counts = decode_layer_counts(frame.payload)
-                    frame = self.receive("SAMPLES (epoch end)")
-                if frame.type == MsgType.ERROR:
-                    raise BoardErrorReply("SAMPLES (epoch end)", decode_error(frame.payload))
-                if frame.type != MsgType.RESULT:
-                    raise DeviceError(f"SAMPLES (epoch end): expected RESULT, got {frame.type!r}")
-                result = decode_result(frame.payload)
-            nxt = decode_ack(self.expect("SAMPLES", MsgType.ACK).payload)
-            if nxt != first + off + len(block):
-                raise DeviceError(
-                    f"SAMPLES: the board expects sample {nxt}, sent up to "
-                    f"{first + off + len(block)}"
-                )
+        (result,) = self.stream_epochs(epoch_index, [samples])
         return result

@@ -1,7 +1,9 @@
 """Emulated boards: QEMU started on a free local TCP port, always stopped again.
 
-QEMU runs with ``-icount shift=6,align=off,sleep=off`` so that the board's counters are exact,
-deterministic instruction counts (docs/protocol.md, "Counts").
+QEMU runs with ``-icount shift=N,align=off,sleep=off`` so that the board's counters are exact,
+deterministic instruction counts (docs/protocol.md, "Counts"). N is chosen per board so that its
+SysTick advances at least 2 ticks per instruction (the firmware then recovers the instructions
+of each interrupt handler exactly and leaves them out of the counts).
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ FIRMWARE = REPO / "firmware"
 class EmulatedBoard:
     name: str
     machine: str
+    icount_shift: int  # SysTick ticks per instruction = 2**shift ns x core clock
 
 
 BOARDS = {
-    "emu-m4": EmulatedBoard("emu-m4", "ast1030-evb"),
-    "emu-an386": EmulatedBoard("emu-an386", "mps2-an386"),
+    "emu-m4": EmulatedBoard("emu-m4", "ast1030-evb", 6),  # 200 MHz: 12.8 ticks
+    "emu-an386": EmulatedBoard("emu-an386", "mps2-an386", 7),  # 25 MHz: 3.2 ticks
 }
 
 
@@ -87,9 +90,9 @@ class Emulator:
             "-kernel",
             str(self.elf),
             "-icount",
-            "shift=6,align=off,sleep=off",
+            f"shift={self.board.icount_shift},align=off,sleep=off",
             "-serial",
-            f"tcp:127.0.0.1:{self.port},server=on,wait=on",
+            f"tcp:127.0.0.1:{self.port},server=on,wait=on,nodelay=on",
         ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._timeout_s = timeout_s

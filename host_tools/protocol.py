@@ -13,7 +13,7 @@ from enum import IntEnum
 import numpy as np
 
 SYNC = b"\xa5\x5a"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 HEADER_LEN = 8
 CRC_LEN = 2
 MAX_PAYLOAD = 1024
@@ -43,6 +43,8 @@ class ErrorCode(IntEnum):
     BAD_LENGTH = 5
     OUT_OF_SEQUENCE = 6
     ENGINE = 7
+    BUSY = 8
+    OVERRUN = 9
 
 
 class CounterKind(IntEnum):

@@ -53,4 +53,5 @@ def test_application_and_engine_never_touch_registers():
     for folder in ("app", "engine"):
         for path in (FIRMWARE / folder).rglob("*.[ch]"):
             code = re.sub(r"/\*.*?\*/", "", path.read_text(), flags=re.S)
-            assert "volatile" not in code, path  # every register access needs volatile
+            # a register access is a cast of an address to a volatile pointer
+            assert not re.search(r"\(\s*(const\s+)?volatile[^)]*\*\s*\)", code), path

@@ -12,6 +12,7 @@ from host_tools.protocol import (
     HEADER_LEN,
     MAX_PAYLOAD,
     MAX_SAMPLES_PER_FRAME,
+    PROTOCOL_VERSION,
     SYNC,
     CounterKind,
     ErrorCode,
@@ -78,7 +79,7 @@ def test_crc_check_value():
 
 def test_frame_layout_matches_the_spec():
     raw = Frame(MsgType.SAMPLES, 0x1234, b"\x01\x02\x03").encode()
-    assert raw[:8] == SYNC + bytes([1, 0x02, 0x34, 0x12, 3, 0])
+    assert raw[:8] == SYNC + bytes([PROTOCOL_VERSION, 0x02, 0x34, 0x12, 3, 0])
     assert raw[8:11] == b"\x01\x02\x03"
     assert struct.unpack("<H", raw[11:]) == (crc16_ccitt_false(raw[2:11]),)
     # 8 + 1024 + 2; docs/protocol.md's "Maximum frame: 1,036 bytes" disagrees with its own table.
@@ -270,7 +271,7 @@ def test_no_single_byte_corruption_is_accepted(frame):
 def test_wrong_version_and_oversized_length_are_rejected_and_recorded():
     good = Frame(MsgType.ACK, 1, encode_ack(125))
     wrong_version = bytearray(good.encode())
-    wrong_version[2] = 2
+    wrong_version[2] = PROTOCOL_VERSION + 1
     too_long = bytearray(Frame(MsgType.ACK, 1, b"").encode())
     too_long[6:8] = struct.pack("<H", MAX_PAYLOAD + 1)
     bad_crc = bytearray(good.encode())
@@ -282,7 +283,10 @@ def test_wrong_version_and_oversized_length_are_rejected_and_recorded():
         ErrorCode.TOO_LONG,
         ErrorCode.BAD_CRC,
     ]
-    assert dec.errors[0][1].startswith("offset 4:") and "version 2" in dec.errors[0][1]
+    assert (
+        dec.errors[0][1].startswith("offset 4:")
+        and f"version {PROTOCOL_VERSION + 1}" in dec.errors[0][1]
+    )
     assert "payload length 1025" in dec.errors[1][1]
 
 

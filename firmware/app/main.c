@@ -1,6 +1,16 @@
 /* Application: frames in, 30-s epochs assembled, preprocessed, scored, results out
- * (docs/protocol.md). Stop-and-wait: every SAMPLES frame is answered with an ACK once stored;
- * a frame that completes an epoch gets the RESULT first. */
+ * (docs/protocol.md).
+ *
+ * Two contexts (board.h):
+ *   - app_service(), run by the board at low interrupt priority whenever bytes arrive: parses
+ *     frames, stores SAMPLES into the receive buffer, answers HELLO/PROFILE/RESET_STREAM, and
+ *     sends what the inference produced. It is the only sender.
+ *   - main(), thread mode: when the receive buffer holds a complete epoch, converts it to the
+ *     model input (freeing the receive buffer for the next epoch), then runs the model.
+ * So reception of epoch n+1 overlaps inference of epoch n (double buffering: an int16 receive
+ * buffer and the int8 model input). The ACK of the frame that completes an epoch is sent when
+ * the receive buffer is free again; samples of the following epoch sent before that ACK get
+ * ERROR BUSY. */
 #include <stdint.h>
 #include <string.h>
 
@@ -12,15 +22,41 @@
 #include "proto.h"
 
 #ifndef FW_VERSION
-#define FW_VERSION "0.1.0"
+#define FW_VERSION "0.2.0"
 #endif
 #ifndef FW_BUILD_HASH
 #define FW_BUILD_HASH 0u
 #endif
 
-/* int16 [channel][sample]; converted to int8 in place before inference. */
-static int16_t app_epoch[PROTO_N_CHANNELS * PROTO_EPOCH_SAMPLES];
-static uint32_t app_next_index;    /* next expected sample index */
+/* The receive buffer's states; only the owner named in each comment changes it. */
+enum {
+    RX_FILLING = 0, /* service stores samples */
+    RX_FULL = 1,    /* service completed an epoch; main takes it when idle */
+    RX_TAKING = 2,  /* main converts it to the model input, then sets RX_FILLING */
+};
+
+/* Receive buffer: int16 [channel][sample]. */
+static int16_t app_rx[PROTO_N_CHANNELS * PROTO_EPOCH_SAMPLES];
+static volatile uint8_t app_rx_state;
+static uint32_t app_rx_epoch;        /* epoch index of the complete epoch in app_rx */
+static uint16_t app_rx_last_seq;     /* frame that completed it: its ACK waits for RX_FILLING */
+static volatile uint8_t app_ack_due; /* set by main: send that ACK */
+static uint32_t app_next_index;      /* next expected sample index */
+
+/* Model input: int8 [channel][sample], owned by main. */
+static int8_t app_input[PROTO_N_CHANNELS * PROTO_EPOCH_SAMPLES];
+
+/* The last inference, written by main and sent by the service. */
+static struct {
+    uint32_t epoch;
+    uint16_t seq;
+    int8_t scores[ENGINE_MODEL_OUTPUTS];
+    engine_status_t status;
+    uint32_t preprocess_count;
+    uint32_t inference_count;
+} app_result;
+static volatile uint8_t app_result_due;
+
 static proto_parser_t app_parser;
 static uint8_t app_tx[PROTO_HEADER_LEN + 1 + 8 * ENGINE_MODEL_LAYERS + PROTO_CRC_LEN];
 extern int profile_enabled;
@@ -61,6 +97,13 @@ static void send_error(uint8_t code, uint8_t detail, uint16_t seq)
     send(PROTO_MSG_ERROR, seq, p, sizeof(p));
 }
 
+static void send_ack(uint16_t seq)
+{
+    uint8_t ack[4];
+    put_u32(ack, app_next_index);
+    send(PROTO_MSG_ACK, seq, ack, sizeof(ack));
+}
+
 static void send_info(uint16_t seq)
 {
     uint8_t p[PROTO_INFO_LEN];
@@ -86,19 +129,10 @@ static void send_info(uint16_t seq)
     send(PROTO_MSG_INFO, seq, p, sizeof(p));
 }
 
-static void run_epoch(uint16_t seq)
+static void send_result(void)
 {
-    int8_t *input = (int8_t *)app_epoch;
-    int8_t scores[ENGINE_MODEL_OUTPUTS];
-    board_counter_restart();
-    preprocess_epoch_s16_to_s8(app_epoch, input);
-    uint64_t preprocess_count = board_counter_read();
-    board_counter_restart();
-    profile_begin();
-    engine_status_t status = engine_model_run_s8(input, scores);
-    uint64_t inference_count = board_counter_read();
-    if (status != ENGINE_OK) {
-        send_error(PROTO_ERR_ENGINE, (uint8_t)status, seq);
+    if (app_result.status != ENGINE_OK) {
+        send_error(PROTO_ERR_ENGINE, (uint8_t)app_result.status, app_result.seq);
         return;
     }
     if (profile_enabled) {
@@ -108,22 +142,22 @@ static void run_epoch(uint16_t seq)
             put_u32(&layers[1 + 8 * i], profile_layer_count(i));
             put_u32(&layers[5 + 8 * i], engine_model_layer_macs[i]);
         }
-        send(PROTO_MSG_LAYER_COUNTS, seq, layers, sizeof(layers));
+        send(PROTO_MSG_LAYER_COUNTS, app_result.seq, layers, sizeof(layers));
     }
     uint8_t stage = 0;
     for (uint8_t k = 1; k < ENGINE_MODEL_OUTPUTS; ++k) {
-        if (scores[k] > scores[stage]) {
+        if (app_result.scores[k] > app_result.scores[stage]) {
             stage = k;
         }
     }
     uint8_t p[PROTO_RESULT_LEN];
-    put_u32(&p[0], app_next_index / PROTO_EPOCH_SAMPLES - 1u);
+    put_u32(&p[0], app_result.epoch);
     p[4] = stage;
-    memcpy(&p[5], scores, ENGINE_MODEL_OUTPUTS);
-    put_u32(&p[10], (uint32_t)preprocess_count);
-    put_u32(&p[14], (uint32_t)inference_count);
+    memcpy(&p[5], app_result.scores, ENGINE_MODEL_OUTPUTS);
+    put_u32(&p[10], app_result.preprocess_count);
+    put_u32(&p[14], app_result.inference_count);
     p[18] = board_counter_kind();
-    send(PROTO_MSG_RESULT, seq, p, sizeof(p));
+    send(PROTO_MSG_RESULT, app_result.seq, p, sizeof(p));
 }
 
 static void on_samples(const proto_frame_t *f)
@@ -139,29 +173,35 @@ static void on_samples(const proto_frame_t *f)
         send_error(PROTO_ERR_BAD_LENGTH, 0, f->seq);
         return;
     }
+    if (app_rx_state != RX_FILLING) { /* the host did not wait for the epoch's last ACK */
+        send_error(PROTO_ERR_BUSY, 0, f->seq);
+        return;
+    }
     if (first != app_next_index) {
         send_error(PROTO_ERR_OUT_OF_SEQUENCE, 0, f->seq);
-    } else {
-        const uint8_t *b = &f->payload[6];
-        for (uint16_t i = 0; i < n; ++i) {
-            uint32_t t = app_next_index % PROTO_EPOCH_SAMPLES;
-            for (int c = 0; c < PROTO_N_CHANNELS; ++c, b += 2) {
-                app_epoch[c * PROTO_EPOCH_SAMPLES + t] = (int16_t)(b[0] | (b[1] << 8));
-            }
-            app_next_index++;
-            if (app_next_index % PROTO_EPOCH_SAMPLES == 0) {
-                if (i + 1u != n) { /* an epoch must end at a frame boundary */
-                    app_next_index -= (uint32_t)(i + 1u);
-                    send_error(PROTO_ERR_BAD_LENGTH, 1, f->seq);
-                    return;
-                }
-                run_epoch(f->seq);
-            }
+        send_ack(f->seq);
+        return;
+    }
+    uint32_t t0 = app_next_index % PROTO_EPOCH_SAMPLES;
+    if (t0 + n > PROTO_EPOCH_SAMPLES) { /* an epoch must end at a frame boundary */
+        send_error(PROTO_ERR_BAD_LENGTH, 1, f->seq);
+        send_ack(f->seq);
+        return;
+    }
+    const uint8_t *b = &f->payload[6];
+    for (uint32_t t = t0; t < t0 + n; ++t) {
+        for (int c = 0; c < PROTO_N_CHANNELS; ++c, b += 2) {
+            app_rx[c * PROTO_EPOCH_SAMPLES + t] = (int16_t)(b[0] | (b[1] << 8));
         }
     }
-    uint8_t ack[4];
-    put_u32(ack, app_next_index);
-    send(PROTO_MSG_ACK, f->seq, ack, sizeof(ack));
+    app_next_index += n;
+    if (t0 + n == PROTO_EPOCH_SAMPLES) {
+        app_rx_epoch = app_next_index / PROTO_EPOCH_SAMPLES - 1u;
+        app_rx_last_seq = f->seq;
+        app_rx_state = RX_FULL; /* ACKed once main has taken the epoch */
+        return;
+    }
+    send_ack(f->seq);
 }
 
 static void on_frame(const proto_frame_t *f)
@@ -179,18 +219,15 @@ static void on_frame(const proto_frame_t *f)
             break;
         }
         profile_enabled = f->payload[0] != 0;
-        {
-            uint8_t ack[4];
-            put_u32(ack, app_next_index);
-            send(PROTO_MSG_ACK, f->seq, ack, sizeof(ack));
-        }
+        send_ack(f->seq);
         break;
     case PROTO_MSG_RESET_STREAM:
-        app_next_index = 0;
-        {
-            uint8_t ack[4] = {0, 0, 0, 0};
-            send(PROTO_MSG_ACK, f->seq, ack, sizeof(ack));
+        /* A complete epoch not yet taken is dropped; one already taken is still scored. */
+        if (app_rx_state == RX_FULL) {
+            app_rx_state = RX_FILLING;
         }
+        app_next_index = 0;
+        send_ack(f->seq);
         break;
     default:
         send_error(PROTO_ERR_UNKNOWN_TYPE, f->type, f->seq);
@@ -198,20 +235,75 @@ static void on_frame(const proto_frame_t *f)
     }
 }
 
-int main(void)
+void app_service(void)
 {
-    board_init();
-    proto_parser_init(&app_parser);
-    for (;;) {
-        uint8_t byte;
-        if (!board_uart_read(&byte)) {
-            continue;
-        }
+    if (app_result_due) {
+        send_result();
+        app_result_due = 0;
+    }
+    if (app_ack_due) {
+        app_ack_due = 0;
+        send_ack(app_rx_last_seq);
+    }
+    if (board_rx_overflowed()) {
+        proto_parser_init(&app_parser);
+        send_error(PROTO_ERR_OVERRUN, 0, 0);
+    }
+    uint8_t byte;
+    while (board_uart_read(&byte)) {
         proto_event_t ev = proto_parser_push(&app_parser, byte);
         if (ev == PROTO_FRAME) {
             on_frame(&app_parser.frame);
         } else if (ev == PROTO_ERROR) {
             send_error(app_parser.error, 0, app_parser.error_seq);
+        }
+    }
+}
+
+/* Takes the complete epoch out of the receive buffer and scores it. */
+static void run_epoch(void)
+{
+    uint32_t epoch = app_rx_epoch;
+    uint16_t seq = app_rx_last_seq;
+    board_counter_restart();
+    preprocess_epoch_s16_to_s8(app_rx, app_input);
+    uint32_t preprocess_count = (uint32_t)board_counter_read();
+    app_rx_state = RX_FILLING;
+    app_ack_due = 1;
+    board_service_request(); /* the host may send the next epoch now */
+
+    int8_t scores[ENGINE_MODEL_OUTPUTS];
+    board_counter_restart();
+    profile_begin();
+    engine_status_t status = engine_model_run_s8(app_input, scores);
+    uint32_t inference_count = (uint32_t)board_counter_read();
+
+    while (app_result_due) { /* the previous result is out (the service ran at once) */
+    }
+    app_result.epoch = epoch;
+    app_result.seq = seq;
+    memcpy(app_result.scores, scores, sizeof(scores));
+    app_result.status = status;
+    app_result.preprocess_count = preprocess_count;
+    app_result.inference_count = inference_count;
+    app_result_due = 1;
+    board_service_request();
+}
+
+int main(void)
+{
+    board_init();
+    proto_parser_init(&app_parser);
+    board_rx_start();
+    for (;;) {
+        board_critical_begin(); /* FULL -> TAKING, not interleaved with a RESET_STREAM */
+        int full = app_rx_state == RX_FULL;
+        if (full) {
+            app_rx_state = RX_TAKING;
+        }
+        board_critical_end();
+        if (full) {
+            run_epoch();
         }
     }
 }

@@ -1,5 +1,11 @@
 /* The only boundary between the application and a board. A board supplies these functions in
- * boards/<board>/board.c; application code never touches a register. */
+ * boards/<board>/board.c (and the shared boards/common/); application code never touches a
+ * register.
+ *
+ * Execution model: the application's main() runs the inference in thread mode. Received bytes
+ * are captured by the board's UART interrupt, and the application's app_service() is run by
+ * the board in a low-priority handler whenever bytes arrived or board_service_request() was
+ * called: it parses and answers frames while an inference is running. */
 #ifndef BOARD_H
 #define BOARD_H
 
@@ -7,13 +13,26 @@
 #include <stdint.h>
 
 void board_init(void);
-/* Non-blocking: 1 and the byte if one was received, else 0. */
+/* Enables reception: from now on app_service() runs whenever bytes arrive. */
+void board_rx_start(void);
+/* Non-blocking: 1 and the next received byte if there is one, else 0. Call from app_service. */
 int board_uart_read(uint8_t *byte);
-/* Blocking until every byte is handed to the UART. */
+/* 1 if received bytes were lost (receive buffer full) since the last call. */
+int board_rx_overflowed(void);
+/* Blocking until every byte is handed to the UART. Call from app_service only. */
 void board_uart_write(const uint8_t *data, size_t len);
+/* Runs app_service() soon (at once when called from thread mode). */
+void board_service_request(void);
+/* Thread mode: app_service() does not run between begin and end (keep it short). */
+void board_critical_begin(void);
+void board_critical_end(void);
+/* Provided by the application: run by the board at low interrupt priority. */
+void app_service(void);
+
 /* Restarts the work counter at 0. Counts of the same work are then identical run to run. */
 void board_counter_restart(void);
-/* Work since the last restart: instructions (emulated boards) or cycles (real boards). */
+/* Thread-mode work since the last restart, interrupt handlers excluded: instructions
+ * (emulated boards) or cycles (real boards). */
 uint64_t board_counter_read(void);
 /* PROTO_COUNTER_INSTRUCTIONS or PROTO_COUNTER_CYCLES. */
 uint8_t board_counter_kind(void);

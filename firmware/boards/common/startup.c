@@ -1,15 +1,15 @@
-/* Cortex-M startup shared by the boards: vector table, .data copy, .bss zeroing, SysTick wrap
- * counting. A board provides SysTick setup through board_init(). */
+/* Cortex-M startup shared by the boards: vector table, .data copy, .bss zeroing. The handlers
+ * are in irq.c and systick.c. */
 #include <stdint.h>
 
 extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
 extern int main(void);
 
-volatile uint32_t board_systick_wraps;
-
 void Reset_Handler(void);
 void Default_Handler(void);
 void SysTick_Handler(void);
+void PendSV_Handler(void);
+void Board_IRQ_Handler(void);
 
 void Reset_Handler(void)
 {
@@ -31,15 +31,19 @@ void Default_Handler(void)
     }
 }
 
-void SysTick_Handler(void)
-{
-    board_systick_wraps++;
-}
 
 typedef void (*vector_t)(void);
 
-__attribute__((section(".vectors"), used)) const vector_t vector_table[16] = {
-    (vector_t)(uintptr_t)&_estack, Reset_Handler, Default_Handler, Default_Handler,
-    Default_Handler, Default_Handler, Default_Handler, 0, 0, 0, 0, Default_Handler,
-    Default_Handler, 0, Default_Handler, SysTick_Handler,
+/* 16 system exceptions, then 64 external interrupt lines (enough for every board here: the
+ * highest UART line used is 38). Each board enables only its UART's line. */
+#define EXTERNAL_IRQS 64
+__attribute__((section(".vectors"), used)) const vector_t vector_table[16 + EXTERNAL_IRQS] = {
+    [0] = (vector_t)(uintptr_t)&_estack,
+    [1] = Reset_Handler,
+    [2 ... 6] = Default_Handler,
+    [11] = Default_Handler,
+    [12] = Default_Handler,
+    [14] = PendSV_Handler,
+    [15] = SysTick_Handler,
+    [16 ... 16 + EXTERNAL_IRQS - 1] = Board_IRQ_Handler,
 };

@@ -4,6 +4,7 @@
 #include "../board.h"
 
 #include "../../app/protocol_defs.h"
+#include "../common/irq.h"
 #include "../common/systick.h"
 
 #define UART_BASE 0x7E784000u
@@ -21,6 +22,8 @@
 #define LSR_THR_EMPTY 0x20u
 
 #define CORE_CLOCK_HZ 200000000u
+#define UART_IRQ 8
+#define UNITS_PER_WRAP 1310720u /* 2^24 ticks * 5 / 64 */
 
 void board_init(void)
 {
@@ -31,16 +34,31 @@ void board_init(void)
     UART_IER = 0;
     UART_FCR = 0xC7; /* FIFO on, trigger 14: without it the link runs at ~18 kB/s */
     UART_MCR = 0x03;
-    systick_start();
+    systick_start(UNITS_PER_WRAP);
 }
 
-int board_uart_read(uint8_t *byte)
+void board_rx_start(void)
 {
-    if (UART_LSR & LSR_DATA_READY) {
-        *byte = (uint8_t)UART_RBR;
-        return 1;
+    irq_start(UART_IRQ);
+    board_uart_rx_irq(1); /* received data available (FIFO at its trigger level, or timeout) */
+}
+
+/* A byte is read only once the ring has room for it (QEMU's 16550 then holds the rest and
+ * the host waits: no byte is ever lost on this board). */
+void board_uart_irq_service(void)
+{
+    while (UART_LSR & LSR_DATA_READY) {
+        if (!irq_rx_room()) {
+            board_uart_rx_irq(0);
+            return;
+        }
+        irq_rx_push((uint8_t)UART_RBR);
     }
-    return 0;
+}
+
+void board_uart_rx_irq(int enable)
+{
+    UART_IER = enable ? 0x01u : 0x00u;
 }
 
 void board_uart_write(const uint8_t *data, size_t len)
@@ -52,15 +70,27 @@ void board_uart_write(const uint8_t *data, size_t len)
     }
 }
 
-void board_counter_restart(void)
+/* 12.8 ticks per instruction at 200 MHz: instructions = ticks * 5 / 64. A window between two
+ * reads is off by less than one tick (< 0.08 instruction): rounding recovers it exactly. */
+uint32_t board_raw_now(void)
 {
-    systick_restart();
+    return systick_raw();
 }
 
-uint64_t board_counter_read(void)
+uint32_t board_units_since(uint32_t raw_t0)
 {
-    /* 12.8 ticks per instruction at 200 MHz: instructions = ticks * 5 / 64 (exact). */
+    uint32_t ticks = (systick_raw() - raw_t0) & 0x00FFFFFFu;
+    return (ticks * 5u + 32u) / 64u;
+}
+
+uint64_t board_units_total(void)
+{
     return systick_ticks() * 5u / 64u;
+}
+
+void board_units_restart(void)
+{
+    systick_restart();
 }
 
 uint8_t board_counter_kind(void)

@@ -4,6 +4,7 @@
 #include "../board.h"
 
 #include "../../app/protocol_defs.h"
+#include "../common/irq.h"
 
 #define REG(addr) (*(volatile uint32_t *)(addr))
 
@@ -28,6 +29,8 @@
 #define ISR_ORE (1u << 3)
 #define ISR_RXNE (1u << 5)
 #define ISR_TXE (1u << 7)
+#define CR1_RXNEIE (1u << 5)
+#define USART2_IRQ 38
 /* Debug: cycle counter */
 #define DEMCR REG(0xE000EDFCu)
 #define DWT_CTRL REG(0xE0001000u)
@@ -71,17 +74,39 @@ void board_init(void)
     DWT_CTRL |= 1u;                                                 /* CYCCNTENA */
 }
 
-int board_uart_read(uint8_t *byte)
+void board_rx_start(void)
 {
-    uint32_t isr = USART2_ISR;
-    if (isr & ISR_ORE) { /* a host that ignored flow control: the frame's CRC will fail */
-        USART2_ICR = ISR_ORE;
+    irq_start(USART2_IRQ);
+    board_uart_rx_irq(1);
+}
+
+/* USART2 holds one byte: when the ring is full the next bytes overrun, which the application
+ * reports (ERROR OVERRUN) and the host's retransmission repairs. */
+void board_uart_irq_service(void)
+{
+    uint32_t isr;
+    while ((isr = USART2_ISR) & (ISR_RXNE | ISR_ORE)) {
+        if (isr & ISR_ORE) {
+            USART2_ICR = ISR_ORE;
+            irq_rx_lost();
+        }
+        if (isr & ISR_RXNE) {
+            if (!irq_rx_room()) {
+                board_uart_rx_irq(0);
+                return;
+            }
+            irq_rx_push((uint8_t)USART2_RDR);
+        }
     }
-    if (isr & ISR_RXNE) {
-        *byte = (uint8_t)USART2_RDR;
-        return 1;
+}
+
+void board_uart_rx_irq(int enable)
+{
+    if (enable) {
+        USART2_CR1 |= CR1_RXNEIE;
+    } else {
+        USART2_CR1 &= ~CR1_RXNEIE;
     }
-    return 0;
 }
 
 void board_uart_write(const uint8_t *data, size_t len)
@@ -93,14 +118,25 @@ void board_uart_write(const uint8_t *data, size_t len)
     }
 }
 
-void board_counter_restart(void)
+/* DWT cycles: 32 bits, 53 s at 80 MHz, far longer than one inference. */
+uint32_t board_raw_now(void)
 {
-    DWT_CYCCNT = 0;
+    return DWT_CYCCNT;
 }
 
-uint64_t board_counter_read(void)
+uint32_t board_units_since(uint32_t raw_t0)
 {
-    return DWT_CYCCNT; /* 32 bits: 53 s at 80 MHz, far longer than one inference */
+    return DWT_CYCCNT - raw_t0;
+}
+
+uint64_t board_units_total(void)
+{
+    return DWT_CYCCNT;
+}
+
+void board_units_restart(void)
+{
+    DWT_CYCCNT = 0;
 }
 
 uint8_t board_counter_kind(void)

@@ -30,12 +30,14 @@ size = env.Alias("size", elf, env.VerboseAction("$SIZETOOL $SOURCES", "Program s
 AlwaysBuild(size)
 
 machine_name = board.get("debug.qemu_machine", "")
+icount_shift = board.get("debug.qemu_icount_shift", "6")
 if machine_name:
     port = env.subst("$UPLOAD_PORT") or "5555"  # pio run -t upload --upload-port N
     env.Replace(UPLOADCMD=(
         "echo 'serial URL: socket://127.0.0.1:%s' && qemu-system-arm -M %s -display none "
-        "-monitor none -icount shift=6,align=off,sleep=off -kernel $SOURCE "
-        "-serial tcp:127.0.0.1:%s,server=on,wait=on" % (port, machine_name, port)))
+        "-monitor none -icount shift=%s,align=off,sleep=off -kernel $SOURCE "
+        "-serial tcp:127.0.0.1:%s,server=on,wait=on,nodelay=on"
+        % (port, machine_name, icount_shift, port)))
     AlwaysBuild(env.Alias("upload", elf, env.VerboseAction("$UPLOADCMD", "Booting in QEMU")))
 
 Default([elf, size])
