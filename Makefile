@@ -10,13 +10,13 @@ SEED ?= 0
 SHARED_HYPNOGRAMS ?= $(wildcard ../shared/sleep-edf/hypnograms)
 DEMO_HYPNOGRAM := $(if $(SHARED_HYPNOGRAMS),$(SHARED_HYPNOGRAMS)/SC4001EC-Hypnogram.edf)
 
-.PHONY: setup test lint format demo bench bench-train model convert firmware firmware-model clean distclean
+.PHONY: setup test lint format demo bench bench-train model convert firmware firmware-test firmware-model clean distclean
 
 setup:
 	@scripts/setup.sh
 
 ## test: lint + every test (offline after setup)
-test: setup lint firmware
+test: setup lint firmware firmware-test
 	$(PY) -m pytest -q
 
 lint: setup
@@ -57,6 +57,10 @@ convert: setup
 BOARDS := emu-m4 emu-an386 nucleo-l476rg
 firmware:
 	for b in $(BOARDS); do $(MAKE) -s -C firmware BOARD=$$b || exit 1; done
+
+## firmware-test: the on-target unit tests (firmware/test) on both emulated boards, in QEMU
+firmware-test:
+	for b in emu-m4 emu-an386; do $(MAKE) -s -C firmware test BOARD=$$b || exit 1; done
 
 ## firmware-model: regenerate the committed model C and .tflite from models/ulw_sleepnet
 firmware-model: convert

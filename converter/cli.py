@@ -1,4 +1,4 @@
-"""``python -m converter build --model DIR --out DIR``."""
+"""``python -m converter build --model DIR --out DIR`` and ``python -m converter vectors``."""
 
 from __future__ import annotations
 
@@ -25,7 +25,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--check", type=int, default=2000, help="inputs checked against TFLM")
     p.add_argument("--seed", type=int, default=0)
+    v = sub.add_parser("vectors", help="test vectors for the on-target unit tests")
+    v.add_argument("--model", default="models/ulw_sleepnet")
+    v.add_argument("--out", default="firmware/test/test_target/vectors.h")
     args = parser.parse_args(argv)
+    if args.command == "vectors":
+        from .vectors import write_vectors
+
+        print(f"wrote {write_vectors(args.model, args.out)}")
+        return 0
     from .build import build, render_markdown
 
     try:

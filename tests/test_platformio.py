@@ -81,3 +81,18 @@ def test_upload_boots_the_emulated_board(pio_env):
         os.killpg(proc.pid, signal.SIGTERM)  # pio, its SCons and QEMU
         out = proc.communicate(timeout=30)[0]
     assert f"serial URL: socket://127.0.0.1:{port}" in out
+
+
+def test_pio_test_runs_the_on_target_tests_on_both_emulated_boards(pio_env):
+    done = subprocess.run(
+        [str(PIO), "test", "-e", "emu_m4", "-e", "emu_an386"],
+        cwd=REPO,
+        env=pio_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    assert out.count("ON-TARGET TESTS: 14 passed, 0 failed") == 2, out[-3000:]
+    assert "28 test cases: 28 succeeded" in out

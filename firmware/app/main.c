@@ -43,8 +43,6 @@ static uint16_t app_rx_last_seq;     /* frame that completed it: its ACK waits f
 static volatile uint8_t app_ack_due; /* set by main: send that ACK */
 static uint32_t app_next_index;      /* next expected sample index */
 
-/* Model input: int8 [channel][sample], owned by main. */
-static int8_t app_input[PROTO_N_CHANNELS * PROTO_EPOCH_SAMPLES];
 
 /* The last inference, written by main and sent by the service. */
 static struct {
@@ -260,6 +258,10 @@ void app_service(void)
     }
 }
 
+#ifndef PIO_UNIT_TESTING /* test programs (firmware/test) bring their own main() */
+/* Model input: int8 [channel][sample], owned by main. */
+static int8_t app_input[PROTO_N_CHANNELS * PROTO_EPOCH_SAMPLES];
+
 /* Takes the complete epoch out of the receive buffer and scores it. */
 static void run_epoch(void)
 {
@@ -307,3 +309,4 @@ int main(void)
         }
     }
 }
+#endif
