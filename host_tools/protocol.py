@@ -193,7 +193,7 @@ def _fixed(what: str, value: bytes, size: int) -> bytes:
 
 @dataclass
 class Info:
-    """INFO payload (docs/protocol.md, INFO table; 91 bytes)."""
+    """INFO payload (docs/protocol.md, INFO table; 95 bytes)."""
 
     firmware_version: str
     build_hash: int
@@ -207,9 +207,10 @@ class Info:
     counter_kind: CounterKind
     core_clock_hz: int
     board: str
+    stack_peak_bytes: int = 0  # deepest stack use since the board's reset
 
 
-_INFO = "<16sIB8sBHH" + "BBhi" * N_CHANNELS + "IBI16s"
+_INFO = "<16sIB8sBHH" + "BBhi" * N_CHANNELS + "IBI16sI"
 _NAMES = ("firmware_version", "board")
 
 
@@ -221,21 +222,21 @@ def _counter_kind(what: str, value: int) -> CounterKind:
 
 
 def encode_info(info: Info) -> bytes:
-    """Info -> INFO payload (offsets 0, 16, 20, 21, 29, 30, 32, 34, 66, 70, 71, 75; 91 bytes)."""
+    """Info -> INFO payload (offsets 0, 16, 20, 21, 29, 30, 32, 34, 66, 70, 71, 75, 91; 95 B)."""
     if len(info.model_hash) != 8 or len(info.norm) != N_CHANNELS:
         raise ProtocolError("INFO: model_hash must be 8 bytes and norm have 4 entries")
     f = astuple(info)
     fw, board = (_fixed(f"INFO {k}", getattr(info, k).encode("ascii"), 16) for k in _NAMES)
     norm = (v for channel in f[7] for v in channel)
-    return _pack("INFO", _INFO, fw, *f[1:7], *norm, *f[8:11], board)
+    return _pack("INFO", _INFO, fw, *f[1:7], *norm, *f[8:11], board, info.stack_peak_bytes)
 
 
 def decode_info(payload: bytes) -> Info:
-    """INFO payload (INFO table, 91 bytes) -> Info."""
+    """INFO payload (INFO table, 95 bytes) -> Info."""
     v = _unpack("INFO", _INFO, payload)
     norm = [tuple(v[7 + 4 * c : 11 + 4 * c]) for c in range(N_CHANNELS)]
     ram, kind, clock = v[23], _counter_kind("INFO", v[24]), v[25]
-    return Info(_ascii(v[0]), *v[1:7], norm, ram, kind, clock, _ascii(v[26]))
+    return Info(_ascii(v[0]), *v[1:7], norm, ram, kind, clock, _ascii(v[26]), v[27])
 
 
 @dataclass

@@ -59,6 +59,7 @@ def make_info(**changes) -> Info:
         counter_kind=CounterKind.INSTRUCTIONS,
         core_clock_hz=200_000_000,
         board="ast1030-evb",
+        stack_peak_bytes=1234,
     )
     return Info(**(fields | changes))
 
@@ -144,7 +145,7 @@ def test_encode_samples_validates(samples, message):
 def test_info_layout_and_round_trip():
     info = make_info()
     payload = encode_info(info)
-    assert len(payload) == 91
+    assert len(payload) == 95
     assert payload[0:16] == b"0.1.0-dev" + bytes(7)
     assert payload[16:20] == struct.pack("<I", 0xDEADBEEF)
     assert payload[20] == 1 and payload[21:29] == bytes(range(1, 9)) and payload[29] == 4
@@ -156,6 +157,7 @@ def test_info_layout_and_round_trip():
     assert payload[70] == 0
     assert payload[71:75] == struct.pack("<I", 200_000_000)
     assert payload[75:91] == b"ast1030-evb" + bytes(5)
+    assert payload[91:95] == struct.pack("<I", info.stack_peak_bytes)
     got = decode_info(payload)
     assert got == info and isinstance(got.counter_kind, CounterKind)
     full = make_info(firmware_version="x" * 16, board="b" * 16, counter_kind=CounterKind.CYCLES)
@@ -204,7 +206,7 @@ def test_encoders_reject_out_of_range_values():
 @pytest.mark.parametrize(
     ("decode", "payload", "message"),
     [
-        (decode_info, bytes(90), r"INFO: payload is 90 bytes, expected 91"),
+        (decode_info, bytes(94), r"INFO: payload is 94 bytes, expected 95"),
         (decode_result, bytes(20), r"RESULT: payload is 20 bytes, expected 19"),
         (decode_ack, b"", r"ACK: payload is 0 bytes, expected 4"),
         (decode_error, bytes(5), r"ERROR: payload is 5 bytes, expected 4"),
@@ -212,7 +214,7 @@ def test_encoders_reject_out_of_range_values():
         (decode_samples, struct.pack("<IH", 0, 0), r"SAMPLES: payload is 6 bytes for n = 0"),
         (decode_samples, struct.pack("<IH", 0, 2) + bytes(8), r"SAMPLES: .* 14 bytes for n = 2"),
         (decode_samples, struct.pack("<IH", 0, 126) + bytes(1008), r"for n = 126"),
-        (decode_info, bytes(70) + b"\x07" + bytes(20), r"INFO: unknown counter kind 7"),
+        (decode_info, bytes(70) + b"\x07" + bytes(24), r"INFO: unknown counter kind 7"),
     ],
 )
 def test_decoders_reject_wrong_payloads(decode, payload, message):

@@ -124,6 +124,7 @@ static void send_info(uint16_t seq)
     p[70] = board_counter_kind();
     put_u32(&p[71], board_core_clock_hz());
     put_str(&p[75], board_name(), 16);
+    put_u32(&p[91], board_stack_peak());
     send(PROTO_MSG_INFO, seq, p, sizeof(p));
 }
 

@@ -37,6 +37,8 @@ uint64_t board_counter_read(void);
 /* PROTO_COUNTER_INSTRUCTIONS or PROTO_COUNTER_CYCLES. */
 uint8_t board_counter_kind(void);
 uint32_t board_core_clock_hz(void);
+/* Deepest stack use since reset, bytes (the free RAM is painted at reset). */
+uint32_t board_stack_peak(void);
 const char *board_name(void);
 void board_reset(void);
 

@@ -5,8 +5,11 @@
 extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
 extern int main(void);
 
+#define STACK_PAINT 0x5AC3E1F0u
+
 void Reset_Handler(void);
 void Default_Handler(void);
+uint32_t board_stack_peak(void);
 void SysTick_Handler(void);
 void PendSV_Handler(void);
 void Board_IRQ_Handler(void);
@@ -20,9 +23,24 @@ void Reset_Handler(void)
     for (uint32_t *dst = &_sbss; dst < &_ebss;) {
         *dst++ = 0;
     }
+    /* Paint the free RAM below the stack, for board_stack_peak(). */
+    uint32_t *sp;
+    __asm volatile("mov %0, sp" : "=r"(sp));
+    for (uint32_t *dst = &_ebss; dst < sp - 16;) {
+        *dst++ = STACK_PAINT;
+    }
     (void)main();
     for (;;) {
     }
+}
+
+uint32_t board_stack_peak(void)
+{
+    const uint32_t *p = &_ebss;
+    while (p < &_estack && *p == STACK_PAINT) {
+        ++p;
+    }
+    return (uint32_t)((uintptr_t)&_estack - (uintptr_t)p);
 }
 
 void Default_Handler(void)
