@@ -7,8 +7,8 @@
  *     sends what the inference produced. It is the only sender.
  *   - main(), thread mode: when the receive buffer holds a complete epoch, converts it to the
  *     model input (freeing the receive buffer for the next epoch), then runs the model.
- * So reception of epoch n+1 overlaps inference of epoch n (double buffering: an int16 receive
- * buffer and the int8 model input). The ACK of the frame that completes an epoch is sent when
+ * So reception of epoch n+1 overlaps inference of epoch n (double buffering: a receive buffer
+ * and the int8 model input). The ACK of the frame that completes an epoch is sent when
  * the receive buffer is free again; samples of the following epoch sent before that ACK get
  * ERROR BUSY. */
 #include <stdint.h>
@@ -35,8 +35,8 @@ enum {
     RX_TAKING = 2,  /* main converts it to the model input, then sets RX_FILLING */
 };
 
-/* Receive buffer: int16 [channel][sample]. */
-static int16_t app_rx[PROTO_N_CHANNELS * PROTO_EPOCH_SAMPLES];
+/* Receive buffer (preprocess.h: int16 for mean-removed channels, int8 for the others). */
+static preprocess_epoch_t app_rx;
 static volatile uint8_t app_rx_state;
 static uint32_t app_rx_epoch;        /* epoch index of the complete epoch in app_rx */
 static uint16_t app_rx_last_seq;     /* frame that completed it: its ACK waits for RX_FILLING */
@@ -189,9 +189,11 @@ static void on_samples(const proto_frame_t *f)
     }
     const uint8_t *b = &f->payload[6];
     for (uint32_t t = t0; t < t0 + n; ++t) {
+        int16_t s[PROTO_N_CHANNELS];
         for (int c = 0; c < PROTO_N_CHANNELS; ++c, b += 2) {
-            app_rx[c * PROTO_EPOCH_SAMPLES + t] = (int16_t)(b[0] | (b[1] << 8));
+            s[c] = (int16_t)(b[0] | (b[1] << 8));
         }
+        preprocess_store(&app_rx, (int)t, s);
     }
     app_next_index += n;
     if (t0 + n == PROTO_EPOCH_SAMPLES) {
@@ -269,7 +271,7 @@ static void run_epoch(void)
     uint32_t epoch = app_rx_epoch;
     uint16_t seq = app_rx_last_seq;
     board_counter_restart();
-    preprocess_epoch_s16_to_s8(app_rx, app_input);
+    preprocess_finish(&app_rx, app_input);
     uint32_t preprocess_count = (uint32_t)board_counter_read();
     app_rx_state = RX_FILLING;
     app_ack_due = 1;

@@ -1,6 +1,6 @@
 #include "preprocess.h"
 
-#include "model_norm.h"
+#include <string.h>
 
 #if MODEL_NORM_CHANNELS != PROTO_N_CHANNELS
 #error "model_norm.h does not describe PROTO_N_CHANNELS channels"
@@ -13,26 +13,45 @@ static int32_t floor_div(int32_t num, int32_t den)
     return (num % den != 0 && num < 0) ? q - 1 : q;
 }
 
-void preprocess_epoch_s16_to_s8(const int16_t *epoch, int8_t *out)
+/* q = clamp(((s - m) * M + 2^(S-1)) >> S): |s - m| <= 65535 and M < 2^15, so p fits int32;
+ * >> of a negative int32 is an arithmetic (floor) shift with GCC. */
+static int8_t quantise(int c, int32_t s, int32_t m)
 {
+    const int shift = model_norm_shift[c];
+    int32_t p = (s - m) * model_norm_multiplier[c];
+    int32_t v = (p + ((int32_t)1 << (shift - 1))) >> shift;
+    return (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
+}
+
+void preprocess_store(preprocess_epoch_t *epoch, int t, const int16_t *s)
+{
+    int dc = 0, fixed = 0;
     for (int c = 0; c < PROTO_N_CHANNELS; ++c) {
-        const int16_t *s = epoch + c * PROTO_EPOCH_SAMPLES;
-        int8_t *q = out + c * PROTO_EPOCH_SAMPLES;
-        int32_t m = model_norm_offset[c];
         if (model_norm_remove_dc[c]) {
-            int32_t sum = 0; /* |sum| <= 3000 * 32768 < 2^27 */
-            for (int n = 0; n < PROTO_EPOCH_SAMPLES; ++n) {
-                sum += s[n];
-            }
-            m = floor_div(sum + PROTO_EPOCH_SAMPLES / 2, PROTO_EPOCH_SAMPLES);
+            epoch->dc[dc++][t] = s[c];
+        } else {
+            epoch->fixed[fixed++][t] = quantise(c, s[c], model_norm_offset[c]);
         }
-        const int32_t mult = model_norm_multiplier[c];
-        const int shift = model_norm_shift[c];
-        const int32_t round = (int32_t)1 << (shift - 1);
+    }
+}
+
+void preprocess_finish(const preprocess_epoch_t *epoch, int8_t *out)
+{
+    int dc = 0, fixed = 0;
+    for (int c = 0; c < PROTO_N_CHANNELS; ++c) {
+        int8_t *q = out + c * PROTO_EPOCH_SAMPLES;
+        if (!model_norm_remove_dc[c]) {
+            memcpy(q, epoch->fixed[fixed++], PROTO_EPOCH_SAMPLES);
+            continue;
+        }
+        const int16_t *s = epoch->dc[dc++];
+        int32_t sum = 0; /* |sum| <= 3000 * 32768 < 2^27 */
         for (int n = 0; n < PROTO_EPOCH_SAMPLES; ++n) {
-            int32_t p = ((int32_t)s[n] - m) * mult; /* |s - m| <= 65535, mult < 2^15 */
-            int32_t v = (p + round) >> shift;        /* arithmetic shift: floor */
-            q[n] = (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
+            sum += s[n];
+        }
+        int32_t m = floor_div(sum + PROTO_EPOCH_SAMPLES / 2, PROTO_EPOCH_SAMPLES);
+        for (int n = 0; n < PROTO_EPOCH_SAMPLES; ++n) {
+            q[n] = quantise(c, s[n], m);
         }
     }
 }

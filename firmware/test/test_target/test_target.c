@@ -72,6 +72,7 @@ static uint32_t fnv1a32(const uint8_t *d, size_t n)
 
 static int16_t epoch16[PROTO_N_CHANNELS * PROTO_EPOCH_SAMPLES];
 static int8_t input8[PROTO_N_CHANNELS * PROTO_EPOCH_SAMPLES];
+static preprocess_epoch_t received;
 
 static void test_engine_and_preprocessing(void)
 {
@@ -101,7 +102,14 @@ static void test_engine_and_preprocessing(void)
                     (int16_t)((int32_t)(xorshift32(&x) >> 19) - 4096 + offset[c]);
             }
         }
-        preprocess_epoch_s16_to_s8(epoch16, input8);
+        for (int n = 0; n < PROTO_EPOCH_SAMPLES; ++n) { /* sample by sample, as received */
+            int16_t s[PROTO_N_CHANNELS];
+            for (int c = 0; c < PROTO_N_CHANNELS; ++c) {
+                s[c] = epoch16[c * PROTO_EPOCH_SAMPLES + n];
+            }
+            preprocess_store(&received, n, s);
+        }
+        preprocess_finish(&received, input8);
         uint32_t h = fnv1a32((const uint8_t *)input8, sizeof(input8));
         report(h == test_vectors[v].preprocess_fnv, "preprocessing equals the Python reference",
                "FNV-1a ", h);
