@@ -10,6 +10,9 @@
 /* The integer input normalisation of this model (docs/preprocessing.md), per channel:
  * remove_dc (epoch mean) or a fixed offset, then q = clamp(((s - m) * M + 2^(S-1)) >> S). */
 #define MODEL_NORM_CHANNELS 4
+/* Channels with remove_dc: the board keeps their epoch as int16 until it is complete; the
+ * others are converted to int8 as they arrive. */
+#define MODEL_NORM_DC_CHANNELS 3
 static const uint8_t model_norm_remove_dc[MODEL_NORM_CHANNELS] = { 1, 1, 1, 0 };
 static const int16_t model_norm_offset[MODEL_NORM_CHANNELS] = { 0, 0, 0, 2500 };
 static const int32_t model_norm_multiplier[MODEL_NORM_CHANNELS] = { 17370, 16991, 22904, 26634 };
