@@ -5,6 +5,7 @@ Every request waits for its reply with a timeout; errors name the operation and 
 
 from __future__ import annotations
 
+import socket
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -27,6 +28,22 @@ from .protocol import (
     decode_result,
     encode_samples,
 )
+
+
+def open_port(url: str, baud: int = 921600, *, timeout_s: float = 0.05):
+    """A pyserial port for a device path, ``socket://host:port`` or ``rfc2217://host:port``.
+
+    On a TCP link Nagle's algorithm is turned off: with several frames in flight it would hold
+    each frame back until the previous one is acknowledged by TCP (40 ms delayed ACKs), which
+    cuts an emulated board's link from ~140 to ~25 kB/s.
+    """
+    import serial
+
+    port = serial.serial_for_url(url, baudrate=baud, timeout=timeout_s)
+    sock = getattr(port, "_socket", None)  # pyserial's socket:// and rfc2217:// transports
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return port
 
 
 class DeviceError(RuntimeError):

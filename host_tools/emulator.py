@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .device import open_port
+
 REPO = Path(__file__).resolve().parents[1]
 FIRMWARE = REPO / "firmware"
 
@@ -109,7 +111,7 @@ class Emulator:
                 err = self.proc.stderr.read().decode()[:500] if self.proc else ""
                 raise EmulatorError(f"QEMU is not running: {err}")
             try:
-                return serial.serial_for_url(self.url, timeout=0.05)
+                return open_port(self.url)
             except serial.SerialException:
                 if time.monotonic() > deadline:
                     self.stop()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from converter.tflm import TflmRunner
-from host_tools.device import BoardErrorReply, Device
+from host_tools.device import BoardErrorReply, Device, open_port
 from host_tools.emulator import Emulator
 from host_tools.protocol import (
     PROTOCOL_VERSION,
@@ -37,11 +37,9 @@ MODEL = REPO / "models" / "ulw_sleepnet"
 @pytest.fixture(scope="module")
 def board(request):
     """A Device on the board: --port URL, or a fresh emulated emu-m4 (stopped afterwards)."""
-    import serial
-
     url = request.config.getoption("--port")
     if url:
-        port = serial.serial_for_url(url, baudrate=921600, timeout=0.05)
+        port = open_port(url)
         yield Device(port)
         port.close()
         return
