@@ -28,11 +28,15 @@ class MsgType(IntEnum):
     SAMPLES = 0x02
     RESET_STREAM = 0x03
     PROFILE = 0x04
+    STATUS = 0x05
+    RESEND = 0x06
+    REBOOT = 0x07
     INFO = 0x81
     ACK = 0x82
     RESULT = 0x83
     ERROR = 0x84
     LAYER_COUNTS = 0x85
+    STATUS_REPLY = 0x86
 
 
 class ErrorCode(IntEnum):
@@ -45,6 +49,7 @@ class ErrorCode(IntEnum):
     ENGINE = 7
     BUSY = 8
     OVERRUN = 9
+    NO_RESULT = 10
 
 
 class CounterKind(IntEnum):
@@ -276,6 +281,29 @@ def encode_ack(next_index: int) -> bytes:
 def decode_ack(payload: bytes) -> int:
     """ACK payload (4 bytes) -> next expected sample index."""
     return _unpack("ACK", "<I", payload)[0]
+
+
+@dataclass
+class Status:
+    """STATUS_REPLY payload (docs/protocol.md, 9 bytes)."""
+
+    next_index: int  # next expected sample index
+    epoch_waiting: bool  # a complete epoch waits for the model (its last ACK is deferred)
+    results_sent: int  # RESULTs sent since the last RESET_STREAM or reset
+
+
+def encode_status(st: Status) -> bytes:
+    return _pack("STATUS_REPLY", "<IBI", st.next_index, int(st.epoch_waiting), st.results_sent)
+
+
+def decode_status(payload: bytes) -> Status:
+    nxt, waiting, sent = _unpack("STATUS_REPLY", "<IBI", payload)
+    return Status(nxt, bool(waiting), sent)
+
+
+def encode_resend(epoch: int) -> bytes:
+    """RESEND payload: u32 epoch index whose RESULT is wanted again."""
+    return _pack("RESEND", "<I", epoch)
 
 
 def decode_layer_counts(payload: bytes) -> list[tuple[int, int]]:

@@ -43,6 +43,7 @@ def test_c_and_python_constants_agree():
         k[len("PROTO_COUNTER_") :]: v for k, v in c.items() if k.startswith("PROTO_COUNTER_")
     } == {k.name: int(k) for k in py.CounterKind}
     assert c["PROTO_INFO_LEN"] == len(py.encode_info(_info()))
+    assert c["PROTO_STATUS_LEN"] == len(py.encode_status(py.Status(0, False, 0)))
     assert c["PROTO_RESULT_LEN"] == len(
         py.encode_result(py.Result(0, 0, (0, 0, 0, 0, 0), 0, 0, py.CounterKind.INSTRUCTIONS))
     )

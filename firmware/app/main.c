@@ -55,6 +55,16 @@ static struct {
 } app_result;
 static volatile uint8_t app_result_due;
 
+/* The last RESULT payloads, for RESEND (a reply lost on the link). */
+#define APP_KEPT_RESULTS 4
+static struct {
+    uint32_t epoch;
+    uint8_t valid;
+    uint8_t payload[PROTO_RESULT_LEN];
+} app_kept[APP_KEPT_RESULTS];
+static uint32_t app_results_sent; /* RESULTs since the last RESET_STREAM (or reset) */
+static volatile uint8_t app_announce; /* send INFO unasked (after reset) */
+
 static proto_parser_t app_parser;
 static uint8_t app_tx[PROTO_HEADER_LEN + 1 + 8 * ENGINE_MODEL_LAYERS + PROTO_CRC_LEN];
 extern int profile_enabled;
@@ -149,14 +159,47 @@ static void send_result(void)
             stage = k;
         }
     }
-    uint8_t p[PROTO_RESULT_LEN];
+    uint8_t *p = app_kept[app_result.epoch % APP_KEPT_RESULTS].payload;
+    app_kept[app_result.epoch % APP_KEPT_RESULTS].epoch = app_result.epoch;
+    app_kept[app_result.epoch % APP_KEPT_RESULTS].valid = 1;
     put_u32(&p[0], app_result.epoch);
     p[4] = stage;
     memcpy(&p[5], app_result.scores, ENGINE_MODEL_OUTPUTS);
     put_u32(&p[10], app_result.preprocess_count);
     put_u32(&p[14], app_result.inference_count);
     p[18] = board_counter_kind();
-    send(PROTO_MSG_RESULT, app_result.seq, p, sizeof(p));
+    send(PROTO_MSG_RESULT, app_result.seq, p, PROTO_RESULT_LEN);
+    app_results_sent++;
+}
+
+static void on_resend(const proto_frame_t *f)
+{
+    if (f->len != 4) {
+        send_error(PROTO_ERR_BAD_LENGTH, 0, f->seq);
+        return;
+    }
+    uint32_t epoch = (uint32_t)f->payload[0] | ((uint32_t)f->payload[1] << 8) |
+                     ((uint32_t)f->payload[2] << 16) | ((uint32_t)f->payload[3] << 24);
+    const uint8_t *kept = 0;
+    for (int i = 0; i < APP_KEPT_RESULTS; ++i) {
+        if (app_kept[i].valid && app_kept[i].epoch == epoch) {
+            kept = app_kept[i].payload;
+        }
+    }
+    if (kept) {
+        send(PROTO_MSG_RESULT, f->seq, kept, PROTO_RESULT_LEN);
+    } else {
+        send_error(PROTO_ERR_NO_RESULT, 0, f->seq);
+    }
+}
+
+static void send_status(uint16_t seq)
+{
+    uint8_t p[PROTO_STATUS_LEN];
+    put_u32(&p[0], app_next_index);
+    p[4] = app_rx_state == RX_FILLING ? 0u : 1u;
+    put_u32(&p[5], app_results_sent);
+    send(PROTO_MSG_STATUS_REPLY, seq, p, sizeof(p));
 }
 
 static void on_samples(const proto_frame_t *f)
@@ -170,6 +213,14 @@ static void on_samples(const proto_frame_t *f)
     uint16_t n = (uint16_t)(f->payload[4] | (f->payload[5] << 8));
     if (n < 1 || n > PROTO_MAX_SAMPLES_PER_FRAME || f->len != 6u + 8u * n) {
         send_error(PROTO_ERR_BAD_LENGTH, 0, f->seq);
+        return;
+    }
+    if (first + n <= app_next_index && first + n + PROTO_EPOCH_SAMPLES > app_next_index) {
+        /* a resent frame (its ACK was lost) of this epoch or the last: stored already. The
+         * frame that completed an epoch not yet taken gets its ACK when the buffer is free. */
+        if (app_rx_state == RX_FILLING || first + n != app_next_index) {
+            send_ack(f->seq);
+        }
         return;
     }
     if (app_rx_state != RX_FILLING) { /* the host did not wait for the epoch's last ACK */
@@ -228,7 +279,19 @@ static void on_frame(const proto_frame_t *f)
             app_rx_state = RX_FILLING;
         }
         app_next_index = 0;
+        app_results_sent = 0;
+        memset(app_kept, 0, sizeof(app_kept));
         send_ack(f->seq);
+        break;
+    case PROTO_MSG_STATUS:
+        send_status(f->seq);
+        break;
+    case PROTO_MSG_RESEND:
+        on_resend(f);
+        break;
+    case PROTO_MSG_REBOOT: /* answered, then the board resets (and announces itself) */
+        send_ack(f->seq);
+        board_reset();
         break;
     default:
         send_error(PROTO_ERR_UNKNOWN_TYPE, f->type, f->seq);
@@ -238,6 +301,10 @@ static void on_frame(const proto_frame_t *f)
 
 void app_service(void)
 {
+    if (app_announce) {
+        app_announce = 0;
+        send_info(0);
+    }
     if (app_result_due) {
         send_result();
         app_result_due = 0;
@@ -299,7 +366,9 @@ int main(void)
 {
     board_init();
     proto_parser_init(&app_parser);
+    app_announce = 1; /* INFO with sequence number 0: a host streaming to us sees a restart */
     board_rx_start();
+    board_service_request();
     for (;;) {
         board_critical_begin(); /* FULL -> TAKING, not interleaved with a RESET_STREAM */
         int full = app_rx_state == RX_FULL;

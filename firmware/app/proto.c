@@ -7,7 +7,8 @@ enum { WAIT_SYNC0, WAIT_SYNC1, HEADER, PAYLOAD, CRC0, CRC1 };
 static int known_type(uint8_t type)
 {
     return type == PROTO_MSG_HELLO || type == PROTO_MSG_SAMPLES ||
-           type == PROTO_MSG_RESET_STREAM || type == PROTO_MSG_PROFILE;
+           type == PROTO_MSG_RESET_STREAM || type == PROTO_MSG_PROFILE ||
+           type == PROTO_MSG_STATUS || type == PROTO_MSG_RESEND || type == PROTO_MSG_REBOOT;
 }
 
 void proto_parser_init(proto_parser_t *p)

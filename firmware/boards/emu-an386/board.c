@@ -20,6 +20,7 @@
 #define CTRL_RX_IRQ 0x8u
 #define INT_RX 0x2u
 #define UART_RX_IRQ 0 /* UART0 receive */
+#define NVIC_ISPR0 (*(volatile uint32_t *)0xE000E200u)
 
 #define CORE_CLOCK_HZ 25000000u
 #define UNITS_PER_WRAP 5242880u /* 2^24 ticks * 5 / 16 */
@@ -51,9 +52,14 @@ void board_uart_irq_service(void)
     }
 }
 
+/* QEMU's CMSDK UART raises its receive interrupt when a byte arrives with the interrupt on:
+ * a byte that arrived while it was off would wait forever, so it is handled now. */
 void board_uart_rx_irq(int enable)
 {
     UART_CTRL = enable ? (0x3u | CTRL_RX_IRQ) : 0x3u;
+    if (enable && (UART_STATE & STATE_RX_FULL)) {
+        NVIC_ISPR0 = 1u << UART_RX_IRQ;
+    }
 }
 
 void board_uart_write(const uint8_t *data, size_t len)
