@@ -20,6 +20,7 @@ from serial.urlhandler.protocol_socket import Serial as SocketSerial
 
 from .protocol import (
     EPOCH_SAMPLES,
+    MAX_FRAME,
     MAX_SAMPLES_PER_FRAME,
     ErrorCode,
     ErrorReply,
@@ -102,7 +103,7 @@ class Device:
     """A board behind a serial port. ``reopen`` (a callable returning a new port) lets a stream
     survive a cut link: the link is reopened and the stream resynchronised."""
 
-    def __init__(self, port, *, timeout_s: float = 30.0, reopen=None, frame_timeout_s=0.5):
+    def __init__(self, port, *, timeout_s: float = 30.0, reopen=None, frame_timeout_s=0.25):
         self.port = port
         self.timeout_s = timeout_s
         self.reopen = reopen
@@ -155,8 +156,11 @@ class Device:
         self.relinks += 1
 
     def send_raw(self, data: bytes) -> None:
-        """Bytes as they are (tests of malformed frames)."""
-        self.port.write(data)
+        """Bytes as they are (tests of malformed frames, flushing the board's parser)."""
+        try:
+            self.port.write(data)
+        except (OSError, SerialException) as exc:
+            self._relink(exc)
         self.bytes_sent += len(data)
 
     def receive(self, operation: str, timeout_s: float | None = None) -> Frame:
@@ -255,7 +259,13 @@ class Device:
     def status(self, *, attempts: int = 8, on_frame=None) -> Status:
         """The board's receive state (STATUS). Frames that arrive meanwhile go to
         ``on_frame`` (or are dropped)."""
-        for _ in range(attempts):
+        for attempt in range(attempts):
+            if attempt:
+                # a corrupted length field makes a parser take what follows as payload (up to
+                # a frame's size). The board's: zeros end that frame and are skipped after. Ours:
+                # a fresh decoder (what it held is garbage by now).
+                self.send_raw(bytes(MAX_FRAME))
+                self.decoder = FrameDecoder()
             seq = self.send(MsgType.STATUS)
             deadline = time.monotonic() + self.frame_timeout_s
             while (left := deadline - time.monotonic()) > 0:
@@ -304,19 +314,28 @@ class _Stream:
         self.sending: int | None = None  # epoch being sent
         self.send_pos = dev.samples_acked  # board sample index of the next frame
         self.sent_high = dev.samples_acked  # highest index sent so far (resends are below)
-        self.in_flight: list[tuple[int, int, int, float]] = []  # (seq, start, end, time sent)
+        self.in_flight: list[tuple[int, int, int, float, int]] = []  # seq, start, end, t, gen
+        self.gen = 0  # go-backs so far: ACKs of frames sent before the last one are stale
+        self.timeouts = 0  # consecutive timeouts without progress
         self.spf = MAX_SAMPLES_PER_FRAME
         self.clean = 0
         self.handed: dict[int, float] = {}  # epoch -> when its buffer was freed
         self.result_wait_s = 2.0  # grows with the slowest inference seen
         self.ack_latency_s = 0.0  # moving average of frame -> ACK (slow links, busy hosts)
         self.seen = 0  # RESULTs received since the board's stream began (restart detection)
-        self.trouble = False  # an error or a corrupted reply: resynchronise
+        self.trouble = False  # resynchronise through STATUS
 
     # -- helpers ----------------------------------------------------------------------------
 
     def base(self, epoch: int) -> int:
         return (epoch - self.dev.epoch_offset) * EPOCH_SAMPLES
+
+    def go_back(self) -> None:
+        """Send again from the board's next expected index (go-back-N)."""
+        self.gen += 1
+        self.in_flight.clear()
+        if self.sending is not None:
+            self.send_pos = max(self.dev.samples_acked, self.base(self.sending))
 
     def shrink(self) -> None:
         self.spf = max(self.MIN_FRAME, self.spf // 2)
@@ -351,7 +370,7 @@ class _Stream:
             off = start - self.base(epoch)
             block = self.kept[epoch][off : off + n]
             seq = self.dev.send(MsgType.SAMPLES, encode_samples(start, block))
-            self.in_flight.append((seq, start, start + n, time.monotonic()))
+            self.in_flight.append((seq, start, start + n, time.monotonic(), self.gen))
             if start < self.sent_high:
                 self.dev.frames_resent += 1
             self.sent_high = max(self.sent_high, start + n)
@@ -364,17 +383,19 @@ class _Stream:
         if frame.type == MsgType.ACK:
             nxt = decode_ack(frame.payload)
             mine = [f for f in self.in_flight if f[0] == frame.seq]
-            if mine and mine[0][2] > nxt:
-                self.trouble = True  # that frame was not stored (out of sequence)
+            dev.samples_acked = nxt
+            self.timeouts = 0
+            self.in_flight = [f for f in self.in_flight if f[2] > nxt and f[0] != frame.seq]
             if mine:
                 latency = time.monotonic() - mine[0][3]
                 self.ack_latency_s = 0.8 * self.ack_latency_s + 0.2 * latency
-            dev.samples_acked = nxt
-            self.in_flight = [f for f in self.in_flight if f[2] > nxt and f[0] != frame.seq]
-            self.clean += 1
-            if self.clean >= self.GROW_AFTER:
-                self.spf = min(MAX_SAMPLES_PER_FRAME, self.spf * 2)
-                self.clean = 0
+                if mine[0][2] > nxt and mine[0][4] == self.gen:
+                    self.go_back()  # that frame was not stored: one before it was lost
+                else:
+                    self.clean += 1
+                    if self.clean >= self.GROW_AFTER:
+                        self.spf = min(MAX_SAMPLES_PER_FRAME, self.spf * 2)
+                        self.clean = 0
             if self.sending is not None and nxt >= self.base(self.sending) + EPOCH_SAMPLES:
                 self.handed[self.sending] = time.monotonic()
                 self.sending = None
@@ -396,8 +417,13 @@ class _Stream:
             if err.code == ErrorCode.ENGINE:
                 raise BoardErrorReply("SAMPLES", err)
             if err.code in self.CORRUPTION:
+                # a frame was damaged: smaller frames from now on. The frames after it are
+                # refused as out of sequence, and their ACKs take the stream back (go_back);
+                # no frame after it: the ACK timeout does. (Which frame an ERROR is about
+                # cannot be told: its header may be the damaged part.)
                 self.shrink()
-            self.trouble = True
+            elif err.code != ErrorCode.OUT_OF_SEQUENCE:  # (an ACK with the index follows)
+                self.trouble = True  # BUSY, NO_RESULT: ask the board where it is
         elif frame.type == MsgType.INFO and frame.seq == 0:
             raise BoardRestarted("the board restarted (it announced itself)")
         # anything else (a late STATUS_REPLY, a stray INFO) carries nothing for the stream
@@ -457,19 +483,26 @@ class _Stream:
             try:
                 if self.sending is not None:
                     self.send_frames()
-                relinks, decode_errors = dev.relinks, len(dev.decoder.errors)
+                relinks = dev.relinks
                 frame = dev.next_frame(0.02)
                 if frame is not None:
                     self.handle(frame)
                 now = time.monotonic()
-                if dev.relinks != relinks or len(dev.decoder.errors) > decode_errors:
-                    self.shrink()
+                if dev.relinks != relinks:
                     self.trouble = True
                 elif self.in_flight and now - self.in_flight[0][3] > max(
                     dev.frame_timeout_s, 4 * self.ack_latency_s
                 ):
-                    self.shrink()  # a frame or its ACK was lost
-                    self.trouble = True
+                    # a frame or its ACK was lost, or a damaged length field made a parser
+                    # swallow what followed: start both parsers afresh and send again
+                    self.timeouts += 1
+                    self.shrink()
+                    dev.decoder = FrameDecoder()
+                    if self.timeouts >= 3:
+                        self.trouble = True  # nothing gets through: ask the board
+                    else:
+                        dev.send_raw(bytes(MAX_FRAME))
+                        self.go_back()
                 elif any(now - t > self.result_wait_s for t in self.handed.values()):
                     self.trouble = True  # a RESULT was lost
                     self.handed = {e: now for e in self.handed}

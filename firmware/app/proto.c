@@ -11,6 +11,23 @@ static int known_type(uint8_t type)
            type == PROTO_MSG_STATUS || type == PROTO_MSG_RESEND || type == PROTO_MSG_REBOOT;
 }
 
+/* The payload lengths a message type can have. Checked when the header is complete, so that a
+ * damaged type or length field does not make the parser take the next frames as payload. */
+static int length_ok(uint8_t type, uint16_t len)
+{
+    switch (type) {
+    case PROTO_MSG_SAMPLES:
+        return len >= 6u + 8u && len <= 6u + 8u * PROTO_MAX_SAMPLES_PER_FRAME &&
+               (len - 6u) % 8u == 0;
+    case PROTO_MSG_PROFILE:
+        return len == 1;
+    case PROTO_MSG_RESEND:
+        return len == 4;
+    default: /* HELLO, RESET_STREAM, STATUS, REBOOT */
+        return len == 0;
+    }
+}
+
 void proto_parser_init(proto_parser_t *p)
 {
     memset(p, 0, sizeof(*p));
@@ -69,6 +86,12 @@ proto_event_t proto_parser_push(proto_parser_t *p, uint8_t byte)
         if (p->frame.len > PROTO_MAX_PAYLOAD) {
             return fail(p, PROTO_ERR_TOO_LONG);
         }
+        if (!known_type(p->frame.type)) {
+            return fail(p, PROTO_ERR_UNKNOWN_TYPE);
+        }
+        if (!length_ok(p->frame.type, p->frame.len)) {
+            return fail(p, PROTO_ERR_BAD_LENGTH);
+        }
         p->crc = proto_crc16(0xFFFFu, &p->header[2], PROTO_HEADER_LEN - 2);
         p->got = 0;
         p->state = p->frame.len ? PAYLOAD : CRC0;
@@ -89,9 +112,6 @@ proto_event_t proto_parser_push(proto_parser_t *p, uint8_t byte)
             return fail(p, PROTO_ERR_BAD_CRC);
         }
         p->state = WAIT_SYNC0;
-        if (!known_type(p->frame.type)) {
-            return fail(p, PROTO_ERR_UNKNOWN_TYPE);
-        }
         return PROTO_FRAME;
     }
 }

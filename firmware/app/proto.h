@@ -32,8 +32,9 @@ typedef struct {
 } proto_parser_t;
 
 void proto_parser_init(proto_parser_t *p);
-/* Feeds one byte. Oversized lengths and wrong versions are reported as soon as the header is
- * complete; the parser then resynchronises on the next sync pair. */
+/* Feeds one byte. Wrong versions, oversized lengths, unknown types and lengths the type cannot
+ * have are reported as soon as the header is complete; the parser then resynchronises on the
+ * next sync pair. */
 proto_event_t proto_parser_push(proto_parser_t *p, uint8_t byte);
 
 uint16_t proto_crc16(uint16_t crc, const uint8_t *data, size_t len);
