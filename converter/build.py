@@ -22,7 +22,7 @@ from training.psg import Recording, discover_pairs, load_recording, pair_for
 
 from . import codegen
 from .export import export_onnx, keras_parity, to_int8_tflite
-from .graph import make_plan, read_tflite
+from .graph import make_plan, param_arrays, read_tflite
 from .native import NativeEngine, first_mismatches
 from .tflm import TflmRunner
 
@@ -160,8 +160,8 @@ def build(
     weights = sum(
         len(v) * (1 if k in ("filter", "weights") else 4)
         for s in plan.steps
-        for k, v in s.params.items()
-        if k in ("filter", "weights", "bias") and isinstance(v, list)
+        for k, v in param_arrays(s.params)
+        if k in ("filter", "weights", "bias")
     )
     report = {
         "model": str(model_dir),
@@ -170,8 +170,18 @@ def build(
         "ops": dict(Counter(op.kind for op in graph.ops)),
         "macs": {
             "total": sum(s.macs for s in plan.steps),
-            "per_layer": [{"layer": s.layer, "kind": s.kind, "macs": s.macs} for s in plan.steps],
+            "per_layer": [
+                {
+                    "layer": s.layer,
+                    "kind": s.label,
+                    "macs": s.macs,
+                    "parts": [f"{q.kind}:{q.layer}" for q in s.parts],
+                }
+                for s in plan.steps
+            ],
         },
+        "engine_layers": len(plan.steps),
+        "engine_fused_layers": sum(1 for s in plan.steps if s.parts),
         "weights_bytes": weights,
         "flatbuffer_bytes": len(flat),
         "tflm_arena_bytes": arena,
@@ -226,6 +236,8 @@ def render_markdown(r: dict) -> str:
         "",
         "- Ops: " + ", ".join(f"{k} x{v}" for k, v in r["ops"].items()),
         f"- MACs: {r['macs']['total']:,} per epoch",
+        f"- Engine: {r['engine_layers']} steps ({r['engine_fused_layers']} fused), arena "
+        f"{r['engine_arena_bytes']:,} B, activations {r['engine_activation_bytes']:,} B",
         f"- Argmax agreement int8 vs float: {100 * r['argmax_agreement_int8_vs_float']:.2f} % "
         f"on {r['eval_epochs']:,} epochs ({r['eval_data']}; simulated, not Sleep-EDF).",
         f"- LiteRT (tf.lite, optimised kernels) vs TFLite Micro: max {r['litert_max_lsb_diff']} "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
@@ -39,6 +39,12 @@ _CALLS = {
     "{p[output_offset]}, s{s}_mult, s{s}_shift, {p[act_min]}, {p[act_max]}, "
     "{out})",
 }
+_FUSED_CALLS = {
+    "separable": "engine_separable_s8(&s{s}_unit, {in0}, {p[len_in]}, {p[len_mid]}, {pool}, {out}, "
+    "{p[len_out]})",
+    "shortcut_add": "engine_shortcut_add_s8(&s{s}_first, &s{s}_second, &s{s}_add, {in0}, "
+    "{p[len_in]}, {p[len_first]}, {in1}, {out}, {p[len_out]})",
+}
 _ARRAYS = {
     "filter": "int8_t",
     "weights": "int8_t",
@@ -46,6 +52,17 @@ _ARRAYS = {
     "mult": "int32_t",
     "shift": "int32_t",
 }
+_ADD_FIELDS = ("a_offset", "a_mult", "a_shift", "b_offset", "b_mult", "b_shift", "left_shift",
+               "out_offset", "out_mult", "out_shift", "act_min", "act_max")  # fmt: skip
+
+
+@dataclass
+class StructView:
+    """A `static const` struct initialiser: C type, name, (field, value) pairs."""
+
+    ctype: str
+    name: str
+    fields: list[tuple[str, str | int]]
 
 
 @dataclass
@@ -55,8 +72,10 @@ class StepView:
     layer: str
     phase: str
     macs: int
-    arrays: list[tuple[str, str, list[int]]]
+    arrays: list[tuple[str, str, list[int]]]  # (C name, C type, values)
     call: str
+    name: str = ""  # "kind:layer", as in engine_model_layer_names
+    structs: list[StructView] = field(default_factory=list)
 
 
 def _buffer(plan: Plan, tensor: int, phase: str) -> str:
@@ -71,22 +90,92 @@ def _buffer(plan: Plan, tensor: int, phase: str) -> str:
     return f"engine_arena + {plan.offsets[tensor]}"
 
 
+def _arrays(prefix: str, params: dict) -> list[tuple[str, str, list[int]]]:
+    return [
+        (f"{prefix}_{name}", _ARRAYS[name], list(params[name]))
+        for name in _ARRAYS
+        if isinstance(params.get(name), list)
+    ]
+
+
+def _unit_struct(name: str, prefix: str, dw: dict, pw: dict) -> StructView:
+    """engine_separable_s8_t of a depthwise -> pointwise pair (arrays named prefix_dw_...)."""
+
+    def arr(part: str, key: str, params: dict) -> str:
+        return f"{prefix}_{part}_{key}" if isinstance(params.get(key), list) else "0"
+
+    return StructView(
+        "engine_separable_s8_t",
+        name,
+        [
+            ("in_channels", dw["channels"]),
+            ("out_channels", pw["out_channels"]),
+            ("kernel", dw["kernel"]),
+            ("stride", dw["stride"]),
+            ("pad_left", dw["pad_left"]),
+            *[(f"dw_{k}", arr("dw", k, dw)) for k in ("filter", "bias", "mult", "shift")],
+            ("dw_input_offset", dw["input_offset"]),
+            ("dw_output_offset", dw["output_offset"]),
+            ("dw_act_min", dw["act_min"]),
+            ("dw_act_max", dw["act_max"]),
+            *[(f"pw_{k}", arr("pw", k, pw)) for k in ("filter", "bias", "mult", "shift")],
+            ("pw_output_offset", pw["output_offset"]),
+            ("pw_act_min", pw["act_min"]),
+            ("pw_act_max", pw["act_max"]),
+        ],
+    )
+
+
 def step_view(plan: Plan, i: int, step: Step) -> StepView:
     p = step.params
-    arrays = [
-        (name, _ARRAYS[name], list(p[name])) for name in _ARRAYS if isinstance(p.get(name), list)
-    ]
-    bias = f"s{i}_bias" if isinstance(p.get("bias"), list) else "0"
     ins = [_buffer(plan, t, step.phase) for t in step.inputs]
-    call = _CALLS[step.kind].format(
-        in0=ins[0],
-        in1=ins[1] if len(ins) > 1 else "",
-        out=_buffer(plan, step.output, step.phase),
-        p=p,
-        s=i,
-        bias=bias,
+    buffers = {
+        "in0": ins[0],
+        "in1": ins[1] if len(ins) > 1 else "",
+        "out": _buffer(plan, step.output, step.phase),
+    }
+    structs: list[StructView] = []
+    if step.kind == "separable":
+        arrays = _arrays(f"s{i}_dw", p["dw"]) + _arrays(f"s{i}_pw", p["pw"])
+        structs.append(_unit_struct(f"s{i}_unit", f"s{i}", p["dw"], p["pw"]))
+        pool = "0"
+        if p["pool"] is not None:
+            pool = f"&s{i}_pool"
+            structs.append(
+                StructView(
+                    "engine_max_pool2_s8_t",
+                    f"s{i}_pool",
+                    [("act_min", p["pool"]["act_min"]), ("act_max", p["pool"]["act_max"])],
+                )
+            )
+        call = _FUSED_CALLS["separable"].format(p=p, s=i, pool=pool, **buffers)
+    elif step.kind == "shortcut_add":
+        arrays = []
+        for unit in ("first", "second"):
+            u = p[unit]
+            arrays += _arrays(f"s{i}_{unit}_dw", u["dw"]) + _arrays(f"s{i}_{unit}_pw", u["pw"])
+            structs.append(_unit_struct(f"s{i}_{unit}", f"s{i}_{unit}", u["dw"], u["pw"]))
+        structs.append(
+            StructView(
+                "engine_add_s8_params_t", f"s{i}_add", [(k, p["add"][k]) for k in _ADD_FIELDS]
+            )
+        )
+        call = _FUSED_CALLS["shortcut_add"].format(p=p, s=i, **buffers)
+    else:
+        arrays = _arrays(f"s{i}", p)
+        bias = f"s{i}_bias" if isinstance(p.get("bias"), list) else "0"
+        call = _CALLS[step.kind].format(p=p, s=i, bias=bias, **buffers)
+    return StepView(
+        i,
+        step.kind,
+        step.layer,
+        step.phase,
+        step.macs,
+        arrays,
+        call,
+        name=f"{step.label}:{step.layer}",
+        structs=structs,
     )
-    return StepView(i, step.kind, step.layer, step.phase, step.macs, arrays, call)
 
 
 def _carray(values, per_line: int = 12, fmt: str = "%d") -> str:

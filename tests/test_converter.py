@@ -3,6 +3,7 @@ TensorFlow Lite Micro runtime, and clear errors for what TFLite Micro cannot run
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -17,8 +18,14 @@ from converter.graph import (
     Tensor,
     UnsupportedModelError,
     check_tflm,
+    fuse_steps,
+    make_plan,
+    plan_arena,
     quantize_multiplier,
+    read_tflite,
+    row_bytes,
     same_padding,
+    separable_lead_bytes,
 )
 from converter.native import ARM_M4_CFLAGS, ENGINE, first_mismatches
 
@@ -148,3 +155,124 @@ def test_mismatches_are_reported_with_index_actual_expected():
     b = a.copy()
     b[1, 0] = 9
     assert first_mismatches(a, b) == ["index 1: actual [3, 4] expected [9, 4]"]
+
+
+# ------------------------------------------------------------------------------------------
+# Fusion and the arena plan (the shipped model's graph; no conversion needed)
+
+SHIPPED = REPO / "models" / "ulw_sleepnet" / "model_int8.tflite"
+
+
+@pytest.fixture(scope="module")
+def shipped_plan():
+    graph = read_tflite(SHIPPED.read_bytes())
+    return graph, make_plan(graph)
+
+
+def test_plan_fuses_every_unit_and_shortcut(shipped_plan):
+    _graph, plan = shipped_plan
+    kinds = [s.kind for s in plan.steps]
+    assert kinds == ["separable", "separable", "shortcut_add"] * 3 + [
+        "avg_pool",
+        "fully_connected",
+        "fully_connected",
+    ]
+    names = [f"{s.label}:{s.layer}" for s in plan.steps]
+    assert names[:3] == ["dw+pw+pool:dssc1_main1", "dw+pw+pool:dssc1_main2", "shortcut+add:dssc1"]
+    assert sum(s.macs for s in plan.steps) == 3_498_352  # a fused step counts all its parts
+    for s in plan.steps[:9]:
+        assert s.macs == sum(p.macs for p in s.parts)
+        assert len(s.parts) == (3 if s.kind == "separable" else 5)
+    assert plan.arena_bytes <= 12_000
+
+
+def test_arena_plan_respects_the_in_place_rules(shipped_plan):
+    """Fused steps write over inputs only as the kernels allow; no other live tensors overlap."""
+    _graph, plan = shipped_plan
+    row = [s for s in plan.steps if s.phase == "row"]
+    size = {t: row_bytes(plan.tensors[t]) for t in plan.offsets}
+    born = {s.output: i for i, s in enumerate(row) if s.output in plan.offsets}
+    dies = {}
+    for i, s in enumerate(row):
+        for x in s.inputs:
+            dies[x] = i
+    aliased = 0
+    for i, s in enumerate(row):
+        if s.output not in plan.offsets:
+            continue
+        out0, out1 = plan.offsets[s.output], plan.offsets[s.output] + size[s.output]
+        for t, t0 in plan.offsets.items():
+            live = born[t] <= i <= dies.get(t, born[t])
+            if t == s.output or not live or not (t0 < out1 and out0 < t0 + size[t]):
+                continue
+            assert t in s.inputs and dies[t] == i, (s.layer, t)  # only a dying input
+            aliased += 1
+            if s.kind == "shortcut_add":
+                assert t == s.inputs[1] and out0 == t0  # exactly over the main stream
+            else:
+                p = s.params
+                lead = separable_lead_bytes(
+                    p["dw"]["channels"], p["pw"]["out_channels"], p["pool"] is not None,
+                    p["dw"]["stride"], p["dw"]["pad_left"], p["len_out"],
+                )  # fmt: skip
+                assert 0 <= t0 - out0 and t0 - out0 >= lead, (s.layer, t0 - out0, lead)
+    assert aliased >= 6  # main2 units and shortcuts of every block, and dssc2/3 main1
+
+
+def test_separable_lead_bytes():
+    # the model's second unit of a block: output t never reaches input row 2t + 1
+    assert separable_lead_bytes(8, 8, True, 1, 1, 750) == 0
+    # twice the channels at half the length: 8 bytes ahead (one input row)
+    assert separable_lead_bytes(8, 16, True, 1, 1, 375) == 8
+    # a unit that grows its tensor cannot be in place with a bounded lead
+    assert separable_lead_bytes(1, 8, True, 1, 1, 1500) > 8000
+    assert separable_lead_bytes(4, 4, False, 1, 0, 1) == 0
+
+
+def test_fusion_needs_single_consumers_and_a_2_2_pool(shipped_plan):
+    """Unfused steps come back when a tensor inside a chain has another consumer or the pool
+    is not window 2 / stride 2; the fused plan otherwise."""
+    graph, plan = shipped_plan
+    unfused = [p for s in plan.steps for p in (s.parts or [s])]
+    assert [s.kind for s in fuse_steps(unfused, graph.outputs)] == [s.kind for s in plan.steps]
+
+    steps = [dataclasses.replace(s) for s in unfused]
+    dw1 = steps[0]  # dssc1_main1 depthwise: let the head read its output too
+    steps[-1] = dataclasses.replace(steps[-1], inputs=[*steps[-1].inputs, dw1.output])
+    kinds = [s.kind for s in fuse_steps(steps, graph.outputs)]
+    assert kinds[:4] == ["depthwise", "pointwise", "max_pool", "separable"]
+
+    steps = [dataclasses.replace(s) for s in unfused]
+    steps[2] = dataclasses.replace(steps[2], params={**steps[2].params, "window": 3})
+    kinds = [s.kind for s in fuse_steps(steps, graph.outputs)]
+    assert kinds[:3] == ["separable", "max_pool", "separable"]  # dw+pw fused, pool alone
+
+    steps = [dataclasses.replace(s) for s in unfused]
+    add = next(i for i, s in enumerate(steps) if s.kind == "add")
+    short_pw = steps[add - 1]  # the shortcut's last pointwise feeds the ADD and the head
+    steps[-1] = dataclasses.replace(steps[-1], inputs=[*steps[-1].inputs, short_pw.output])
+    kinds = [s.kind for s in fuse_steps(steps, graph.outputs)]
+    assert kinds[:5] == ["separable", "separable", "separable", "separable", "add"]
+
+
+def test_plan_without_fusion_matches_the_old_arena(shipped_plan):
+    graph, plan = shipped_plan
+    unfused = [p for s in plan.steps for p in (s.parts or [s])]
+    pooled = next(s.output for s in unfused if s.kind == "avg_pool")
+    _offsets, arena = plan_arena(unfused, graph.tensors, plan.input_tensor, pooled)
+    assert arena == 39_000  # the unfused engine's arena, for comparison in the docs
+
+
+def test_generated_engine_calls_the_fused_kernels(built):
+    out, r = built
+    text = (out / "engine_model.c").read_text()
+    header = (out / "engine_model.h").read_text()
+    assert text.count("engine_separable_s8(&s") == 6
+    assert text.count("engine_shortcut_add_s8(&s") == 3
+    assert "#define ENGINE_MODEL_LAYERS 12" in header
+    assert f"#define ENGINE_MODEL_ARENA_BYTES {r['engine_arena_bytes']}" in header
+    assert r["engine_arena_bytes"] <= 12_000
+    for i in range(12):
+        assert f"ENGINE_LAYER_DONE({i});" in text
+    assert '"dw+pw+pool:dssc1_main1",' in text and '"shortcut+add:dssc3",' in text
+    assert r["engine_layers"] == 12 and r["engine_fused_layers"] == 9

@@ -196,7 +196,9 @@ def test_layer_counts_cover_the_inference(board, epochs):
     r = board.send_epoch(0, wire[0])
     board.set_profile(False)
     counts = board.layer_counts
-    assert len(counts) == 36
+    header = (REPO / "firmware" / "engine" / "model" / "engine_model.h").read_text()
+    layers = int(re.search(r"#define ENGINE_MODEL_LAYERS (\d+)", header).group(1))
+    assert len(counts) == layers
     assert sum(m for _, m in counts) == 3_498_352
     total = sum(c for c, _ in counts)
     assert 0.99 * r.inference_count <= total <= r.inference_count

@@ -26,7 +26,8 @@
  *   - Arguments are checked (NULL required buffers, sizes < 1, stride/window/kernel < 1,
  *     pad_left < 0, shifts or activation range out of range): ENGINE_ERR_ARG and the output
  *     is left untouched. Kernels never allocate, never print and use no floating point.
- *   - Input and output buffers must not overlap.
+ *   - Input and output buffers must not overlap (the fused kernels below document the
+ *     overlaps they allow).
  */
 #ifndef ENGINE_KERNELS_H
 #define ENGINE_KERNELS_H
@@ -132,6 +133,128 @@ engine_status_t engine_fully_connected_s8(const int8_t *in, int in_features,
                                           int32_t filter_offset, int32_t output_offset,
                                           const int32_t *out_mult, const int32_t *out_shift,
                                           int32_t act_min, int32_t act_max, int8_t *out);
+
+/* ------------------------------------------------------------------------------------------
+ * Fused kernels. Each one equals, bit for bit, the composition of the kernels above that it
+ * replaces, but never stores the int8 tensors between them: it computes a run of positions of
+ * a depthwise output into a 1 KB stack tile and consumes them at once. Stack: at most about
+ * 3.2 KB per call (the tile plus, where used, 256-entry tables). Kernels never allocate.
+ *
+ * Two arithmetic paths, one result:
+ *   - fast: when every layer of the call has multipliers >= 0 (TFLM's always are), right
+ *     shifts of 1 .. ENGINE_FAST_SHIFT_MAX, output offsets that are int8 zero points,
+ *     activation (and pool) ranges that are the whole int8 range, and biases that keep the
+ *     accumulator within ENGINE_FAST_ACC_MAX (|bias| <= 2^29 - taps * 2^15). Doubled
+ *     accumulators, one engine_requant_fast_x2 per output (SMMLAR on a DSP core), dot products
+ *     as SMLAD on SXTB16-widened pairs (__ARM_FEATURE_DSP) or portable C with the same
+ *     integers, loops specialised for 1, 8, 16 and 32 input channels;
+ *   - exact: anything else the kernels accept, with TFLM's formulas as the unfused kernels
+ *     use them (slow, small).
+ * Extra conventions of the fused kernels:
+ *   - every offset is +-(an int8 zero point): in [-128, 128]; otherwise ENGINE_ERR_ARG;
+ *   - 1 <= in_channels, out_channels <= ENGINE_FUSED_MAX_CHANNELS.
+ */
+#define ENGINE_FUSED_MAX_CHANNELS 64
+
+/*
+ * One depthwise-separable unit: engine_depthwise_conv_s8 (kernel, stride, pad_left; depth
+ * multiplier 1) over in_channels, whose int8 output feeds engine_conv_1x1_s8 (in_channels ->
+ * out_channels). The pointwise convolution reads the depthwise output with input_offset =
+ * -dw_output_offset (it is one tensor). Arrays as documented for those two kernels.
+ */
+typedef struct {
+    int in_channels;  /* depthwise channels = pointwise input channels */
+    int out_channels; /* pointwise output channels */
+    int kernel;       /* depthwise taps along time, >= 1 */
+    int stride;       /* depthwise stride, >= 1 */
+    int pad_left;     /* depthwise virtual samples before t = 0, >= 0 */
+    const int8_t *dw_filter;  /* [kernel * in_channels], filter[k * in_channels + c] */
+    const int32_t *dw_bias;   /* [in_channels] or NULL */
+    const int32_t *dw_mult;   /* [in_channels] */
+    const int32_t *dw_shift;  /* [in_channels], [-31, 31] */
+    int32_t dw_input_offset;  /* -zero point of the unit's input */
+    int32_t dw_output_offset; /* +zero point of the depthwise output */
+    int32_t dw_act_min;
+    int32_t dw_act_max;
+    const int8_t *pw_filter;  /* [out_channels * in_channels], filter[oc * in_channels + ic] */
+    const int32_t *pw_bias;   /* [out_channels] or NULL */
+    const int32_t *pw_mult;   /* [out_channels] */
+    const int32_t *pw_shift;  /* [out_channels], [-31, 31] */
+    int32_t pw_output_offset; /* +zero point of the unit's output */
+    int32_t pw_act_min;
+    int32_t pw_act_max;
+} engine_separable_s8_t;
+
+/* The max pooling a separable unit may end with: window 2, stride 2, pad_left 0 (TFLM
+ * MAX_POOL_2D, SAME or VALID), and its fused activation range. */
+typedef struct {
+    int32_t act_min;
+    int32_t act_max;
+} engine_max_pool2_s8_t;
+
+/* Parameters of engine_add_s8 (a = main stream, b = shortcut), ranges as documented there. */
+typedef struct {
+    int32_t a_offset;
+    int32_t a_mult;
+    int32_t a_shift;
+    int32_t b_offset;
+    int32_t b_mult;
+    int32_t b_shift;
+    int32_t left_shift;
+    int32_t out_offset;
+    int32_t out_mult;
+    int32_t out_shift;
+    int32_t act_min;
+    int32_t act_max;
+} engine_add_s8_params_t;
+
+/*
+ * A separable unit, optionally followed by max pooling 2/2:
+ *   mid = engine_depthwise_conv_s8(in)  [len_mid * in_channels], never stored whole
+ *   y   = engine_conv_1x1_s8(mid)       [len_mid * out_channels]
+ *   out = pool ? engine_max_pool_s8(y, window 2, stride 2, pad 0, pool->act range) : y
+ *   in:  [len_in * in_channels]; out: [len_out * out_channels]
+ * With pool, len_out is ceil(len_mid / 2) (SAME: the last window may hold one position) or
+ * floor(len_mid / 2) (VALID); without, len_out = len_mid. A pooled output is requantised once,
+ * from the larger of its two accumulators (the fast requantisation is non-decreasing in the
+ * accumulator, so max(requant(a), requant(b)) = requant(max(a, b)), clamp included); the exact
+ * path requantises both. With one input channel, kernel 3, stride 1, pooling and 4 or 8 output
+ * channels (a network's first unit) the pointwise layer is a map of one int8 value: the fast
+ * path tabulates its 256 outputs once per call and pools with a bytewise max of table rows.
+ * In place: out may overlap in when out starts at or before in, d = in - out bytes, and for
+ * every output step u = 1 .. len_out - 1 the bytes written before it stay below the first input
+ * row it reads: u * out_channels <= d + in_channels * max(0, q * u * stride - pad_left), where
+ * q = 2 with pool and 1 without. (Each tile's depthwise outputs are computed before any of its
+ * outputs is written, and later steps read later rows.) Any other overlap: ENGINE_ERR_ARG.
+ * Ranges: len_in, len_mid, len_out >= 1; the unit as documented for engine_separable_s8_t.
+ */
+engine_status_t engine_separable_s8(const engine_separable_s8_t *unit, const int8_t *in,
+                                    int len_in, int len_mid, const engine_max_pool2_s8_t *pool,
+                                    int8_t *out, int len_out);
+
+/*
+ * A residual block's shortcut stream and its ADD, per output position:
+ *   s1  = separable unit `first` over in        [len_first * first->out_channels]
+ *   s2  = separable unit `second` over s1       [len_out * second->out_channels]
+ *   out = engine_add_s8(a = main_in, b = s2, n = len_out * second->out_channels, *add)
+ * Both units are position-wise: kernel 1, pad_left 0, so output v reads only input row
+ * v * second->stride * first->stride, and only every second->stride-th position of s1 is
+ * computed. Requires first->out_channels == second->in_channels, (len_out - 1) *
+ * second->stride < len_first and (len_out - 1) * second->stride * first->stride < len_in
+ * (true for SAME and VALID). in: [len_in * first->in_channels]; main_in and out:
+ * [len_out * second->out_channels]. out may be main_in itself (element-wise, in place) but must
+ * not overlap in; otherwise ENGINE_ERR_ARG.
+ * The fast path also needs, of the ADD: left_shift <= 20, input offsets in [-128, 128],
+ * input shifts in [-ENGINE_FAST_SHIFT_MAX, 0], output shift in [-ENGINE_FAST_SHIFT_MAX, -1],
+ * multipliers >= 0, an int8 output offset and the whole int8 activation range. It then
+ * rescales each ADD input with a 256-entry table built per call (the inputs are int8) and
+ * requantises the sum once.
+ */
+engine_status_t engine_shortcut_add_s8(const engine_separable_s8_t *first,
+                                       const engine_separable_s8_t *second,
+                                       const engine_add_s8_params_t *add, const int8_t *in,
+                                       int len_in, int len_first, const int8_t *main_in,
+                                       int8_t *out, int len_out);
 
 #ifdef __cplusplus
 }

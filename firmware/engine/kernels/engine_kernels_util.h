@@ -7,8 +7,13 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "engine_requant.h"
+
+#if defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+#endif
 
 /* 1 if [act_min, act_max] is a non-empty sub-range of int8, else 0. */
 static inline int engine_act_range_valid_s8(int32_t act_min, int32_t act_max)
@@ -68,5 +73,41 @@ static inline int engine_pool_args_valid(const int8_t *in, const int8_t *out, in
            engine_window_geometry_valid(len_in, channels, window, stride, len_out) &&
            engine_act_range_valid_s8(act_min, act_max);
 }
+
+/* Widening helpers of the DSP paths (Cortex-M4/M7/M33 with the DSP extension). */
+#if defined(__ARM_FEATURE_DSP)
+static inline uint32_t engine_load_u32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v); /* one LDR: the M4 allows unaligned word loads */
+    return v;
+}
+
+/* PKHBT: the low halfword of lo and the low halfword of hi as (lo, hi) int16 pair (the compiler
+ * does not form it from C here). */
+static inline int32_t engine_pkhbt(int32_t lo, int32_t hi)
+{
+    int32_t result;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(result) : "r"(lo), "r"(hi));
+    return result;
+}
+
+/* SXTB16 of w rotated right by 8 bits: bytes 1 and 3 of w as two int16 (ACLE's __sxtb16 has
+ * no rotation operand; this is the one-instruction form). */
+static inline int32_t engine_sxtb16_ror8(uint32_t w)
+{
+    int32_t result;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(result) : "r"(w));
+    return result;
+}
+
+/* SXTAB16 of w rotated right by 8 bits: (a.lo + w[1], a.hi + w[3]) as two int16. */
+static inline int32_t engine_sxtab16_ror8(int32_t a, uint32_t w)
+{
+    int32_t result;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(result) : "r"(a), "r"(w));
+    return result;
+}
+#endif
 
 #endif /* ENGINE_KERNELS_UTIL_H */

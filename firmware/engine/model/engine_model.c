@@ -21,145 +21,222 @@ static _Alignas(4) int8_t engine_features[128];
 static _Alignas(4) int8_t engine_head_88[64];
 
 const char *const engine_model_layer_names[ENGINE_MODEL_LAYERS] = {
-    "depthwise:dssc1_main1_dw_1",
-    "pointwise:dssc1_main1_relu_1",
-    "max_pool:dssc1_main1_pool_1",
-    "depthwise:dssc1_main2_dw_1",
-    "pointwise:dssc1_main2_relu_1",
-    "max_pool:dssc1_main2_pool_1",
-    "depthwise:dssc1_short1_dw_1",
-    "pointwise:dssc1_short1_pw_1",
-    "depthwise:dssc1_short2_dw_1",
-    "pointwise:dssc1_short2_pw_1",
-    "add:dssc1_add_1",
-    "depthwise:dssc2_main1_dw_1",
-    "pointwise:dssc2_main1_relu_1",
-    "max_pool:dssc2_main1_pool_1",
-    "depthwise:dssc2_main2_dw_1",
-    "pointwise:dssc2_main2_relu_1",
-    "max_pool:dssc2_main2_pool_1",
-    "depthwise:dssc2_short1_dw_1",
-    "pointwise:dssc2_short1_pw_1",
-    "depthwise:dssc2_short2_dw_1",
-    "pointwise:dssc2_short2_pw_1",
-    "add:dssc2_add_1",
-    "depthwise:dssc3_main1_dw_1",
-    "pointwise:dssc3_main1_relu_1",
-    "max_pool:dssc3_main1_pool_1",
-    "depthwise:dssc3_main2_dw_1",
-    "pointwise:dssc3_main2_relu_1",
-    "max_pool:dssc3_main2_pool_1",
-    "depthwise:dssc3_short1_dw_1",
-    "pointwise:dssc3_short1_pw_1",
-    "depthwise:dssc3_short2_dw_1",
-    "pointwise:dssc3_short2_pw_1",
-    "add:dssc3_add_1",
+    "dw+pw+pool:dssc1_main1",
+    "dw+pw+pool:dssc1_main2",
+    "shortcut+add:dssc1",
+    "dw+pw+pool:dssc2_main1",
+    "dw+pw+pool:dssc2_main2",
+    "shortcut+add:dssc2",
+    "dw+pw+pool:dssc3_main1",
+    "dw+pw+pool:dssc3_main2",
+    "shortcut+add:dssc3",
     "avg_pool:gap_1",
     "fully_connected:dense1_1",
     "fully_connected:StatefulPartitionedCall_1:0",
 };
 
 const uint32_t engine_model_layer_macs[ENGINE_MODEL_LAYERS] = {
-    36000, 96000, 0, 144000, 384000, 0, 6000, 48000, 24000, 192000, 0, 72000, 384000, 0, 72000, 384000, 0, 12000, 192000, 12032, 192512, 0, 36096, 385024, 0, 36096, 385024, 0, 6016, 192512, 6016, 192512, 0, 0, 8192, 320};
+    132000, 528000, 270000, 456000, 456000, 408544, 421120, 421120, 397056, 0, 8192, 320};
 
-/* 0: depthwise (dssc1_main1_dw_1) */
-static const int8_t s0_filter[3] = {
+/* 0: dw+pw+pool:dssc1_main1 */
+static const _Alignas(4) int8_t s0_dw_filter[3] = {
     10, 48, -127,};
-static const int32_t s0_bias[1] = {
+static const int32_t s0_dw_bias[1] = {
     0,};
-static const int32_t s0_mult[1] = {
+static const int32_t s0_dw_mult[1] = {
     1482043394,};
-static const int32_t s0_shift[1] = {
+static const int32_t s0_dw_shift[1] = {
     -7,};
-/* 1: pointwise (dssc1_main1_relu_1) */
-static const int8_t s1_filter[8] = {
+static const _Alignas(4) int8_t s0_pw_filter[8] = {
     -127, -127, 127, -127, 127, -127, 127, -127,};
-static const int32_t s1_bias[8] = {
+static const int32_t s0_pw_bias[8] = {
     601, 554, -540, 986, -811, 694, -425, 563,};
-static const int32_t s1_mult[8] = {
+static const int32_t s0_pw_mult[8] = {
     2065631817, 2095681744, 1992357243, 1114995486, 1962871559, 1831060518, 2008963640, 2086973286,};
-static const int32_t s1_shift[8] = {
+static const int32_t s0_pw_shift[8] = {
     -6, -6, -6, -8, -6, -6, -6, -6,};
-/* 2: max_pool (dssc1_main1_pool_1) */
-/* 3: depthwise (dssc1_main2_dw_1) */
-static const int8_t s3_filter[24] = {
+static const engine_separable_s8_t s0_unit = {
+    .in_channels = 1,
+    .out_channels = 8,
+    .kernel = 3,
+    .stride = 1,
+    .pad_left = 1,
+    .dw_filter = s0_dw_filter,
+    .dw_bias = s0_dw_bias,
+    .dw_mult = s0_dw_mult,
+    .dw_shift = s0_dw_shift,
+    .dw_input_offset = 0,
+    .dw_output_offset = -1,
+    .dw_act_min = -128,
+    .dw_act_max = 127,
+    .pw_filter = s0_pw_filter,
+    .pw_bias = s0_pw_bias,
+    .pw_mult = s0_pw_mult,
+    .pw_shift = s0_pw_shift,
+    .pw_output_offset = -128,
+    .pw_act_min = -128,
+    .pw_act_max = 127,
+};
+static const engine_max_pool2_s8_t s0_pool = {
+    .act_min = -128,
+    .act_max = 127,
+};
+/* 1: dw+pw+pool:dssc1_main2 */
+static const _Alignas(4) int8_t s1_dw_filter[24] = {
     -83, -13, 12, -127, 127, -111, 127, 19, 61, 127, 107, -42,
     -94, -127, 65, -127, 127, -34, -127, -36, -75, -99, 68, 44,};
-static const int32_t s3_bias[8] = {
+static const int32_t s1_dw_bias[8] = {
     0, 0, 0, 0, 0, 0, 0, 0,};
-static const int32_t s3_mult[8] = {
+static const int32_t s1_dw_mult[8] = {
     2078276866, 1076050581, 1261531448, 1240037423, 1096186187, 1081481888, 1133817890, 1447348182,};
-static const int32_t s3_shift[8] = {
+static const int32_t s1_dw_shift[8] = {
     -9, -8, -8, -9, -8, -8, -8, -9,};
-/* 4: pointwise (dssc1_main2_relu_1) */
-static const int8_t s4_filter[64] = {
+static const _Alignas(4) int8_t s1_pw_filter[64] = {
     -127, -116, 0, 88, 58, -53, -22, 105, 127, 42, -10, 47,
     -68, 9, -74, -70, -127, 50, 105, -127, 83, 114, -10, 44,
     22, 69, 127, -102, -63, 43, 107, 121, 107, 26, -112, 6,
     -97, -122, 127, 101, -127, 51, -56, -40, -84, 19, -69, 10,
     67, 116, -35, -106, -54, 80, 25, -127, -64, 42, 52, -85,
     0, -127, -35, -18,};
-static const int32_t s4_bias[8] = {
+static const int32_t s1_pw_bias[8] = {
     398, 9, 1075, -346, -1845, 614, -98, -518,};
-static const int32_t s4_mult[8] = {
+static const int32_t s1_pw_mult[8] = {
     1169132399, 1421450044, 1232347117, 1110557307, 1603215295, 2010905209, 1216338001, 2128646300,};
-static const int32_t s4_shift[8] = {
+static const int32_t s1_pw_shift[8] = {
     -5, -6, -6, -6, -7, -6, -5, -7,};
-/* 5: max_pool (dssc1_main2_pool_1) */
-/* 6: depthwise (dssc1_short1_dw_1) */
-static const int8_t s6_filter[1] = {
+static const engine_separable_s8_t s1_unit = {
+    .in_channels = 8,
+    .out_channels = 8,
+    .kernel = 3,
+    .stride = 1,
+    .pad_left = 1,
+    .dw_filter = s1_dw_filter,
+    .dw_bias = s1_dw_bias,
+    .dw_mult = s1_dw_mult,
+    .dw_shift = s1_dw_shift,
+    .dw_input_offset = 128,
+    .dw_output_offset = 8,
+    .dw_act_min = -128,
+    .dw_act_max = 127,
+    .pw_filter = s1_pw_filter,
+    .pw_bias = s1_pw_bias,
+    .pw_mult = s1_pw_mult,
+    .pw_shift = s1_pw_shift,
+    .pw_output_offset = -128,
+    .pw_act_min = -128,
+    .pw_act_max = 127,
+};
+static const engine_max_pool2_s8_t s1_pool = {
+    .act_min = -128,
+    .act_max = 127,
+};
+/* 2: shortcut+add:dssc1 */
+static const _Alignas(4) int8_t s2_first_dw_filter[1] = {
     -127,};
-static const int32_t s6_bias[1] = {
+static const int32_t s2_first_dw_bias[1] = {
     0,};
-static const int32_t s6_mult[1] = {
+static const int32_t s2_first_dw_mult[1] = {
     1082196461,};
-static const int32_t s6_shift[1] = {
+static const int32_t s2_first_dw_shift[1] = {
     -6,};
-/* 7: pointwise (dssc1_short1_pw_1) */
-static const int8_t s7_filter[8] = {
+static const _Alignas(4) int8_t s2_first_pw_filter[8] = {
     -127, -127, 127, 127, 127, 127, -127, 127,};
-static const int32_t s7_bias[8] = {
+static const int32_t s2_first_pw_bias[8] = {
     -10040, -88142, -2050, -6704, -1442, -578997, -1405, 1809,};
-static const int32_t s7_mult[8] = {
+static const int32_t s2_first_pw_mult[8] = {
     1751900860, 1382752631, 1509439211, 1702878504, 1573337241, 1741896893, 1884601495, 2037657466,};
-static const int32_t s7_shift[8] = {
+static const int32_t s2_first_pw_shift[8] = {
     -8, -11, -8, -8, -7, -14, -7, -7,};
-/* 8: depthwise (dssc1_short2_dw_1) */
-static const int8_t s8_filter[8] = {
+static const _Alignas(4) int8_t s2_second_dw_filter[8] = {
     -127, -127, 127, -127, 127, -127, 127, 127,};
-static const int32_t s8_bias[8] = {
+static const int32_t s2_second_dw_bias[8] = {
     0, 0, 0, 0, 0, 0, 0, 0,};
-static const int32_t s8_mult[8] = {
+static const int32_t s2_second_dw_mult[8] = {
     2040072074, 1615945499, 1217814989, 1321247139, 1402961259, 1234073525, 1279204486, 1149505481,};
-static const int32_t s8_shift[8] = {
+static const int32_t s2_second_dw_shift[8] = {
     -7, -8, -6, -9, -11, -9, -8, -6,};
-/* 9: pointwise (dssc1_short2_pw_1) */
-static const int8_t s9_filter[64] = {
+static const _Alignas(4) int8_t s2_second_pw_filter[64] = {
     112, 7, 127, -29, -90, -97, 71, 9, -66, -127, -74, -94,
     -12, 0, 52, -91, 40, -121, -48, -26, -51, -49, -71, -127,
     -48, -62, -52, 30, -116, -58, 127, -59, 108, -3, -127, 85,
     -21, -89, 116, -118, 15, -127, 115, 16, 84, -7, -45, -18,
     -127, 80, 120, 106, -105, 9, -108, -86, -78, 22, -76, -22,
     24, 73, -127, -90,};
-static const int32_t s9_bias[8] = {
+static const int32_t s2_second_pw_bias[8] = {
     -6948, 897, -3542, 3620, 519, -4164, 97, -2755,};
-static const int32_t s9_mult[8] = {
+static const int32_t s2_second_pw_mult[8] = {
     1344077294, 1765442145, 1422536517, 1095237966, 1166180354, 1156303873, 2059619280, 2110764202,};
-static const int32_t s9_shift[8] = {
+static const int32_t s2_second_pw_shift[8] = {
     -7, -7, -7, -7, -7, -7, -8, -8,};
-/* 10: add (dssc1_add_1) */
-/* 11: depthwise (dssc2_main1_dw_1) */
-static const int8_t s11_filter[24] = {
+static const engine_separable_s8_t s2_first = {
+    .in_channels = 1,
+    .out_channels = 8,
+    .kernel = 1,
+    .stride = 2,
+    .pad_left = 0,
+    .dw_filter = s2_first_dw_filter,
+    .dw_bias = s2_first_dw_bias,
+    .dw_mult = s2_first_dw_mult,
+    .dw_shift = s2_first_dw_shift,
+    .dw_input_offset = 0,
+    .dw_output_offset = -1,
+    .dw_act_min = -128,
+    .dw_act_max = 127,
+    .pw_filter = s2_first_pw_filter,
+    .pw_bias = s2_first_pw_bias,
+    .pw_mult = s2_first_pw_mult,
+    .pw_shift = s2_first_pw_shift,
+    .pw_output_offset = -7,
+    .pw_act_min = -128,
+    .pw_act_max = 127,
+};
+static const engine_separable_s8_t s2_second = {
+    .in_channels = 8,
+    .out_channels = 8,
+    .kernel = 1,
+    .stride = 2,
+    .pad_left = 0,
+    .dw_filter = s2_second_dw_filter,
+    .dw_bias = s2_second_dw_bias,
+    .dw_mult = s2_second_dw_mult,
+    .dw_shift = s2_second_dw_shift,
+    .dw_input_offset = 7,
+    .dw_output_offset = -15,
+    .dw_act_min = -128,
+    .dw_act_max = 127,
+    .pw_filter = s2_second_pw_filter,
+    .pw_bias = s2_second_pw_bias,
+    .pw_mult = s2_second_pw_mult,
+    .pw_shift = s2_second_pw_shift,
+    .pw_output_offset = 24,
+    .pw_act_min = -128,
+    .pw_act_max = 127,
+};
+static const engine_add_s8_params_t s2_add = {
+    .a_offset = 128,
+    .a_mult = 1073741824,
+    .a_shift = 0,
+    .b_offset = -24,
+    .b_mult = 1860864204,
+    .b_shift = -4,
+    .left_shift = 20,
+    .out_offset = -112,
+    .out_mult = 2057220669,
+    .out_shift = -19,
+    .act_min = -128,
+    .act_max = 127,
+};
+/* 3: dw+pw+pool:dssc2_main1 */
+static const _Alignas(4) int8_t s3_dw_filter[24] = {
     -9, 8, 127, 127, -127, -127, 13, 127, -127, -127, -122, 59,
     81, -118, 127, 83, -88, -74, 8, 9, -112, -64, 31, -70,};
-static const int32_t s11_bias[8] = {
+static const int32_t s3_dw_bias[8] = {
     0, 0, 0, 0, 0, 0, 0, 0,};
-static const int32_t s11_mult[8] = {
+static const int32_t s3_dw_mult[8] = {
     1395584460, 1968851456, 1097282847, 1259872423, 1978226180, 1106957379, 1909324622, 1153043710,};
-static const int32_t s11_shift[8] = {
+static const int32_t s3_dw_shift[8] = {
     -9, -8, -7, -7, -8, -8, -8, -7,};
-/* 12: pointwise (dssc2_main1_relu_1) */
-static const int8_t s12_filter[128] = {
+static const _Alignas(4) int8_t s3_pw_filter[128] = {
     110, -69, -6, 44, 28, 127, -38, 20, 32, -127, 123, -77,
     9, -50, -48, -6, 127, -57, -68, -75, -115, 53, -89, -92,
     -127, 106, 34, 93, 67, -93, -47, 26, 107, 31, -57, -91,
@@ -171,33 +248,57 @@ static const int8_t s12_filter[128] = {
     72, 59, -88, 24, 67, 127, 94, 95, 26, -52, 59, 53,
     -56, 127, 34, 33, -80, 39, -61, 127, -32, 41, 51, 61,
     -47, 50, -124, 46, -88, -127, -78, 86,};
-static const int32_t s12_bias[16] = {
+static const int32_t s3_pw_bias[16] = {
     106, 237, 213, -174, 304, -279, -77, 226, -259, -8, 206, 300,
     108, -135, -504, -408,};
-static const int32_t s12_mult[16] = {
+static const int32_t s3_pw_mult[16] = {
     1394533379, 1310320807, 1805075222, 1660987970, 1794840217, 1581314084, 1851940541, 1589819291, 1235566295, 1759422305, 1097191212, 2042217638,
     1127366376, 1722498621, 1262604953, 1991098088,};
-static const int32_t s12_shift[16] = {
+static const int32_t s3_pw_shift[16] = {
     -5, -6, -6, -6, -6, -6, -6, -6, -5, -6, -5, -7,
     -5, -6, -6, -6,};
-/* 13: max_pool (dssc2_main1_pool_1) */
-/* 14: depthwise (dssc2_main2_dw_1) */
-static const int8_t s14_filter[48] = {
+static const engine_separable_s8_t s3_unit = {
+    .in_channels = 8,
+    .out_channels = 16,
+    .kernel = 3,
+    .stride = 1,
+    .pad_left = 1,
+    .dw_filter = s3_dw_filter,
+    .dw_bias = s3_dw_bias,
+    .dw_mult = s3_dw_mult,
+    .dw_shift = s3_dw_shift,
+    .dw_input_offset = 112,
+    .dw_output_offset = -5,
+    .dw_act_min = -128,
+    .dw_act_max = 127,
+    .pw_filter = s3_pw_filter,
+    .pw_bias = s3_pw_bias,
+    .pw_mult = s3_pw_mult,
+    .pw_shift = s3_pw_shift,
+    .pw_output_offset = -128,
+    .pw_act_min = -128,
+    .pw_act_max = 127,
+};
+static const engine_max_pool2_s8_t s3_pool = {
+    .act_min = -128,
+    .act_max = 127,
+};
+/* 4: dw+pw+pool:dssc2_main2 */
+static const _Alignas(4) int8_t s4_dw_filter[48] = {
     127, 112, 96, 127, -77, 126, -84, 23, 58, 127, -50, -9,
     -127, 127, 24, -127, -24, 42, 127, 45, -93, 127, 127, -44,
     -91, -45, -3, -127, -107, -1, 122, -45, 70, 127, -43, -59,
     -127, -2, 100, 127, 127, 96, 127, -66, 29, -110, 127, -86,};
-static const int32_t s14_bias[16] = {
+static const int32_t s4_dw_bias[16] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0,};
-static const int32_t s14_mult[16] = {
+static const int32_t s4_dw_mult[16] = {
     1547329710, 1798149302, 2004922153, 1755216380, 1405887117, 1250590523, 1409006468, 1659764517, 1639093235, 1320384762, 1667548640, 1349636145,
     1995362243, 1508551364, 1810367033, 1524410187,};
-static const int32_t s14_shift[16] = {
+static const int32_t s4_dw_shift[16] = {
     -8, -8, -9, -9, -8, -8, -8, -8, -8, -8, -8, -8,
     -10, -8, -9, -8,};
-/* 15: pointwise (dssc2_main2_relu_1) */
-static const int8_t s15_filter[256] = {
+static const _Alignas(4) int8_t s4_pw_filter[256] = {
     -72, 60, -94, 49, 94, -12, -114, -52, 37, -59, 41, -127,
     -117, -112, -30, 92, -111, 127, -46, 42, 42, -109, 102, 47,
     96, 59, -38, 123, 12, 38, -98, -23, -78, -30, 27, -56,
@@ -220,27 +321,51 @@ static const int8_t s15_filter[256] = {
     24, 118, -74, 32, 1, -28, 106, -82, 15, 127, -37, 99,
     -33, 67, -92, 0, -78, 15, 54, 96, 6, -11, 45, -80,
     127, -119, -9, 2,};
-static const int32_t s15_bias[16] = {
+static const int32_t s4_pw_bias[16] = {
     556, -103, -45, 369, -240, -655, 846, -465, 562, 141, -334, 309,
     -603, -113, 329, -479,};
-static const int32_t s15_mult[16] = {
+static const int32_t s4_pw_mult[16] = {
     1508019667, 1913601082, 1293590674, 1202219360, 1290869895, 1478198383, 1549276987, 1457323992, 1970560072, 1166220954, 1985286680, 1427986979,
     1881789884, 1318211625, 2018856250, 1449417261,};
-static const int32_t s15_shift[16] = {
+static const int32_t s4_pw_shift[16] = {
     -6, -6, -6, -5, -5, -5, -6, -6, -7, -6, -7, -5,
     -5, -6, -6, -5,};
-/* 16: max_pool (dssc2_main2_pool_1) */
-/* 17: depthwise (dssc2_short1_dw_1) */
-static const int8_t s17_filter[8] = {
+static const engine_separable_s8_t s4_unit = {
+    .in_channels = 16,
+    .out_channels = 16,
+    .kernel = 3,
+    .stride = 1,
+    .pad_left = 1,
+    .dw_filter = s4_dw_filter,
+    .dw_bias = s4_dw_bias,
+    .dw_mult = s4_dw_mult,
+    .dw_shift = s4_dw_shift,
+    .dw_input_offset = 128,
+    .dw_output_offset = 26,
+    .dw_act_min = -128,
+    .dw_act_max = 127,
+    .pw_filter = s4_pw_filter,
+    .pw_bias = s4_pw_bias,
+    .pw_mult = s4_pw_mult,
+    .pw_shift = s4_pw_shift,
+    .pw_output_offset = -128,
+    .pw_act_min = -128,
+    .pw_act_max = 127,
+};
+static const engine_max_pool2_s8_t s4_pool = {
+    .act_min = -128,
+    .act_max = 127,
+};
+/* 5: shortcut+add:dssc2 */
+static const _Alignas(4) int8_t s5_first_dw_filter[8] = {
     -127, 127, -127, 127, -127, -127, 127, 127,};
-static const int32_t s17_bias[8] = {
+static const int32_t s5_first_dw_bias[8] = {
     0, 0, 0, 0, 0, 0, 0, 0,};
-static const int32_t s17_mult[8] = {
+static const int32_t s5_first_dw_mult[8] = {
     1316239885, 1939986140, 1217534385, 1153728087, 1411543851, 1882233713, 1940354401, 2117290648,};
-static const int32_t s17_shift[8] = {
+static const int32_t s5_first_dw_shift[8] = {
     -7, -8, -6, -8, -7, -10, -9, -7,};
-/* 18: pointwise (dssc2_short1_pw_1) */
-static const int8_t s18_filter[128] = {
+static const _Alignas(4) int8_t s5_first_pw_filter[128] = {
     -68, 99, -21, -69, -126, -75, 127, -4, -37, 78, 120, 127,
     101, -114, 3, -66, -83, 25, 127, -83, 65, -48, -1, 89,
     -62, -8, -101, 127, -9, -103, 61, -101, -118, 17, 127, -50,
@@ -252,30 +377,28 @@ static const int8_t s18_filter[128] = {
     -18, 114, 127, -62, 1, 27, -30, -14, 20, -127, 9, 79,
     -21, 92, -3, 46, 127, -39, 26, -41, -1, -16, -9, -43,
     82, 21, 74, -50, 6, -35, -127, 56,};
-static const int32_t s18_bias[16] = {
+static const int32_t s5_first_pw_bias[16] = {
     -110, -425, -683, 225, -47, 549, 370, 680, 303, -184, 714, 1138,
     187, 209, -112, 517,};
-static const int32_t s18_mult[16] = {
+static const int32_t s5_first_pw_mult[16] = {
     1412130032, 2099490977, 1478336620, 1309285189, 2132149034, 1208489689, 1282023198, 1992944617, 1531932624, 1349277468, 1077114461, 1541581042,
     1669092566, 1201185448, 1463399339, 1365083761,};
-static const int32_t s18_shift[16] = {
+static const int32_t s5_first_pw_shift[16] = {
     -7, -8, -7, -7, -8, -7, -7, -8, -7, -7, -7, -7,
     -7, -7, -7, -7,};
-/* 19: depthwise (dssc2_short2_dw_1) */
-static const int8_t s19_filter[16] = {
+static const _Alignas(4) int8_t s5_second_dw_filter[16] = {
     -127, -127, 127, -127, -127, -127, 127, -127, 127, 127, 127, -127,
     127, -127, -127, -127,};
-static const int32_t s19_bias[16] = {
+static const int32_t s5_second_dw_bias[16] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0,};
-static const int32_t s19_mult[16] = {
+static const int32_t s5_second_dw_mult[16] = {
     1136242065, 2126478114, 1991174147, 1949395524, 1966231139, 1959362601, 1464601732, 1904897262, 1298914205, 1074435933, 1331448225, 1252991656,
     1167067272, 1783990609, 1224561006, 1963476429,};
-static const int32_t s19_shift[16] = {
+static const int32_t s5_second_dw_shift[16] = {
     -6, -7, -7, -6, -12, -7, -6, -6, -6, -5, -8, -9,
     -5, -7, -9, -7,};
-/* 20: pointwise (dssc2_short2_pw_1) */
-static const int8_t s20_filter[256] = {
+static const _Alignas(4) int8_t s5_second_pw_filter[256] = {
     -17, 11, -11, -40, -108, -3, -21, -5, 100, 127, -42, -20,
     -66, -86, -77, 127, 107, 32, 52, -119, -1, 127, -95, 87,
     53, 112, -41, 36, -118, -9, 13, 65, 103, 89, 74, 24,
@@ -298,33 +421,89 @@ static const int8_t s20_filter[256] = {
     -2, -81, 1, 6, 0, -43, 80, 109, -55, 71, -127, -96,
     20, -3, -62, -127, -65, 11, -99, -106, 13, -52, -98, -64,
     -46, -56, -32, 37,};
-static const int32_t s20_bias[16] = {
+static const int32_t s5_second_pw_bias[16] = {
     -3908, -1457, -3435, -4041, 662, -2879, -3161, 1286, 488, 2796, -2161, -1828,
     -2987, -1449, 792, -4805,};
-static const int32_t s20_mult[16] = {
+static const int32_t s5_second_pw_mult[16] = {
     1170567205, 2110478929, 1092393260, 1289345737, 1152968532, 2023041252, 1220873217, 1157480781, 2063334318, 2096069802, 1282812087, 2138517056,
     1153950486, 1217019012, 1216937343, 1213144480,};
-static const int32_t s20_shift[16] = {
+static const int32_t s5_second_pw_shift[16] = {
     -7, -8, -7, -7, -7, -8, -7, -7, -8, -8, -7, -8,
     -7, -7, -7, -7,};
-/* 21: add (dssc2_add_1) */
-/* 22: depthwise (dssc3_main1_dw_1) */
-static const int8_t s22_filter[48] = {
+static const engine_separable_s8_t s5_first = {
+    .in_channels = 8,
+    .out_channels = 16,
+    .kernel = 1,
+    .stride = 2,
+    .pad_left = 0,
+    .dw_filter = s5_first_dw_filter,
+    .dw_bias = s5_first_dw_bias,
+    .dw_mult = s5_first_dw_mult,
+    .dw_shift = s5_first_dw_shift,
+    .dw_input_offset = 112,
+    .dw_output_offset = -2,
+    .dw_act_min = -128,
+    .dw_act_max = 127,
+    .pw_filter = s5_first_pw_filter,
+    .pw_bias = s5_first_pw_bias,
+    .pw_mult = s5_first_pw_mult,
+    .pw_shift = s5_first_pw_shift,
+    .pw_output_offset = 1,
+    .pw_act_min = -128,
+    .pw_act_max = 127,
+};
+static const engine_separable_s8_t s5_second = {
+    .in_channels = 16,
+    .out_channels = 16,
+    .kernel = 1,
+    .stride = 2,
+    .pad_left = 0,
+    .dw_filter = s5_second_dw_filter,
+    .dw_bias = s5_second_dw_bias,
+    .dw_mult = s5_second_dw_mult,
+    .dw_shift = s5_second_dw_shift,
+    .dw_input_offset = -1,
+    .dw_output_offset = 23,
+    .dw_act_min = -128,
+    .dw_act_max = 127,
+    .pw_filter = s5_second_pw_filter,
+    .pw_bias = s5_second_pw_bias,
+    .pw_mult = s5_second_pw_mult,
+    .pw_shift = s5_second_pw_shift,
+    .pw_output_offset = 13,
+    .pw_act_min = -128,
+    .pw_act_max = 127,
+};
+static const engine_add_s8_params_t s5_add = {
+    .a_offset = 128,
+    .a_mult = 1073741824,
+    .a_shift = 0,
+    .b_offset = -13,
+    .b_mult = 1344562250,
+    .b_shift = -3,
+    .left_shift = 20,
+    .out_offset = -107,
+    .out_mult = 2018480559,
+    .out_shift = -19,
+    .act_min = -128,
+    .act_max = 127,
+};
+/* 6: dw+pw+pool:dssc3_main1 */
+static const _Alignas(4) int8_t s6_dw_filter[48] = {
     -1, -77, 26, -116, -127, -120, -35, -28, 80, -14, -50, -127,
     127, -127, 100, -118, 101, 41, -127, 59, -6, -65, 28, -45,
     -127, -98, 94, -57, 40, -55, -127, -18, -127, -127, 68, -127,
     110, 127, -127, 127, 28, -127, -127, 3, -2, -84, -90, 127,};
-static const int32_t s22_bias[16] = {
+static const int32_t s6_dw_bias[16] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0,};
-static const int32_t s22_mult[16] = {
+static const int32_t s6_dw_mult[16] = {
     2028320980, 1661124357, 1277227572, 1655460423, 1443372455, 1385547351, 1795815773, 1441270012, 1094175919, 1944939554, 1362628513, 1140000124,
     1745511037, 2105772426, 1642704826, 1476306861,};
-static const int32_t s22_shift[16] = {
+static const int32_t s6_dw_shift[16] = {
     -8, -7, -7, -7, -7, -7, -7, -7, -7, -8, -7, -7,
     -8, -8, -7, -7,};
-/* 23: pointwise (dssc3_main1_relu_1) */
-static const int8_t s23_filter[512] = {
+static const _Alignas(4) int8_t s6_pw_filter[512] = {
     118, -127, 27, 106, 35, 97, -32, -72, 105, -79, 84, -50,
     88, 116, 71, -88, -53, -39, -35, 96, 5, -71, -41, -54,
     26, -84, -127, -101, 117, 67, -72, 69, 86, 14, -14, 12,
@@ -368,21 +547,46 @@ static const int8_t s23_filter[512] = {
     127, 44, 39, 32, -66, -30, 68, -3, 76, -28, -101, -3,
     -115, 116, -76, -117, 22, -46, -16, 64, -82, 26, 89, -7,
     33, -67, 86, 114, 5, 105, -127, -10,};
-static const int32_t s23_bias[32] = {
+static const int32_t s6_pw_bias[32] = {
     -47, -1060, 450, -578, -248, 1259, -903, 40, -80, 1058, 318, 3,
     775, -1010, 486, -509, -528, -241, -12, -740, -71, 966, -206, -829,
     -471, 690, -225, -312, 748, -169, 270, 110,};
-static const int32_t s23_mult[32] = {
+static const int32_t s6_pw_mult[32] = {
     1076721651, 2059457190, 1881297225, 1456092771, 1576378684, 1483351110, 1718988485, 1281208682, 1179707910, 1820521645, 1398148369, 2077251102,
     1685841373, 1434676505, 1458204179, 1645217564, 1283212079, 1176766462, 1447770969, 1775756970, 1455924955, 1092293659, 1722152583, 1636427865,
     1459101557, 1160069906, 1227799001, 1894063438, 1351800591, 1543838813, 1203807649, 1172698959,};
-static const int32_t s23_shift[32] = {
+static const int32_t s6_pw_shift[32] = {
     -6, -6, -6, -6, -6, -6, -7, -6, -5, -6, -6, -6,
     -7, -6, -6, -6, -6, -6, -6, -6, -6, -5, -5, -6,
     -6, -6, -6, -6, -6, -6, -6, -6,};
-/* 24: max_pool (dssc3_main1_pool_1) */
-/* 25: depthwise (dssc3_main2_dw_1) */
-static const int8_t s25_filter[96] = {
+static const engine_separable_s8_t s6_unit = {
+    .in_channels = 16,
+    .out_channels = 32,
+    .kernel = 3,
+    .stride = 1,
+    .pad_left = 1,
+    .dw_filter = s6_dw_filter,
+    .dw_bias = s6_dw_bias,
+    .dw_mult = s6_dw_mult,
+    .dw_shift = s6_dw_shift,
+    .dw_input_offset = 107,
+    .dw_output_offset = 55,
+    .dw_act_min = -128,
+    .dw_act_max = 127,
+    .pw_filter = s6_pw_filter,
+    .pw_bias = s6_pw_bias,
+    .pw_mult = s6_pw_mult,
+    .pw_shift = s6_pw_shift,
+    .pw_output_offset = -128,
+    .pw_act_min = -128,
+    .pw_act_max = 127,
+};
+static const engine_max_pool2_s8_t s6_pool = {
+    .act_min = -128,
+    .act_max = 127,
+};
+/* 7: dw+pw+pool:dssc3_main2 */
+static const _Alignas(4) int8_t s7_dw_filter[96] = {
     119, -67, 127, 127, -127, -74, -56, -127, -127, 127, -60, -40,
     67, -124, -22, -41, 127, -97, -41, 93, 127, -14, 127, 11,
     -127, -55, -127, 127, 127, -127, -4, -18, 127, 9, 68, 1,
@@ -391,20 +595,19 @@ static const int8_t s25_filter[96] = {
     34, -47, -57, 67, 110, -127, -121, 6, -9, -76, 127, -60,
     -91, 23, 127, 127, -127, 127, -57, 127, 11, -127, -127, 127,
     74, 113, 100, 45, -102, 127, 114, 91, 52, -4, -127, 127,};
-static const int32_t s25_bias[32] = {
+static const int32_t s7_dw_bias[32] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0,};
-static const int32_t s25_mult[32] = {
+static const int32_t s7_dw_mult[32] = {
     2001843714, 1542522123, 2013939814, 1079734047, 1642867092, 1237207921, 1541651666, 1606912648, 1289428141, 1651111423, 1170439996, 1388205883,
     1534409712, 2092770183, 1242709908, 2011804628, 1242763974, 1769440373, 1285048961, 2026425727, 1226423723, 1803587809, 1338072191, 1918173526,
     1745274935, 1923981525, 1650445334, 1790540019, 1801277450, 2015127771, 1444949638, 1270169563,};
-static const int32_t s25_shift[32] = {
+static const int32_t s7_dw_shift[32] = {
     -8, -8, -8, -7, -9, -7, -8, -8, -8, -8, -7, -7,
     -8, -9, -7, -8, -7, -8, -7, -8, -7, -8, -8, -8,
     -8, -8, -8, -8, -8, -8, -7, -7,};
-/* 26: pointwise (dssc3_main2_relu_1) */
-static const int8_t s26_filter[1024] = {
+static const _Alignas(4) int8_t s7_pw_filter[1024] = {
     -89, 93, -53, -80, -38, -25, 16, -54, 87, 106, -25, 26,
     -23, 19, -17, 0, -103, -69, 39, 8, 75, 12, 23, -25,
     52, -9, 101, 49, 53, 43, -39, 127, -55, 118, 101, 92,
@@ -491,34 +694,58 @@ static const int8_t s26_filter[1024] = {
     75, -48, -53, -29, -3, -107, -60, -24, 49, 99, 118, 22,
     -18, -2, -9, -11, 39, -82, -73, 51, -29, -30, -127, 72,
     -17, -90, -52, 49,};
-static const int32_t s26_bias[32] = {
+static const int32_t s7_pw_bias[32] = {
     -486, -892, -1869, -1644, -3577, -1076, -2360, -353, 2180, -1467, -136, -306,
     -2510, 643, -2358, -2223, -1679, -1904, -1757, -749, 4060, 3262, 1156, -2481,
     -600, -1841, -655, -676, -1709, -3290, -690, -420,};
-static const int32_t s26_mult[32] = {
+static const int32_t s7_pw_mult[32] = {
     1361582212, 1397449515, 1740209488, 1791435942, 1585745550, 1596157828, 1141462953, 1401535402, 1380234025, 1960812584, 1598115086, 1308580828,
     1105296352, 2095723836, 1876878274, 1209542837, 1525712780, 1133806156, 1683648342, 2058236442, 1257039986, 1655129119, 1106190786, 1252391354,
     1547373141, 1525619453, 1546375962, 1428636276, 1412718127, 1893725265, 1540624618, 1901945672,};
-static const int32_t s26_shift[32] = {
+static const int32_t s7_pw_shift[32] = {
     -6, -6, -6, -6, -6, -6, -6, -6, -6, -6, -6, -6,
     -6, -7, -6, -6, -6, -6, -6, -6, -6, -6, -6, -6,
     -6, -6, -6, -6, -6, -6, -6, -6,};
-/* 27: max_pool (dssc3_main2_pool_1) */
-/* 28: depthwise (dssc3_short1_dw_1) */
-static const int8_t s28_filter[16] = {
+static const engine_separable_s8_t s7_unit = {
+    .in_channels = 32,
+    .out_channels = 32,
+    .kernel = 3,
+    .stride = 1,
+    .pad_left = 1,
+    .dw_filter = s7_dw_filter,
+    .dw_bias = s7_dw_bias,
+    .dw_mult = s7_dw_mult,
+    .dw_shift = s7_dw_shift,
+    .dw_input_offset = 128,
+    .dw_output_offset = -31,
+    .dw_act_min = -128,
+    .dw_act_max = 127,
+    .pw_filter = s7_pw_filter,
+    .pw_bias = s7_pw_bias,
+    .pw_mult = s7_pw_mult,
+    .pw_shift = s7_pw_shift,
+    .pw_output_offset = -128,
+    .pw_act_min = -128,
+    .pw_act_max = 127,
+};
+static const engine_max_pool2_s8_t s7_pool = {
+    .act_min = -128,
+    .act_max = 127,
+};
+/* 8: shortcut+add:dssc3 */
+static const _Alignas(4) int8_t s8_first_dw_filter[16] = {
     127, 127, -127, 127, 127, -127, 127, 127, -127, 127, 127, 127,
     127, -127, 127, 127,};
-static const int32_t s28_bias[16] = {
+static const int32_t s8_first_dw_bias[16] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0,};
-static const int32_t s28_mult[16] = {
+static const int32_t s8_first_dw_mult[16] = {
     1775824686, 1211975487, 1113949277, 1626301494, 1959718222, 2037655007, 1444637236, 1318664152, 1816198739, 1126468345, 1133126697, 1852178483,
     1744854460, 1258025128, 1676479482, 1295383568,};
-static const int32_t s28_shift[16] = {
+static const int32_t s8_first_dw_shift[16] = {
     -8, -6, -8, -7, -7, -7, -8, -7, -9, -7, -9, -7,
     -10, -7, -7, -8,};
-/* 29: pointwise (dssc3_short1_pw_1) */
-static const int8_t s29_filter[512] = {
+static const _Alignas(4) int8_t s8_first_pw_filter[512] = {
     41, -42, 24, 34, 18, 11, 3, -56, 27, -61, 48, -127,
     1, -63, 84, 52, -57, 127, -38, 7, 64, -38, 111, -36,
     -32, -28, -68, 113, 103, -3, 2, -59, 55, -79, -89, -127,
@@ -562,37 +789,35 @@ static const int8_t s29_filter[512] = {
     53, 127, 106, 29, -28, 16, 92, -7, 34, 102, -79, 29,
     -55, 6, 51, -15, -21, 68, -14, 59, 2, -127, -97, -111,
     18, 54, -46, 122, 14, 0, 50, 42,};
-static const int32_t s29_bias[32] = {
+static const int32_t s8_first_pw_bias[32] = {
     -344, 1042, -861, 229, 691, -866, -1223, 219, -372, -962, -128, -1079,
     1175, 109, -354, 780, 452, 208, -694, 777, 116, 1218, -687, 659,
     389, -1069, -798, -895, 904, 1451, -113, -508,};
-static const int32_t s29_mult[32] = {
+static const int32_t s8_first_pw_mult[32] = {
     1240601507, 1336120383, 1898748623, 2024818160, 1752716239, 1391420814, 2092097108, 1085390605, 1665553400, 1104477933, 1931450353, 1113842359,
     2062872959, 1096183464, 1089713304, 1227626739, 2040587131, 1940383144, 1125386617, 1121190445, 1188317604, 1888354592, 1285401720, 1976903652,
     1229751016, 1205058330, 1215101650, 1505898413, 2018136829, 1114025424, 1306237899, 1262091209,};
-static const int32_t s29_shift[32] = {
+static const int32_t s8_first_pw_shift[32] = {
     -7, -7, -8, -8, -8, -7, -8, -7, -8, -7, -8, -7,
     -8, -7, -7, -7, -8, -8, -7, -7, -7, -8, -7, -8,
     -7, -7, -7, -7, -8, -7, -7, -7,};
-/* 30: depthwise (dssc3_short2_dw_1) */
-static const int8_t s30_filter[32] = {
+static const _Alignas(4) int8_t s8_second_dw_filter[32] = {
     127, 127, 127, -127, -127, 127, -127, -127, -127, 127, 127, 127,
     -127, -127, -127, -127, -127, 127, -127, -127, -127, -127, -127, -127,
     -127, 127, -127, -127, -127, -127, -127, -127,};
-static const int32_t s30_bias[32] = {
+static const int32_t s8_second_dw_bias[32] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0,};
-static const int32_t s30_mult[32] = {
+static const int32_t s8_second_dw_mult[32] = {
     1077796427, 2066079835, 1288710746, 1082794093, 1077006307, 1727760717, 1212256756, 1570544683, 1645070715, 1088014727, 1428958766, 1697783689,
     1105651928, 1461723930, 1784281882, 1740246483, 1466486698, 1450713792, 1496721627, 1675189769, 1197205437, 1094904081, 1879016107, 1136582482,
     1576891605, 1852418899, 1560543337, 1375632347, 1125326660, 1153371053, 1154548311, 1761664291,};
-static const int32_t s30_shift[32] = {
+static const int32_t s8_second_dw_shift[32] = {
     -7, -7, -7, -7, -6, -6, -6, -6, -7, -7, -7, -7,
     -6, -7, -7, -7, -6, -8, -7, -6, -6, -6, -7, -6,
     -8, -7, -6, -8, -7, -6, -7, -7,};
-/* 31: pointwise (dssc3_short2_pw_1) */
-static const int8_t s31_filter[1024] = {
+static const _Alignas(4) int8_t s8_second_pw_filter[1024] = {
     81, -126, 93, 75, 101, -60, -20, -91, 30, -76, -70, -36,
     -45, 56, -56, 71, 9, 26, -113, -77, -10, 87, -87, 46,
     43, -32, -66, -127, -48, 104, 38, 125, 52, -46, -21, -23,
@@ -679,22 +904,79 @@ static const int8_t s31_filter[1024] = {
     26, -17, 14, -75, -19, 21, 33, 115, 69, -35, -79, 12,
     15, 70, -79, -54, 88, -45, 20, 36, 61, 67, -31, -35,
     14, 110, 89, 20,};
-static const int32_t s31_bias[32] = {
+static const int32_t s8_second_pw_bias[32] = {
     390, -514, 744, 286, 84, -2100, 987, 592, 1188, -382, 474, 1251,
     -1126, -2250, 632, -1233, -1822, 807, 606, -392, -392, -498, 875, 325,
     857, 711, -1919, -309, -2129, 506, -2481, -2968,};
-static const int32_t s31_mult[32] = {
+static const int32_t s8_second_pw_mult[32] = {
     2032746647, 1339365056, 1310372835, 1281249885, 1375861230, 1262502421, 1488409602, 1325868859, 1777076654, 1575311622, 1350345881, 1293857862,
     1400028624, 1558151056, 1407257882, 1262030268, 1082462349, 1104816936, 1347565366, 1299417665, 2098451741, 1410892366, 1975995260, 1158431237,
     1152454003, 2119733409, 1196793233, 1400867446, 1290902541, 1105963612, 1493180391, 1149202153,};
-static const int32_t s31_shift[32] = {
+static const int32_t s8_second_pw_shift[32] = {
     -9, -8, -8, -8, -8, -8, -8, -8, -9, -8, -8, -8,
     -8, -8, -8, -8, -8, -8, -8, -8, -9, -8, -8, -8,
     -8, -9, -8, -8, -8, -8, -8, -8,};
-/* 32: add (dssc3_add_1) */
-/* 33: avg_pool (gap_1) */
-/* 34: fully_connected (dense1_1) */
-static const int8_t s34_weights[8192] = {
+static const engine_separable_s8_t s8_first = {
+    .in_channels = 16,
+    .out_channels = 32,
+    .kernel = 1,
+    .stride = 2,
+    .pad_left = 0,
+    .dw_filter = s8_first_dw_filter,
+    .dw_bias = s8_first_dw_bias,
+    .dw_mult = s8_first_dw_mult,
+    .dw_shift = s8_first_dw_shift,
+    .dw_input_offset = 107,
+    .dw_output_offset = -16,
+    .dw_act_min = -128,
+    .dw_act_max = 127,
+    .pw_filter = s8_first_pw_filter,
+    .pw_bias = s8_first_pw_bias,
+    .pw_mult = s8_first_pw_mult,
+    .pw_shift = s8_first_pw_shift,
+    .pw_output_offset = -3,
+    .pw_act_min = -128,
+    .pw_act_max = 127,
+};
+static const engine_separable_s8_t s8_second = {
+    .in_channels = 32,
+    .out_channels = 32,
+    .kernel = 1,
+    .stride = 2,
+    .pad_left = 0,
+    .dw_filter = s8_second_dw_filter,
+    .dw_bias = s8_second_dw_bias,
+    .dw_mult = s8_second_dw_mult,
+    .dw_shift = s8_second_dw_shift,
+    .dw_input_offset = 3,
+    .dw_output_offset = 3,
+    .dw_act_min = -128,
+    .dw_act_max = 127,
+    .pw_filter = s8_second_pw_filter,
+    .pw_bias = s8_second_pw_bias,
+    .pw_mult = s8_second_pw_mult,
+    .pw_shift = s8_second_pw_shift,
+    .pw_output_offset = 35,
+    .pw_act_min = -128,
+    .pw_act_max = 127,
+};
+static const engine_add_s8_params_t s8_add = {
+    .a_offset = 128,
+    .a_mult = 1073741824,
+    .a_shift = 0,
+    .b_offset = -35,
+    .b_mult = 2022140765,
+    .b_shift = -1,
+    .left_shift = 20,
+    .out_offset = -30,
+    .out_mult = 1374223094,
+    .out_shift = -19,
+    .act_min = -128,
+    .act_max = 127,
+};
+/* 9: avg_pool:gap_1 */
+/* 10: fully_connected:dense1_1 */
+static const _Alignas(4) int8_t s10_weights[8192] = {
     -105, -34, 15, -22, -6, -108, -72, -99, -56, -29, -46, 54,
     -76, 5, -31, 16, 45, -59, 20, -55, -75, -36, 16, -101,
     -21, 0, 9, -93, -101, 15, 1, -90, -127, -112, 22, -31,
@@ -1378,22 +1660,22 @@ static const int8_t s34_weights[8192] = {
     -33, -88, -20, -83, 2, -51, 17, 55, 25, -70, 4, -19,
     -67, 38, 38, -3, -81, -26, -31, 44, -42, -68, -2, 13,
     -38, -85, -32, 21, 17, -56, -48, -7,};
-static const int32_t s34_mult[64] = {
+static const int32_t s10_mult[64] = {
     1957511101, 1148373036, 1741298196, 1566468524, 1624356083, 1496463218, 1857727762, 1623176718, 1849527000, 1406821646, 1854508580, 1629068488,
     1856023215, 1642351637, 1497979848, 1531939918, 1973559799, 2065303827, 1872173253, 1639148547, 1626710690, 1776892593, 2093549137, 1637935536,
     1587781408, 1508471381, 1239132398, 1440424767, 2029704110, 1610359304, 1578906116, 1816281093, 1836722087, 1660450260, 1932670894, 1699992630,
     1334700850, 1824324393, 1831025015, 1781008401, 1898972684, 1539179021, 1416411499, 1589138715, 1423908073, 2100019552, 1095319969, 1130855850,
     1643691522, 2062042088, 1362474574, 1352680313, 2121722898, 1603829841, 1894385822, 1783891914, 1858506558, 1931776130, 1236740154, 2016259244,
     1583010087, 1614898023, 1319989244, 1484807481,};
-static const int32_t s34_shift[64] = {
+static const int32_t s10_shift[64] = {
     -9, -9, -9, -9, -9, -8, -9, -9, -9, -9, -9, -9,
     -9, -9, -9, -9, -9, -9, -9, -9, -9, -9, -9, -9,
     -9, -9, -9, -9, -9, -9, -9, -9, -9, -9, -9, -9,
     -9, -9, -9, -9, -9, -9, -9, -9, -9, -9, -8, -8,
     -9, -9, -9, -9, -9, -9, -9, -9, -9, -9, -8, -9,
     -9, -9, -9, -9,};
-/* 35: fully_connected (StatefulPartitionedCall_1:0) */
-static const int8_t s35_weights[320] = {
+/* 11: fully_connected:StatefulPartitionedCall_1:0 */
+static const _Alignas(4) int8_t s11_weights[320] = {
     38, 5, -55, -66, -26, -127, -9, -64, 51, -41, -92, 6,
     -48, -95, 66, -78, 87, -7, -73, -70, 9, 54, 95, 54,
     98, 61, 29, 95, 76, 17, 23, 23, -54, 53, 28, -1,
@@ -1421,84 +1703,36 @@ static const int8_t s35_weights[320] = {
     -29, 99, -57, -24, -44, 127, 64, 80, -10, -22, 73, 63,
     -84, 125, 79, -82, 60, 67, 67, -33, -26, 14, -25, -96,
     88, 87, -52, -107, -53, -115, -23, -98,};
-static const int32_t s35_bias[5] = {
+static const int32_t s11_bias[5] = {
     -1318, 418, 2980, -2920, 547,};
-static const int32_t s35_mult[5] = {
+static const int32_t s11_mult[5] = {
     1638101533, 1257026255, 2068085318, 1395386170, 1102422347,};
-static const int32_t s35_shift[5] = {
+static const int32_t s11_shift[5] = {
     -10, -10, -11, -10, -10,};
 
 /* Channel row `row_in` (time-major, one feature) -> its pooled features. */
 static engine_status_t engine_model_row(const int8_t *row_in, int8_t *features_out)
 {
-    CHECK(engine_depthwise_conv_s8(row_in, 3000, 1, s0_filter, s0_bias, 3, 1, 1, 0, -1, s0_mult, s0_shift, -128, 127, engine_arena + 0, 3000));
+    CHECK(engine_separable_s8(&s0_unit, row_in, 3000, 3000, &s0_pool, engine_arena + 0, 1500));
     ENGINE_LAYER_DONE(0);
-    CHECK(engine_conv_1x1_s8(engine_arena + 0, 3000, 1, s1_filter, s1_bias, 8, 1, -128, s1_mult, s1_shift, -128, 127, engine_arena + 3000));
+    CHECK(engine_separable_s8(&s1_unit, engine_arena + 0, 1500, 1500, &s1_pool, engine_arena + 0, 750));
     ENGINE_LAYER_DONE(1);
-    CHECK(engine_max_pool_s8(engine_arena + 3000, 3000, 8, 2, 2, 0, -128, 127, engine_arena + 27000, 1500));
+    CHECK(engine_shortcut_add_s8(&s2_first, &s2_second, &s2_add, row_in, 3000, 1500, engine_arena + 0, engine_arena + 0, 750));
     ENGINE_LAYER_DONE(2);
-    CHECK(engine_depthwise_conv_s8(engine_arena + 27000, 1500, 8, s3_filter, s3_bias, 3, 1, 1, 128, 8, s3_mult, s3_shift, -128, 127, engine_arena + 0, 1500));
+    CHECK(engine_separable_s8(&s3_unit, engine_arena + 0, 750, 750, &s3_pool, engine_arena + 6000, 375));
     ENGINE_LAYER_DONE(3);
-    CHECK(engine_conv_1x1_s8(engine_arena + 0, 1500, 8, s4_filter, s4_bias, 8, -8, -128, s4_mult, s4_shift, -128, 127, engine_arena + 12000));
+    CHECK(engine_separable_s8(&s4_unit, engine_arena + 6000, 375, 375, &s4_pool, engine_arena + 6000, 188));
     ENGINE_LAYER_DONE(4);
-    CHECK(engine_max_pool_s8(engine_arena + 12000, 1500, 8, 2, 2, 0, -128, 127, engine_arena + 0, 750));
+    CHECK(engine_shortcut_add_s8(&s5_first, &s5_second, &s5_add, engine_arena + 0, 750, 375, engine_arena + 6000, engine_arena + 6000, 188));
     ENGINE_LAYER_DONE(5);
-    CHECK(engine_depthwise_conv_s8(row_in, 3000, 1, s6_filter, s6_bias, 1, 2, 0, 0, -1, s6_mult, s6_shift, -128, 127, engine_arena + 6000, 1500));
+    CHECK(engine_separable_s8(&s6_unit, engine_arena + 6000, 188, 188, &s6_pool, engine_arena + 0, 94));
     ENGINE_LAYER_DONE(6);
-    CHECK(engine_conv_1x1_s8(engine_arena + 6000, 1500, 1, s7_filter, s7_bias, 8, 1, -7, s7_mult, s7_shift, -128, 127, engine_arena + 7500));
+    CHECK(engine_separable_s8(&s7_unit, engine_arena + 0, 94, 94, &s7_pool, engine_arena + 0, 47));
     ENGINE_LAYER_DONE(7);
-    CHECK(engine_depthwise_conv_s8(engine_arena + 7500, 1500, 8, s8_filter, s8_bias, 1, 2, 0, 7, -15, s8_mult, s8_shift, -128, 127, engine_arena + 19500, 750));
+    CHECK(engine_shortcut_add_s8(&s8_first, &s8_second, &s8_add, engine_arena + 6000, 188, 94, engine_arena + 0, engine_arena + 0, 47));
     ENGINE_LAYER_DONE(8);
-    CHECK(engine_conv_1x1_s8(engine_arena + 19500, 750, 8, s9_filter, s9_bias, 8, 15, 24, s9_mult, s9_shift, -128, 127, engine_arena + 6000));
+    CHECK(engine_avg_pool_s8(engine_arena + 0, 47, 32, 47, 47, 0, -128, 127, features_out, 1));
     ENGINE_LAYER_DONE(9);
-    CHECK(engine_add_s8(engine_arena + 0, engine_arena + 6000, 6000, 128, 1073741824, 0, -24, 1860864204, -4, 20, -112, 2057220669, -19, -128, 127, engine_arena + 12000));
-    ENGINE_LAYER_DONE(10);
-    CHECK(engine_depthwise_conv_s8(engine_arena + 12000, 750, 8, s11_filter, s11_bias, 3, 1, 1, 112, -5, s11_mult, s11_shift, -128, 127, engine_arena + 0, 750));
-    ENGINE_LAYER_DONE(11);
-    CHECK(engine_conv_1x1_s8(engine_arena + 0, 750, 8, s12_filter, s12_bias, 16, 5, -128, s12_mult, s12_shift, -128, 127, engine_arena + 18000));
-    ENGINE_LAYER_DONE(12);
-    CHECK(engine_max_pool_s8(engine_arena + 18000, 750, 16, 2, 2, 0, -128, 127, engine_arena + 0, 375));
-    ENGINE_LAYER_DONE(13);
-    CHECK(engine_depthwise_conv_s8(engine_arena + 0, 375, 16, s14_filter, s14_bias, 3, 1, 1, 128, 26, s14_mult, s14_shift, -128, 127, engine_arena + 6000, 375));
-    ENGINE_LAYER_DONE(14);
-    CHECK(engine_conv_1x1_s8(engine_arena + 6000, 375, 16, s15_filter, s15_bias, 16, -26, -128, s15_mult, s15_shift, -128, 127, engine_arena + 0));
-    ENGINE_LAYER_DONE(15);
-    CHECK(engine_max_pool_s8(engine_arena + 0, 375, 16, 2, 2, 0, -128, 127, engine_arena + 6000, 188));
-    ENGINE_LAYER_DONE(16);
-    CHECK(engine_depthwise_conv_s8(engine_arena + 12000, 750, 8, s17_filter, s17_bias, 1, 2, 0, 112, -2, s17_mult, s17_shift, -128, 127, engine_arena + 0, 375));
-    ENGINE_LAYER_DONE(17);
-    CHECK(engine_conv_1x1_s8(engine_arena + 0, 375, 8, s18_filter, s18_bias, 16, 2, 1, s18_mult, s18_shift, -128, 127, engine_arena + 9008));
-    ENGINE_LAYER_DONE(18);
-    CHECK(engine_depthwise_conv_s8(engine_arena + 9008, 375, 16, s19_filter, s19_bias, 1, 2, 0, -1, 23, s19_mult, s19_shift, -128, 127, engine_arena + 0, 188));
-    ENGINE_LAYER_DONE(19);
-    CHECK(engine_conv_1x1_s8(engine_arena + 0, 188, 16, s20_filter, s20_bias, 16, -23, 13, s20_mult, s20_shift, -128, 127, engine_arena + 9008));
-    ENGINE_LAYER_DONE(20);
-    CHECK(engine_add_s8(engine_arena + 6000, engine_arena + 9008, 3008, 128, 1073741824, 0, -13, 1344562250, -3, 20, -107, 2018480559, -19, -128, 127, engine_arena + 0));
-    ENGINE_LAYER_DONE(21);
-    CHECK(engine_depthwise_conv_s8(engine_arena + 0, 188, 16, s22_filter, s22_bias, 3, 1, 1, 107, 55, s22_mult, s22_shift, -128, 127, engine_arena + 3008, 188));
-    ENGINE_LAYER_DONE(22);
-    CHECK(engine_conv_1x1_s8(engine_arena + 3008, 188, 16, s23_filter, s23_bias, 32, -55, -128, s23_mult, s23_shift, -128, 127, engine_arena + 6016));
-    ENGINE_LAYER_DONE(23);
-    CHECK(engine_max_pool_s8(engine_arena + 6016, 188, 32, 2, 2, 0, -128, 127, engine_arena + 3008, 94));
-    ENGINE_LAYER_DONE(24);
-    CHECK(engine_depthwise_conv_s8(engine_arena + 3008, 94, 32, s25_filter, s25_bias, 3, 1, 1, 128, -31, s25_mult, s25_shift, -128, 127, engine_arena + 6016, 94));
-    ENGINE_LAYER_DONE(25);
-    CHECK(engine_conv_1x1_s8(engine_arena + 6016, 94, 32, s26_filter, s26_bias, 32, 31, -128, s26_mult, s26_shift, -128, 127, engine_arena + 3008));
-    ENGINE_LAYER_DONE(26);
-    CHECK(engine_max_pool_s8(engine_arena + 3008, 94, 32, 2, 2, 0, -128, 127, engine_arena + 6016, 47));
-    ENGINE_LAYER_DONE(27);
-    CHECK(engine_depthwise_conv_s8(engine_arena + 0, 188, 16, s28_filter, s28_bias, 1, 2, 0, 107, -16, s28_mult, s28_shift, -128, 127, engine_arena + 3008, 94));
-    ENGINE_LAYER_DONE(28);
-    CHECK(engine_conv_1x1_s8(engine_arena + 3008, 94, 16, s29_filter, s29_bias, 32, 16, -3, s29_mult, s29_shift, -128, 127, engine_arena + 0));
-    ENGINE_LAYER_DONE(29);
-    CHECK(engine_depthwise_conv_s8(engine_arena + 0, 94, 32, s30_filter, s30_bias, 1, 2, 0, 3, 3, s30_mult, s30_shift, -128, 127, engine_arena + 3008, 47));
-    ENGINE_LAYER_DONE(30);
-    CHECK(engine_conv_1x1_s8(engine_arena + 3008, 47, 32, s31_filter, s31_bias, 32, -3, 35, s31_mult, s31_shift, -128, 127, engine_arena + 0));
-    ENGINE_LAYER_DONE(31);
-    CHECK(engine_add_s8(engine_arena + 6016, engine_arena + 0, 1504, 128, 1073741824, 0, -35, 2022140765, -1, 20, -30, 1374223094, -19, -128, 127, engine_arena + 1504));
-    ENGINE_LAYER_DONE(32);
-    CHECK(engine_avg_pool_s8(engine_arena + 1504, 47, 32, 47, 47, 0, -128, 127, features_out, 1));
-    ENGINE_LAYER_DONE(33);
     return ENGINE_OK;
 }
 
@@ -1511,9 +1745,9 @@ engine_status_t engine_model_run_s8(const int8_t *input, int8_t *output)
         CHECK(engine_model_row(input + row * ENGINE_MODEL_ROW_LEN,
                                engine_features + row * 32));
     }
-    CHECK(engine_fully_connected_s8(engine_features, 128, s34_weights, 0, 64, 30, 0, 5, s34_mult, s34_shift, -128, 127, engine_head_88));
-    ENGINE_LAYER_DONE(34);
-    CHECK(engine_fully_connected_s8(engine_head_88, 64, s35_weights, s35_bias, 5, -5, 0, 5, s35_mult, s35_shift, -128, 127, output));
-    ENGINE_LAYER_DONE(35);
+    CHECK(engine_fully_connected_s8(engine_features, 128, s10_weights, 0, 64, 30, 0, 5, s10_mult, s10_shift, -128, 127, engine_head_88));
+    ENGINE_LAYER_DONE(10);
+    CHECK(engine_fully_connected_s8(engine_head_88, 64, s11_weights, s11_bias, 5, -5, 0, 5, s11_mult, s11_shift, -128, 127, output));
+    ENGINE_LAYER_DONE(11);
     return ENGINE_OK;
 }
