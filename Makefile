@@ -10,7 +10,7 @@ SEED ?= 0
 SHARED_HYPNOGRAMS ?= $(wildcard ../shared/sleep-edf/hypnograms)
 DEMO_HYPNOGRAM := $(if $(SHARED_HYPNOGRAMS),$(SHARED_HYPNOGRAMS)/SC4001EC-Hypnogram.edf)
 
-.PHONY: setup test lint format demo bench bench-train model convert firmware firmware-test firmware-model clean distclean
+.PHONY: setup test lint format demo demo-stream bench-stream bench bench-train model convert firmware firmware-test firmware-model clean distclean
 
 setup:
 	@scripts/setup.sh
@@ -27,12 +27,25 @@ format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-## demo: simulate a Sleep-EDF-format night, load it, print its epochs per stage
+## demo: simulate a Sleep-EDF-format night from a real hypnogram, stream it through the
+##       emulated Cortex-M4 board, compare with TFLite Micro, the float model and the expert
+DEMO_PSG = $(firstword $(wildcard $(BUILD)/demo/psg/*-PSG.edf))
 demo: setup
-	rm -rf $(BUILD)/demo/psg
+	rm -rf $(BUILD)/demo
 	$(PY) -m training simulate $(if $(DEMO_HYPNOGRAM),--hypnograms $(DEMO_HYPNOGRAM)) \
 		--nights 1 --seed $(SEED) --out $(BUILD)/demo/psg
-	$(PY) -m training prepare $(BUILD)/demo/psg --out $(BUILD)/demo/cache
+	$(MAKE) -s demo-stream
+
+demo-stream:
+	$(VENV)/bin/host_tools stream $(DEMO_PSG) --out $(BUILD)/demo/stream
+
+## bench-stream: the streaming benchmark (a whole night to emu-m4; target <= 150 s for ~1000
+##               epochs, host CPU <= 5 ms per epoch): the figures are in the report it prints
+bench-stream: setup
+	test -n "$(DEMO_PSG)" || $(PY) -m training simulate $(if $(DEMO_HYPNOGRAM),--hypnograms \
+		$(DEMO_HYPNOGRAM)) --nights 1 --seed $(SEED) --out $(BUILD)/demo/psg
+	$(VENV)/bin/host_tools stream $$(ls $(BUILD)/demo/psg/*-PSG.edf | head -1) \
+		--out $(BUILD)/bench-stream
 
 ## bench: the data-path benchmark (targets: simulate <= 10 s, load <= 10 s, cached <= 3 s)
 bench: setup
