@@ -1,33 +1,59 @@
-"""``host_tools`` console script (``python -m host_tools``)."""
+"""``host_tools`` console script (``python -m host_tools``): a thin layer over the operations.
+
+Commands: ``stream`` (a recording through a board, compared), ``report`` (re-render a stream
+folder), ``board`` (keep an emulated board running for other tools), ``info``, ``bench``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
 
 def _open(args):
-    """(device, closer) for --port URL or an emulated --board."""
+    """(device, closer) for --port URL (any pyserial URL: a device path, socket://,
+    rfc2217://) or an emulated --board."""
     import serial
 
-    from .device import Device
+    from .device import Device, DeviceError, open_port
     from .emulator import Emulator
 
     if args.port:
-        port = serial.serial_for_url(args.port, baudrate=args.baud, timeout=0.05)
+        try:
+            port = open_port(args.port, args.baud)
+        except (serial.SerialException, ValueError) as exc:
+            raise DeviceError(
+                f"opening {args.port}: {exc}; check the port name or URL, that the board is "
+                "connected and that no other program holds the port"
+            ) from None
         return Device(port), port.close
     emu = Emulator(args.board).start()
-    port = emu.connect()
+    try:
+        port = emu.connect()
+    except BaseException:
+        emu.stop()
+        raise
 
     def close():
-        port.close()
-        emu.stop()
+        try:
+            port.close()
+        finally:
+            emu.stop()
 
     return Device(port, timeout_s=120), close
+
+
+def _port_label(args) -> str:
+    return args.port if args.port else f"emulated {args.board}"
 
 
 def cmd_bench(args) -> int:
@@ -53,22 +79,161 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_stream(args) -> int:
+    from tqdm import tqdm
+
+    from training.psg import pair_for
+
+    from .report import summary_text
+    from .stream import StreamInterrupted, StreamOptions, stream
+
+    started = time.perf_counter()
+    pair_for(args.night, args.hypnogram)  # a missing file fails before a board is started
+    out = Path(args.out) if args.out else Path("runs") / "stream" / Path(args.night).name[:8]
+    options = StreamOptions(
+        hypnogram=Path(args.hypnogram) if args.hypnogram else None,
+        start=args.start,
+        epochs=args.epochs,
+        realtime=args.realtime,
+        noise=args.noise,
+        seed=args.seed,
+        resume=args.resume,
+        model_dir=Path(args.model),
+    )
+    bar = None
+
+    def progress(row, done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, initial=done - 1, unit="epoch", desc="stream")
+        bar.update(1)
+
+    dev, close = _open(args)
+    try:
+        report = stream(
+            dev,
+            args.night,
+            out,
+            options,
+            port_label=_port_label(args),
+            on_result=progress,
+            started=started,
+        )
+    except StreamInterrupted as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if bar is not None:
+            bar.close()
+        close()
+    if not report:
+        print(
+            f"nothing to stream: {out} already holds every planned epoch "
+            f"(host_tools report {out} renders it again)"
+        )
+        return 0
+    print(summary_text(report, out))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import render_folder, summary_text
+
+    report = render_folder(args.folder)
+    print(summary_text(report, args.folder))
+    return 0
+
+
+def cmd_board(args) -> int:
+    from .emulator import Emulator, EmulatorError
+
+    emu = Emulator(args.board).start()
+    try:
+        print(f"{args.board} emulated board at {emu.url}", flush=True)
+        print(
+            f"connect with --port {emu.url} (one connection at a time); Ctrl-C stops it",
+            flush=True,
+        )
+        while emu.proc is not None and emu.proc.poll() is None:
+            time.sleep(0.2)
+        raise EmulatorError(f"QEMU for {args.board} stopped on its own")
+    except KeyboardInterrupt:
+        print(f"{args.board} stopped", file=sys.stderr)
+        return 0
+    finally:
+        emu.stop()
+
+
+def _noise(text: str):
+    from training.noise import NoiseSpec
+
+    try:
+        return NoiseSpec.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _board_options(p: argparse.ArgumentParser, *, port: bool = True) -> None:
+    if port:
+        p.add_argument(
+            "--port",
+            help="pyserial URL of a board: /dev/ttyACM0, socket://HOST:PORT, rfc2217://... "
+            "(default: start an emulated board)",
+        )
+        p.add_argument("--baud", type=int, default=921600)
+    p.add_argument("--board", default="emu-m4", help="emulated board (emu-m4, emu-an386)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .reference import MODEL_DIR
+
     parser = argparse.ArgumentParser(
         prog="host_tools",
-        description="Talk to a board running the ULW-SleepNet firmware (a real one with --port, "
-        "or an emulated one). Streaming whole recordings (stream, report) comes next.",
+        description="Stream recordings to a board running the ULW-SleepNet firmware (a real one "
+        "with --port, or an emulated one) and compare its results (docs/streaming.md).",
     )
     parser.add_argument("--version", action="version", version=f"host_tools {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("stream", help="stream a recording through the board and compare")
+    p.add_argument("night", metavar="NIGHT.edf", help="PSG file (Sleep-EDF layout)")
+    p.add_argument("--hypnogram", help="its hypnogram (default: found next to the PSG)")
+    _board_options(p)
+    p.add_argument("--start", type=int, default=0, help="first kept epoch to stream (0)")
+    p.add_argument("--epochs", type=int, default=None, help="how many epochs (default: all)")
+    p.add_argument(
+        "--realtime", action="store_true", help="pace at the recording's rate (30 s per epoch)"
+    )
+    p.add_argument(
+        "--noise",
+        type=_noise,
+        default=None,
+        metavar="SPEC",
+        help="add REST noise in uV before the wire conversion: gaussian:C (C x sigma) or "
+        "shot:C; C may be low, med or high",
+    )
+    p.add_argument("--seed", type=int, default=0, help="noise seed (0)")
+    p.add_argument("--out", help="run folder (default: runs/stream/<record>)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out after its last epoch"
+    )
+    p.add_argument("--model", default=str(MODEL_DIR), help="model folder (the shipped model)")
+    p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser("report", help="re-render a stream folder from results.csv + run.json")
+    p.add_argument("folder", metavar="DIR")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("board", help="run an emulated board until Ctrl-C; print its URL")
+    _board_options(p, port=False)
+    p.set_defaults(func=cmd_board)
+
     for name, func, help_ in (
         ("info", cmd_info, "the board's self-description"),
         ("bench", cmd_bench, "counts of N inferences, per layer"),
     ):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--port", help="pyserial URL of a real board (default: emulated)")
-        p.add_argument("--board", default="emu-m4", help="emulated board (emu-m4, emu-an386)")
-        p.add_argument("--baud", type=int, default=921600)
+        _board_options(p)
         p.set_defaults(func=func)
         if name == "bench":
             p.add_argument("--epochs", type=int, default=5)
@@ -79,11 +244,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from training.errors import DataError
+
     from .device import DeviceError
     from .emulator import EmulatorError
+    from .reference import ModelError
+    from .report import RunFolderError
+    from .stream import StreamError
 
     try:
         return args.func(args)
-    except (DeviceError, EmulatorError) as exc:
+    except (DeviceError, EmulatorError, DataError, StreamError, RunFolderError, ModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

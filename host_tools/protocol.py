@@ -6,6 +6,7 @@ against firmware/app/protocol_defs.h by tests/test_protocol.py. Everything is li
 
 from __future__ import annotations
 
+import binascii
 import struct
 from dataclasses import astuple, dataclass
 from enum import IntEnum
@@ -63,13 +64,9 @@ class ProtocolError(Exception):
 
 
 def crc16_ccitt_false(data: bytes) -> int:
-    """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final xor."""
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-    return crc
+    """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final xor (the C side's
+    proto_crc16). binascii's CRC-CCITT (XMODEM) with the initial value 0xFFFF is exactly that."""
+    return binascii.crc_hqx(bytes(data), 0xFFFF)
 
 
 _HEADER = struct.Struct("<2sBBHH")  # sync, version, type, seq, payload length

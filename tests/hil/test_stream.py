@@ -1,0 +1,212 @@
+"""Hardware-in-the-loop: ``host_tools stream`` on a simulated night, end to end, on a board
+(emulated in QEMU by default, a real one with --port URL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from host_tools import report as rep
+from host_tools.bench import layer_names
+from host_tools.device import Device, open_port
+from host_tools.emulator import Emulator
+from host_tools.stream import StreamInterrupted, StreamOptions, stream
+from training.hypnogram import read_hypnogram
+from training.psg import load_recording, pair_for
+from training.simulator import simulate_from_hypnogram
+
+from ..conftest import REPO, SHARED
+
+pytestmark = pytest.mark.hil
+EPOCHS = 30  # short: the emulated board takes a few tenths of a second per epoch
+
+
+@pytest.fixture(scope="module")
+def board(request):
+    """A Device on the board: --port URL, or a fresh emulated emu-m4 (stopped afterwards)."""
+    url = request.config.getoption("--port")
+    if url:
+        port = open_port(url)
+        yield Device(port)
+        port.close()
+        return
+    with Emulator("emu-m4") as emu:
+        port = emu.connect()
+        yield Device(port, timeout_s=60)
+        port.close()
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory):
+    """A simulated night (from the real SC4001EC hypnogram when ../shared/sleep-edf is there,
+    else a generated one) and the first window of EPOCHS kept epochs with the most stages."""
+    folder = tmp_path_factory.mktemp("night")
+    real = SHARED / "hypnograms" / "SC4001EC-Hypnogram.edf"
+    if real.is_file():
+        hyp = real
+    else:
+        from training.cli import generated_hypnograms
+
+        (hyp,) = generated_hypnograms(folder / "hyp", 1, seed=0)
+    psg, hyp = simulate_from_hypnogram(hyp, folder, seed=0)
+    labels = load_recording(pair_for(psg, hyp)).labels
+    n_stages = [len(set(labels[s : s + EPOCHS].tolist())) for s in range(len(labels) - EPOCHS)]
+    start = int(np.argmax(n_stages))
+    assert n_stages[start] >= 3
+    return psg, hyp, start, labels
+
+
+def test_stream_a_night_end_to_end(board, night, tmp_path):
+    psg, _hyp, start, labels = night
+    out = tmp_path / "run"
+    r = stream(board, psg, out, StreamOptions(start=start, epochs=EPOCHS), port_label="test")
+
+    assert r["bitexact_vs_tflm"] == 1.0, r["mismatch_list"][:5]
+    assert r["epochs"] == EPOCHS and r["first_epoch"] == start
+    assert r["recording"]["simulated"] is True and r["recording"]["path"] == str(psg.resolve())
+    assert r["no_sample_dropped"] and r["samples_sent"] == EPOCHS * 3000
+    assert r["samples_scored"] == EPOCHS * 3000
+    assert r["counter_kind"] in ("instructions", "cycles")
+    if r["board"].startswith("emu-"):
+        assert r["counter_kind"] == "instructions"
+    assert [row["layer"] for row in r["per_layer"]] == layer_names()
+    assert r["macs_per_epoch"] == 3_498_352
+    assert r["count_per_epoch"]["inference"]["min"] > 1_000_000
+    for key in (
+        "agreement_vs_float",
+        "acc_vs_expert",
+        "kappa_vs_expert",
+        "macro_f1_vs_expert",
+        "count_per_epoch_median",
+        "real_time_factor",
+        "energy",
+        "host_to_board_kBps",
+        "bytes_sent",
+        "retries",
+        "board",
+        "model_hash",
+        "firmware_version",
+        "host_cpu_ms_per_epoch",
+        "wall_s",
+        "epochs_per_s",
+    ):
+        assert r[key] is not None, key
+    assert r["agreement_vs_float"] > 0.8
+
+    res = rep.read_results(out / rep.RESULTS)
+    assert len((out / rep.RESULTS).read_text().splitlines()) == EPOCHS + 1
+    assert res.epoch.tolist() == list(range(start, start + EPOCHS))
+    assert res.expert.tolist() == labels[start : start + EPOCHS].tolist()
+    assert res.bitexact.all()
+    assert json.loads((out / rep.REPORT_JSON).read_text())["epochs"] == EPOCHS
+    assert "Bit-exact vs TFLite Micro: **1.0000**" in (out / rep.REPORT_MD).read_text()
+    assert (out / rep.PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    onsets, stages = read_hypnogram(out / rep.EDF).epochs()
+    assert stages[stages >= 0].tolist() == res.onchip.tolist()
+    assert onsets[stages >= 0].tolist() == res.onset_s.tolist()
+    assert len((out / rep.TSV).read_text().splitlines()) == EPOCHS + 1
+
+
+def test_resume_after_an_interruption_continues_without_duplicates(board, night, tmp_path):
+    psg, _hyp, start, _labels = night
+    opts = StreamOptions(start=start, epochs=10)
+
+    def interrupt_after_4(row, done, total):
+        if done == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(StreamInterrupted):
+        stream(board, psg, tmp_path, opts, on_result=interrupt_after_4)
+    assert len(rep.read_results(tmp_path / rep.RESULTS)) == 4
+    with open(tmp_path / rep.RESULTS, "a") as f:
+        f.write(f"{start + 4},1234.00,W,")  # a row torn by a crash
+    r = stream(board, psg, tmp_path, StreamOptions(start=start, epochs=10, resume=True))
+    res = rep.read_results(tmp_path / rep.RESULTS)
+    assert res.epoch.tolist() == list(range(start, start + 10))
+    assert r["bitexact_vs_tflm"] == 1.0 and r["epochs"] == 10
+    assert [s["status"] for s in r["sessions"]] == ["interrupted", "complete"]
+    assert r["sessions"][1]["epochs"] == 6 and r["no_sample_dropped"]
+
+
+def test_cli_stream_on_an_emulated_board_then_report(request, night, tmp_path):
+    if request.config.getoption("--port"):
+        pytest.skip("starts its own emulated board")
+    psg, _hyp, start, _labels = night
+    out = tmp_path / "cli"
+    run = [sys.executable, "-m", "host_tools"]
+    done = subprocess.run(
+        [*run, "stream", str(psg), "--start", str(start), "--epochs", "3", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "bit-exact vs TFLite Micro 1.0000" in done.stdout
+    assert f"report: {out / rep.REPORT_MD}" in done.stdout
+    (out / rep.REPORT_MD).unlink()
+    again = subprocess.run(
+        [*run, "report", str(out)], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert again.returncode == 0 and (out / rep.REPORT_MD).is_file()
+    bad = subprocess.run(
+        [*run, "stream", str(psg), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "--resume" in bad.stderr
+
+
+def _qemu_serving(port: int) -> bool:
+    """Whether a QEMU process serves its UART on this TCP port (read from /proc)."""
+    want = f"tcp:127.0.0.1:{port},".encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if want in cmdline.read_bytes():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def test_board_command_serves_an_emulated_board_until_ctrl_c(request):
+    if request.config.getoption("--port"):
+        pytest.skip("starts its own emulated board")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "host_tools", "board", "--board", "emu-m4"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert "socket://127.0.0.1:" in line, line + proc.stderr.read()
+        url = line.split()[-1]
+        info = subprocess.run(
+            [sys.executable, "-m", "host_tools", "info", "--port", url],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+        )
+        assert info.returncode == 0, info.stderr
+        assert "emu-m4" in info.stdout
+        port = int(url.rsplit(":", 1)[1])
+        assert _qemu_serving(port)
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+        assert not _qemu_serving(port)  # the emulator was stopped with the command
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
