@@ -197,6 +197,67 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finetune(args: argparse.Namespace) -> int:
+    import torch
+
+    from .metrics import format_scores
+    from .train import RobustConfig, finetune
+
+    torch.set_num_threads(args.threads)
+    overrides = {k: getattr(args, k) for k in _FINETUNE_OPTIONS}
+    try:
+        cfg = RobustConfig.from_file(args.config, **overrides)
+        result = finetune(args.init, args.data, args.out, cfg, cache_dir=args.cache)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: finetune: {exc}", file=sys.stderr)
+        return 2
+    print(format_scores(result))
+    print(f"test subjects, clean; model and metrics in {args.out}/model")
+    return 0
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    import torch
+
+    from .robustness import RobustnessOptions, robustness
+
+    torch.set_num_threads(args.threads)
+    opts = RobustnessOptions(
+        max_epochs=args.max_epochs,
+        adversarial_epochs=args.adversarial_epochs,
+        int8=not args.no_int8,
+        write_adversarial=args.write_adversarial,
+        seed=args.seed,
+        tflite=args.tflite,
+    )
+    try:
+        result = robustness(args.model, args.data, args.out, opts, cache_dir=args.cache)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: robustness: {exc}", file=sys.stderr)
+        return 2
+    print(result["table_md"])
+    print(f"tables, plot and per-condition metrics in {args.out}")
+    return 0
+
+
+def cmd_robustness_table(args: argparse.Namespace) -> int:
+    from .robustness import compare
+
+    runs = {}
+    for item in args.run:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            print(f"error: --run {item!r}: expected NAME=FOLDER", file=sys.stderr)
+            return 2
+        runs[name] = folder
+    try:
+        print(compare(runs, args.out))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: robustness-table: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
     from .metrics import format_scores
@@ -206,6 +267,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(format_scores(result))
     print(f"pooled over {len(result['nights'])} nights; hypnograms, plots and metrics in {out}")
     return 0
+
+
+_FINETUNE_OPTIONS = (
+    "augment",
+    "epochs",
+    "samples_per_epoch",
+    "batch_size",
+    "lr",
+    "eps_uv",
+    "attack_iterations",
+    "gaussian_c",
+    "lambda_o",
+    "lambda_g",
+    "prune_fraction",
+    "prune_min_fraction",
+    "retrain_epochs",
+    "select_attack",
+    "seed",
+)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -283,6 +363,74 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile (faster long runs)")
     p.add_argument("--cache", default=default_cache(), help="epoch cache folder")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "finetune",
+        help="REST: fine-tune a model folder with noise or adversarial training, prune, retrain",
+    )
+    p.add_argument("--init", required=True, help="model folder to start from (its split is used)")
+    p.add_argument("--data", required=True, help="folder of PSG/hypnogram pairs")
+    p.add_argument("--out", required=True, help="run folder (re-run the command to resume)")
+    p.add_argument("--config", help="JSON file of options (RobustConfig in training/train.py)")
+    p.add_argument("--augment", choices=["none", "gaussian", "rest-published", "pgd"])
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--samples-per-epoch", type=int, help="training epochs drawn per epoch")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--eps-uv", type=float, help="attack budget, uV of Fpz-Cz (default 10)")
+    p.add_argument("--attack-iterations", type=int)
+    p.add_argument("--gaussian-c", type=float)
+    p.add_argument("--lambda-o", type=float, help="spectral term (REST: 3e-3)")
+    p.add_argument("--lambda-g", type=float, help="L1 on BatchNorm gammas (REST: 1e-5)")
+    p.add_argument("--prune-fraction", type=float, help="DSSC channels removed (REST: 0.8)")
+    p.add_argument("--prune-min-fraction", type=float, help="kept per layer (REST: 0.1)")
+    p.add_argument("--retrain-epochs", type=int)
+    p.add_argument(
+        "--select-attack",
+        choices=["rest-published", "pgd"],
+        help="attack of the adversarial validation score (default pgd)",
+    )
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (2)")
+    p.add_argument("--cache", default=default_cache(), help="epoch cache folder")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser(
+        "robustness", help="REST's noise evaluation: Gaussian, shot, adversarial; float and int8"
+    )
+    p.add_argument("--model", required=True, help="model folder (config.json + weights.pt)")
+    p.add_argument("--data", required=True, help="folder of PSG/hypnogram pairs")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--tflite",
+        help="int8 model for TFLite Micro (default: MODEL/model_int8.tflite)",
+    )
+    p.add_argument("--max-epochs", type=int, help="fixed subset of test epochs (default: all)")
+    p.add_argument(
+        "--adversarial-epochs",
+        type=int,
+        default=400,
+        help="fixed subset of those for the attacks (default 400)",
+    )
+    p.add_argument("--no-int8", action="store_true", help="float model only")
+    p.add_argument(
+        "--write-adversarial",
+        action="store_true",
+        help="also write the adversarial wire samples per night (OUT/adversarial/*.npz)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="noise seed (as host_tools stream)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (2)")
+    p.add_argument("--cache", default=default_cache(), help="epoch cache folder")
+    p.set_defaults(func=cmd_robustness)
+
+    p = sub.add_parser(
+        "robustness-table", help="one macro-F1 table and plot over several robustness runs"
+    )
+    p.add_argument(
+        "--run", action="append", required=True, help="NAME=FOLDER of a robustness output"
+    )
+    p.add_argument("--out", required=True, help="folder for table.md and macro_f1.png")
+    p.set_defaults(func=cmd_robustness_table)
 
     p = sub.add_parser("evaluate", help="score a folder of recordings with a trained model")
     p.add_argument("--model", required=True, help="model folder (config.json + weights.pt)")

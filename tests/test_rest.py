@@ -1,0 +1,268 @@
+"""REST: the differentiable input path, attacks, regularisers, pruning, noise statistics, and
+the robustness command end to end on two tiny simulated nights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from training.cli import main
+from training.model import ModelConfig, ULWSleepNet, save_model, summary
+from training.noise import SignalStats, gaussian_noise, shot_noise
+from training.normalise import Normaliser
+from training.rest import (
+    Attack,
+    DifferentiableInput,
+    attack,
+    bn_l1,
+    channel_scale,
+    mask,
+    plan_pruning,
+    prune,
+    spectral_penalty,
+)
+from training.robustness import read_adversarial
+from training.stages import N1, N2, N3, REM, W
+
+from .conftest import write_pair
+
+NIGHT = [W] * 8 + [N1] * 4 + [N2] * 8 + [N3] * 6 + [REM] * 6 + [W] * 4
+
+
+def _signals(n: int = 16, seed: int = 0) -> np.ndarray:
+    """Sleep-like microvolts (n, 4, 3000): EEG/EOG tens of uV with offsets, EMG 0.5..4 uV."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 25, (n, 4, 3000)) + rng.normal(0, 40, (n, 4, 1))
+    x[:, 3] = rng.uniform(0.5, 4.0, (n, 1)) + rng.normal(0, 0.1, (n, 3000))
+    return x.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def norm_stats():
+    x = _signals(64, seed=1)
+    return Normaliser.fit(x), SignalStats.fit(x, source="test"), x
+
+
+def _bn_randomised(model: ULWSleepNet, seed: int = 0) -> ULWSleepNet:
+    """Non-trivial BatchNorm statistics and gammas, as a trained model has."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.1)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    return model.eval()
+
+
+# ------------------------------------------------------------------------------------------
+# The input path
+
+
+def test_differentiable_input_equals_the_board_integers(norm_stats):
+    norm, _, x = norm_stats
+    inp = DifferentiableInput(norm)
+    extreme = x * 40.0  # saturating int8 and the int16 wire
+    for xs in (x, extreme, np.zeros_like(x[:2]), x + 0.025):
+        got = inp(torch.from_numpy(xs)).numpy() * 16
+        np.testing.assert_array_equal(got, norm.model_input(xs).astype(np.float32))
+
+
+def test_differentiable_input_has_the_linear_gradient_and_zero_where_clamped(norm_stats):
+    norm, _, x = norm_stats
+    inp = DifferentiableInput(norm)
+    xs = torch.from_numpy(x[:2].copy())
+    xs[0, 0, 10] = 1e4  # saturates
+    xs.requires_grad_(True)
+    inp(xs)[:, 0, 10].sum().backward()
+    ch = norm.channels[0]
+    slope = ch.multiplier / 2.0**ch.shift / ch.lsb_uv / 16
+    # d v[10] / d x[10] = slope * (1 - 1/3000) where not clamped (the mean depends on x[10] too)
+    assert xs.grad[1, 0, 10].item() == pytest.approx(slope * (1 - 1 / 3000), rel=1e-4)
+    assert xs.grad[0, 0, 10].item() == 0.0
+
+
+# ------------------------------------------------------------------------------------------
+# Attacks
+
+
+def _trained_tiny(norm, x, y, steps: int = 30) -> ULWSleepNet:
+    """A tiny model fitted to (x, y) in eval mode (BatchNorm as the affine map it is at
+    inference, so the fitted loss is the loss the attacks see)."""
+    torch.manual_seed(0)
+    model = ULWSleepNet(ModelConfig(widths=(2, 2, 2))).eval()
+    inp = DifferentiableInput(norm)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    for _ in range(steps):
+        loss = F.cross_entropy(model(inp(xt)), yt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    return model.eval()
+
+
+def test_attacks_raise_the_loss_pgd_more_and_stay_in_the_budget(norm_stats):
+    norm, stats, _ = norm_stats
+    x = _signals(10, seed=3)
+    y = (np.arange(10) % 5).astype(np.int64)
+    amplitude = np.array([0.3, 0.6, 1.0, 1.6, 2.5], dtype=np.float32)[y]  # a learnable cue
+    x[:, :3] *= amplitude.reshape(-1, 1, 1)
+    model = _trained_tiny(norm, x, y, steps=60)
+    inp = DifferentiableInput(norm)
+    scale = channel_scale(stats)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    with torch.no_grad():
+        clean = F.cross_entropy(model(inp(xt)), yt).item()
+    assert clean < 1.0  # fitted (chance: ln 5 = 1.61)
+    losses = {}
+    for kind, iterations in (("start", 0), ("rest-published", 5), ("pgd", 5)):
+        # the same random start for all three (generator seed 0); "start" takes no step
+        spec = Attack("rest-published" if kind == "start" else kind, 20.0, iterations)
+        x_adv = attack(model, inp, xt, yt, spec, scale, torch.Generator().manual_seed(0))
+        delta = (x_adv - xt).abs().amax(dim=(0, 2)).numpy()
+        assert (delta <= 20.0 * scale + 1e-3).all(), (kind, delta)
+        with torch.no_grad():
+            losses[kind] = F.cross_entropy(model(inp(x_adv)), yt).item()
+        assert all(p.grad is None for p in model.parameters())
+    # the published step (0.01 uV) barely leaves the random start, but uphill; PGD climbs far
+    assert losses["rest-published"] > losses["start"], losses
+    assert losses["pgd"] > max(clean, losses["rest-published"]) + 1.0, (clean, losses)
+    assert Attack("rest-published", 10).step == 0.01
+    assert Attack("pgd", 10, 10).step == pytest.approx(2.5)
+    assert Attack("pgd", 20.0, iterations=5).step == pytest.approx(10.0)
+
+
+def test_channel_scale_is_relative_to_fpz_cz(norm_stats):
+    _, stats, _ = norm_stats
+    s = channel_scale(stats)
+    assert s[0] == 1.0 and s[3] < 0.1  # the EMG envelope gets a budget of its own size
+
+
+# ------------------------------------------------------------------------------------------
+# Regularisers
+
+
+def test_spectral_penalty_is_zero_for_orthonormal_columns_and_has_the_rank_floor():
+    lin = torch.nn.Linear(3, 4, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.eye(4, 3))
+    assert spectral_penalty(lin).item() == pytest.approx(0.0, abs=1e-6)
+    wide = torch.nn.Linear(5, 2, bias=False)  # W^T W is 5x5 of rank 2: ||.|| >= sqrt(3)
+    assert spectral_penalty(wide).item() >= np.sqrt(3) - 1e-5
+    model = ULWSleepNet()
+    assert spectral_penalty(model).requires_grad
+    assert bn_l1(model).item() == pytest.approx(8 + 8 + 16 + 16 + 32 + 32)
+
+
+# ------------------------------------------------------------------------------------------
+# Pruning
+
+
+def test_pruned_model_equals_the_masked_original_and_is_smaller(norm_stats):
+    norm, _, x = norm_stats
+    model = _bn_randomised(ULWSleepNet(), seed=2)
+    plan = plan_pruning(model, 0.5, 0.1)
+    small = prune(model, plan).eval()
+    masked = mask(model, plan).eval()
+    cfg = small.config
+    assert cfg.widths == tuple(len(k) for k in plan.outer)
+    assert cfg.inner_widths == tuple(len(k) for k in plan.inner)
+    assert sum(cfg.widths) + sum(cfg.inner) == 112 - round(0.5 * 112)
+    assert all(w >= 1 for w in cfg.widths + cfg.inner)
+    s_small, s_big = summary(small), summary(model)
+    assert s_small["params"] < s_big["params"] and s_small["macs"] < s_big["macs"]
+    v = DifferentiableInput(norm)(torch.from_numpy(x[:8]))
+    with torch.no_grad():
+        a, b, orig = small(v), masked(v), model(v)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    assert (a - orig).abs().max() > 1e-3  # the mask does change the original
+
+
+def test_pruning_keeps_the_per_layer_minimum_and_the_largest_gammas():
+    model = _bn_randomised(ULWSleepNet(), seed=4)
+    with torch.no_grad():
+        model.extractor[2].main[1][2].weight.fill_(1e-3)  # the last block's gammas: all tiny
+        model.extractor[2].main[1][2].weight[5] = 0.5
+    plan = plan_pruning(model, 0.3, 0.1)
+    assert len(plan.outer[2]) == 4 and 5 in plan.outer[2]  # ceil(0.1 * 32) kept, largest first
+    with pytest.raises(ValueError):
+        plan_pruning(model, 1.0)
+
+
+# ------------------------------------------------------------------------------------------
+# Noise generators (training/noise.py): the statistics rest.md documents
+
+
+def test_gaussian_noise_has_mean_mu_and_std_c_sigma():
+    stats = SignalStats(
+        np.array([0.5, -1.0, 2.0, 1.5]),
+        np.array([20.0, 10.0, 30.0, 1.0]),
+        np.full(4, -100.0),
+        np.full(4, 100.0),
+        "test",
+    )
+    x = np.zeros((200, 4, 3000))
+    noise = gaussian_noise(x, 0.3, stats, np.random.default_rng(0)) - x
+    np.testing.assert_allclose(noise.mean(axis=(0, 2)), stats.mean_uv, atol=0.02)
+    np.testing.assert_allclose(noise.std(axis=(0, 2)), 0.3 * stats.std_uv, rtol=0.01)
+
+
+def test_shot_noise_has_mean_x_and_variance_x_over_c_in_scaled_units():
+    stats = SignalStats(np.zeros(4), np.ones(4), np.full(4, -50.0), np.full(4, 150.0), "test")
+    level = np.array([0.0, 50.0, -25.0, 100.0]).reshape(1, 4, 1)  # xn = 0.25, 0.5, 0.125, 0.75
+    x = np.broadcast_to(level, (100, 4, 3000))
+    for c in (5000.0, 1000.0):
+        out = shot_noise(x, c, stats, np.random.default_rng(1))
+        xn = (out - -50.0) / 200.0
+        want = (level.reshape(4) + 50.0) / 200.0
+        np.testing.assert_allclose(xn.mean(axis=(0, 2)), want, atol=2e-4)
+        np.testing.assert_allclose(xn.var(axis=(0, 2)), want / c, rtol=0.03)
+    assert shot_noise(x, 1000.0, stats, np.random.default_rng(1)).max() <= 150.0
+
+
+# ------------------------------------------------------------------------------------------
+# The robustness command, end to end
+
+
+def test_robustness_command_end_to_end(tmp_path):
+    data = tmp_path / "psg"
+    write_pair(data, NIGHT, name="SC4001E", seed=0)  # subject 0: test
+    write_pair(data, NIGHT[::-1], name="SC4011E", seed=1)  # subject 1: training (statistics)
+    from training.cache import load
+    from training.psg import discover_pairs
+
+    recs = [load(p, tmp_path / "cache") for p in discover_pairs(data)]
+    norm = Normaliser.fit([r.epochs for r in recs])
+    model = _bn_randomised(ULWSleepNet(ModelConfig(widths=(2, 2, 2))), seed=0)
+    split = {"name": "split", "train": ["subject-01"], "val": [], "test": ["subject-00"]}
+    save_model(tmp_path / "model", model, {"normalisation": norm.to_dict(), "split": split})
+    out = tmp_path / "out"
+    argv = ["robustness", "--model", str(tmp_path / "model"), "--data", str(data)]
+    argv += ["--cache", str(tmp_path / "cache"), "--out", str(out), "--no-int8"]
+    argv += ["--max-epochs", "30", "--adversarial-epochs", "6", "--write-adversarial"]
+    assert main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    kinds = [c["kind"] for c in res["conditions"]]
+    assert kinds.count("gaussian") == 3 and kinds.count("shot") == 3
+    assert kinds.count("adversarial pgd") == 3 and kinds.count("adversarial rest-published") == 3
+    assert res["conditions"][0]["n_epochs"] == 30
+    assert all(0 <= c["float"]["macro_f1"] <= 1 for c in res["conditions"])
+    assert "training split" in res["signal_stats"]["source"]
+    assert (out / "macro_f1.png").stat().st_size > 1000
+    assert "gaussian high (0.3)" in (out / "table.md").read_text()
+    wire, idx, labels, meta = read_adversarial(out / "adversarial" / "pgd-eps12" / "SC4001E0.npz")
+    assert wire.dtype == np.int16 and wire.shape == (6, 4, 3000) and len(idx) == 6
+    assert meta["attack"] == "pgd" and meta["eps_uv"] == 12.0
+    rec = recs[0]
+    np.testing.assert_array_equal(labels, rec.labels[idx])
+    clean = norm.to_wire(rec.epochs[idx]).astype(np.int32)
+    budget = np.ceil(12.0 * np.array(res["attack_eps_scale"]) / [c.lsb_uv for c in norm.channels])
+    assert (np.abs(wire - clean).max(axis=(0, 2)) <= budget + 1).all()
+    assert np.abs(wire - clean).max() > 0

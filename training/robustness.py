@@ -1,0 +1,424 @@
+"""REST's noise evaluation (../shared/docs/rest.md, Table 4) for one model folder, float and int8.
+
+``python -m training robustness --model DIR --data DIR --out DIR`` scores the model's held-out
+test subjects (the split stored in its config.json) under:
+
+- no noise;
+- Gaussian noise c_g = 0.1 / 0.2 / 0.3 and shot noise c_s = 5000 / 2500 / 1000, drawn by
+  ``training.noise`` exactly as ``host_tools stream --noise`` draws them (per-channel training
+  statistics, epoch ``i`` of a recording from ``epoch_rng(seed, i)``), so the host and on-chip
+  figures see the same noisy wire samples;
+- white-box attacks ``rest-published`` and ``pgd`` at eps 2 / 6 / 12 uV (of Fpz-Cz, scaled per
+  channel, see training/rest.py), crafted on the float model through the differentiable
+  deployment input path, then rounded to int16 wire samples; the int8 model gets the same wire
+  samples (a transfer attack for it: the int8 model has no gradient).
+
+Each condition is scored by the float PyTorch model and by the int8 model on the TensorFlow Lite
+Micro reference runtime (``converter.tflm.TflmRunner``), both reading the int8 input the board
+computes. Outputs in OUT: ``results.json`` (every condition, both models, ACC / macro-F1 / kappa /
+per-class F1), ``table.md`` and ``macro_f1.png``; with ``write_adversarial`` the adversarial wire
+samples per night in ``adversarial/<attack>-eps<E>/<record>.npz`` (format in docs/robustness.md).
+The training-split statistics come from config.json ``signal_stats`` or, when it has none, are
+computed from the training subjects of its split (``--data`` must then hold them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import cache
+from .metrics import scores
+from .model import load_model
+from .names import parse_name
+from .noise import GAUSSIAN_LEVELS, SHOT_LEVELS, NoiseSpec, SignalStats, add_noise, epoch_rng
+from .normalise import Normaliser
+from .psg import Recording, discover_pairs
+from .rest import ATTACKS, Attack, DifferentiableInput, attack, channel_scale
+from .train import predict, subject_key
+
+LEVEL_NAMES = ("low", "med", "high")
+EPS_LEVELS_UV = {"low": 2.0, "med": 6.0, "high": 12.0}
+ADVERSARIAL_FORMAT = "ulw-sleepnet adversarial wire epochs v1"
+
+
+@dataclass(frozen=True)
+class RobustnessOptions:
+    """``max_epochs``: a fixed random subset of the test epochs for every condition (None: all);
+    ``adversarial_epochs``: a fixed subset of those for the attacks (they cost 10 gradient
+    passes each); ``int8``: also score the int8 model on TFLite Micro; ``seed``: noise seed."""
+
+    max_epochs: int | None = None
+    adversarial_epochs: int = 400
+    int8: bool = True
+    write_adversarial: bool = False
+    seed: int = 0
+    tflite: str | None = None
+    gaussian: tuple[float, ...] = tuple(GAUSSIAN_LEVELS[k] for k in LEVEL_NAMES)
+    shot: tuple[float, ...] = tuple(SHOT_LEVELS[k] for k in LEVEL_NAMES)
+    eps_uv: tuple[float, ...] = tuple(EPS_LEVELS_UV[k] for k in LEVEL_NAMES)
+    attacks: tuple[str, ...] = ATTACKS
+    attack_iterations: int = 10
+    batch_size: int = 100
+
+
+@dataclass
+class _TestSet:
+    recs: list[Recording]
+    index: list[np.ndarray]  # per recording: the kept-epoch indices in the subset
+    adv: list[np.ndarray] = field(default_factory=list)  # per recording: the attacked ones
+
+
+def _pick(recs: list[Recording], k: int | None, rng: np.random.Generator, within=None):
+    pools = within or [np.arange(len(r)) for r in recs]
+    sizes = np.cumsum([0] + [len(p) for p in pools])
+    total = int(sizes[-1])
+    chosen = np.arange(total) if k is None or k >= total else np.sort(rng.choice(total, k, False))
+    return [
+        pools[i][chosen[(chosen >= sizes[i]) & (chosen < sizes[i + 1])] - sizes[i]]
+        for i in range(len(pools))
+    ]
+
+
+def _pairs_of(data, subjects) -> list:
+    """The PSG/hypnogram pairs of ``data`` that may belong to ``subjects`` (Sleep-EDF names are
+    filtered by name; others are kept and filtered after loading)."""
+    keep = []
+    for p in discover_pairs(data):
+        try:
+            key = f"subject-{parse_name(p.name).subject:02d}"
+        except ValueError:
+            key = None
+        if key is None or key in set(subjects):
+            keep.append(p)
+    return keep
+
+
+def _stats(config: dict, data, cache_dir, split) -> SignalStats:
+    stats = SignalStats.from_config(config)
+    if stats is not None:
+        return stats
+    pairs = _pairs_of(data, split["train"])
+    recs = [cache.load(p, cache_dir) for p in tqdm(pairs, desc="training statistics", unit="night")]
+    train = [r.epochs for r in recs if subject_key(r) in set(split["train"])]
+    if not train:
+        raise ValueError(
+            f"config.json has no signal_stats and {data} holds none of the training subjects "
+            f"{split['train']}: give a --data folder with them"
+        )
+    return SignalStats.fit(
+        train, source=f"training split ({len(train)} nights of {', '.join(split['train'])})"
+    )
+
+
+def _int8_runner(path: Path | None):
+    if path is None:
+        return None
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no int8 model; build it with python -m converter build --model DIR "
+            "--out DIR and pass --tflite DIR/model_int8.tflite, or use --no-int8"
+        )
+    from converter.tflm import TflmRunner
+
+    return TflmRunner(path.read_bytes())
+
+
+def _score_both(model, runner, x_int8: np.ndarray, y: np.ndarray) -> dict:
+    out = {"float": scores(y, predict(model, x_int8).argmax(axis=1))}
+    if runner is not None:
+        out["int8"] = scores(y, runner.run(x_int8).argmax(axis=1))
+    for s in out.values():
+        s.pop("confusion", None)
+    return out
+
+
+def robustness(
+    model_dir: str | Path,
+    data: str | Path,
+    out: str | Path,
+    opts: RobustnessOptions | None = None,
+    *,
+    cache_dir: str | Path | None = None,
+) -> dict:
+    opts = opts or RobustnessOptions()
+    model_dir, out = Path(model_dir), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model, config = load_model(model_dir)
+    norm = Normaliser.from_dict(config["normalisation"])
+    split = config.get("split")
+    if not split:
+        raise ValueError(f"{model_dir}: config.json has no subject split; cannot find its test set")
+    stats = _stats(config, data, cache_dir, split)
+    tflite = Path(opts.tflite) if opts.tflite else model_dir / "model_int8.tflite"
+    runner = _int8_runner(tflite) if opts.int8 else None
+    test_pairs = _pairs_of(data, split["test"])
+    recs = [cache.load(p, cache_dir) for p in tqdm(test_pairs, desc="test nights", unit="night")]
+    recs = [r for r in recs if subject_key(r) in set(split["test"])]
+    if not recs:
+        raise ValueError(f"{data}: no recording of the test subjects {split['test']}")
+    rng = np.random.default_rng(opts.seed)
+    ts = _TestSet(recs, _pick(recs, opts.max_epochs, rng))
+    ts.adv = _pick(recs, opts.adversarial_epochs, rng, within=ts.index)
+    y = np.concatenate([r.labels[i] for r, i in zip(recs, ts.index, strict=True)])
+    y_adv = np.concatenate([r.labels[i] for r, i in zip(recs, ts.adv, strict=True)])
+
+    conditions: list[dict] = []
+
+    def record(kind: str, level: str, value, res: dict, n: int) -> None:
+        conditions.append({"kind": kind, "level": level, "value": value, "n_epochs": n, **res})
+
+    def inputs(subset: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(
+            [norm.model_input(r.epochs[i]) for r, i in zip(recs, subset, strict=True)]
+        )
+
+    record("none", "-", 0, _score_both(model, runner, inputs(ts.index), y), len(y))
+    res = _score_both(model, runner, inputs(ts.adv), y_adv)
+    record("none (attack subset)", "-", 0, res, len(y_adv))
+
+    for kind, values in (("gaussian", opts.gaussian), ("shot", opts.shot)):
+        for level, value in zip(LEVEL_NAMES, values, strict=True):
+            spec = NoiseSpec(kind, value)
+            parts = []
+            for r, idx in tqdm(
+                list(zip(recs, ts.index, strict=True)), desc=str(spec), unit="night", leave=False
+            ):
+                noisy = (
+                    np.stack(
+                        [
+                            add_noise(r.epochs[i], spec, stats, epoch_rng(opts.seed, int(i)))
+                            for i in idx
+                        ]
+                    )
+                    if len(idx)
+                    else np.zeros((0, *r.epochs.shape[1:]))
+                )
+                parts.append(norm.model_input(noisy))
+            record(kind, level, value, _score_both(model, runner, np.concatenate(parts), y), len(y))
+
+    inp = DifferentiableInput(norm)
+    scale = channel_scale(stats)
+    tflite_hash = hashlib.sha256(tflite.read_bytes()).hexdigest() if tflite.is_file() else None
+    for kind in opts.attacks:
+        for k, (level, eps) in enumerate(zip(LEVEL_NAMES, opts.eps_uv, strict=True)):
+            spec = Attack(kind, eps, opts.attack_iterations)
+            gen = torch.Generator().manual_seed(opts.seed * 1000 + ATTACKS.index(kind) * 10 + k)
+            parts = []
+            for r, idx in zip(recs, ts.adv, strict=True):
+                wire = []
+                for b in tqdm(
+                    range(0, len(idx), opts.batch_size),
+                    desc=f"{kind} eps {eps:g} {r.name}",
+                    unit="batch",
+                    leave=False,
+                ):
+                    sel = idx[b : b + opts.batch_size]
+                    x_adv = attack(
+                        model,
+                        inp,
+                        torch.from_numpy(r.epochs[sel]),
+                        torch.from_numpy(r.labels[sel].astype(np.int64)),
+                        spec,
+                        scale,
+                        gen,
+                    )
+                    wire.append(norm.to_wire(x_adv.numpy()))
+                wire = (
+                    np.concatenate(wire) if wire else np.zeros((0, *r.epochs.shape[1:]), np.int16)
+                )
+                parts.append(norm.to_int8(wire))
+                if opts.write_adversarial:
+                    _write_adversarial(
+                        out / "adversarial" / f"{kind}-eps{eps:g}" / f"{r.name}.npz",
+                        r,
+                        idx,
+                        wire,
+                        spec,
+                        scale,
+                        model_dir,
+                        tflite_hash,
+                        opts.seed,
+                    )
+            res = _score_both(model, runner, np.concatenate(parts), y_adv)
+            record(f"adversarial {kind}", level, eps, res, len(y_adv))
+
+    result = {
+        "model": str(model_dir),
+        "int8_model": str(tflite) if runner is not None else None,
+        "data": str(data),
+        "test_subjects": split["test"],
+        "signal_stats": stats.to_dict(),
+        "attack_eps_scale": scale.tolist(),
+        "options": {k: v for k, v in asdict(opts).items()},
+        "note": (
+            "simulated nights, not Sleep-EDF; macro-F1 pooled over the chosen test epochs; "
+            "attacks crafted on the float model and transferred to the int8 model"
+        ),
+        "conditions": conditions,
+    }
+    result["table_md"] = render_table({"float": result, "int8": result}, models=False)
+    (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / "table.md").write_text(result["table_md"])
+    plot_macro_f1(out / "macro_f1.png", {model_dir.name: result})
+    return result
+
+
+def _write_adversarial(
+    path: Path, rec: Recording, idx, wire, spec: Attack, scale, model_dir, tflite_hash, seed
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": ADVERSARIAL_FORMAT,
+        "record": rec.name,
+        "attack": spec.kind,
+        "eps_uv": spec.eps_uv,
+        "eps_uv_per_channel": (spec.eps_uv * np.asarray(scale)).tolist(),
+        "iterations": spec.iterations,
+        "step_uv": spec.step,
+        "seed": seed,
+        "crafted_on": f"float model {model_dir}",
+        "int8_model_sha256": tflite_hash,
+    }
+    tmp = path.with_suffix(".part.npz")
+    np.savez_compressed(
+        tmp,
+        wire=np.asarray(wire, dtype=np.int16),
+        epoch_index=np.asarray(idx, dtype=np.int64),
+        labels=rec.labels[idx].astype(np.int8),
+        meta=np.array(json.dumps(meta)),
+    )
+    tmp.replace(path)
+
+
+def read_adversarial(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """(wire int16 (n, 4, 3000), recording epoch indices (n,), labels (n,), meta) of a file
+    written with ``--write-adversarial``."""
+    with np.load(path) as f:
+        meta = json.loads(str(f["meta"]))
+        if meta.get("format") != ADVERSARIAL_FORMAT:
+            raise ValueError(f"{path}: not an adversarial epoch file ({ADVERSARIAL_FORMAT})")
+        return f["wire"], f["epoch_index"], f["labels"], meta
+
+
+# ------------------------------------------------------------------------------------------
+# Tables and plots
+
+
+def _rows(result: dict) -> list[tuple[str, dict]]:
+    rows = []
+    for c in result["conditions"]:
+        if c["kind"] == "none":
+            label = "no noise"
+        elif c["kind"] == "none (attack subset)":
+            label = "no noise (attack subset)"
+        elif c["kind"].startswith("adversarial"):
+            label = f"{c['kind']} {c['level']} (eps {c['value']:g} uV)"
+        else:
+            label = f"{c['kind']} {c['level']} ({c['value']:g})"
+        rows.append((label, c))
+    return rows
+
+
+def render_table(results: dict[str, dict], *, models: bool = True, on_chip: bool = True) -> str:
+    """Markdown macro-F1 table in the shape of REST's Table 4: one row per condition. With
+    ``models`` the columns are model variants (float | int8 each); otherwise one model's float
+    and int8 columns (``results`` maps a column name to the same result)."""
+    if models:
+        names = list(results)
+        head = "| condition | epochs | " + " | ".join(f"{n} float | {n} int8" for n in names)
+        head += (" | " + " | ".join(f"{n} on chip" for n in names)) if on_chip else ""
+        ncol = 2 + 2 * len(names) + (len(names) if on_chip else 0)
+        lines = [head + " |", "|" + "---|" * ncol]
+        base = _rows(results[names[0]])
+        for k, (label, c0) in enumerate(base):
+            cells = []
+            for n in names:
+                c = results[n]["conditions"][k]
+                cells += [_f1(c, "float"), _f1(c, "int8")]
+            if on_chip:
+                cells += ["-"] * len(names)
+            lines.append(f"| {label} | {c0['n_epochs']:,} | " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
+    res = next(iter(results.values()))
+    lines = [
+        "| condition | epochs | float macro-F1 | int8 macro-F1 (TFLM) | float ACC | int8 ACC "
+        "| float kappa | int8 kappa | on chip macro-F1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, c in _rows(res):
+        lines.append(
+            f"| {label} | {c['n_epochs']:,} | {_f1(c, 'float')} | {_f1(c, 'int8')} | "
+            f"{_m(c, 'float', 'acc')} | {_m(c, 'int8', 'acc')} | {_m(c, 'float', 'kappa')} | "
+            f"{_m(c, 'int8', 'kappa')} | - |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _m(c: dict, which: str, key: str) -> str:
+    return f"{c[which][key]:.3f}" if which in c else "-"
+
+
+def _f1(c: dict, which: str) -> str:
+    return _m(c, which, "macro_f1")
+
+
+def plot_macro_f1(path: Path, results: dict[str, dict]) -> None:
+    """Macro-F1 versus noise level: one panel per noise kind, one line per model (solid float,
+    dashed int8)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = ["gaussian", "shot", *(f"adversarial {a}" for a in ATTACKS)]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4 * len(kinds), 3.6), sharey=True)
+    for ax, kind in zip(axes, kinds, strict=True):
+        for k, (name, res) in enumerate(results.items()):
+            cond = {c["kind"]: c for c in res["conditions"] if c["kind"].startswith("none")}
+            base = cond["none (attack subset)" if kind.startswith("adv") else "none"]
+            pts = [base] + [c for c in res["conditions"] if c["kind"] == kind]
+            xs = ["none", *LEVEL_NAMES][: len(pts)]
+            for which, style in (("float", "-"), ("int8", "--")):
+                if which in base:
+                    ax.plot(
+                        xs,
+                        [p[which]["macro_f1"] for p in pts],
+                        style,
+                        marker="o",
+                        color=f"C{k}",
+                        label=f"{name} {which}",
+                    )
+        ax.set_title(kind)
+        ax.set_xlabel("noise level")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("macro-F1")
+    axes[0].set_ylim(0, 1)
+    axes[-1].legend(fontsize=7)
+    fig.suptitle("macro-F1 under noise (simulated nights, not Sleep-EDF)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def compare(runs: dict[str, str | Path], out: str | Path) -> str:
+    """One table and one plot over several ``robustness`` output folders (name -> folder)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {n: json.loads((Path(d) / "results.json").read_text()) for n, d in runs.items()}
+    shapes = {
+        n: [(c["kind"], c["level"], c["n_epochs"]) for c in r["conditions"]]
+        for n, r in results.items()
+    }
+    if len({json.dumps(s) for s in shapes.values()}) != 1:
+        raise ValueError("the robustness runs differ in conditions or epoch subsets")
+    table = render_table(results)
+    (out / "table.md").write_text(table)
+    plot_macro_f1(out / "macro_f1.png", results)
+    return table
