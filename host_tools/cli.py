@@ -26,30 +26,51 @@ def _open(args):
 
     from .device import Device, DeviceError, open_port
     from .emulator import Emulator
+    from .faults import FaultyLink
+
+    spec = getattr(args, "faults", None)
+    counts = None
+
+    def faulty(port):
+        """The port, behind the fault injector when --faults is given (one set of counts for
+        the link and the links that replace it after a cut)."""
+        nonlocal counts
+        if spec is None:
+            return port
+        link = FaultyLink(port, spec, counts=counts)
+        counts = link.counts
+        return link
 
     if args.port:
-        try:
-            port = open_port(args.port, args.baud)
-        except (serial.SerialException, ValueError) as exc:
-            raise DeviceError(
-                f"opening {args.port}: {exc}; check the port name or URL, that the board is "
-                "connected and that no other program holds the port"
-            ) from None
-        return Device(port), port.close
+
+        def reopen():
+            try:
+                return faulty(open_port(args.port, args.baud))
+            except (serial.SerialException, ValueError) as exc:
+                raise DeviceError(
+                    f"opening {args.port}: {exc}; check the port name or URL, that the board "
+                    "is connected and that no other program holds the port"
+                ) from None
+
+        dev = Device(reopen(), reopen=reopen)
+        dev.faults = counts
+        return dev, lambda: dev.port.close()
     emu = Emulator(args.board).start()
     try:
-        port = emu.connect()
+        port = faulty(emu.connect())
     except BaseException:
         emu.stop()
         raise
+    dev = Device(port, timeout_s=120, reopen=lambda: faulty(emu.connect()))
+    dev.faults = counts
 
     def close():
         try:
-            port.close()
+            dev.port.close()
         finally:
             emu.stop()
 
-    return Device(port, timeout_s=120), close
+    return dev, close
 
 
 def _port_label(args) -> str:
@@ -133,7 +154,37 @@ def cmd_stream(args) -> int:
         )
         return 0
     print(summary_text(report, out))
+    if dev.faults is not None:
+        print(fault_summary(dev, report, out))
     return 0
+
+
+def fault_summary(dev, report: dict, out: Path) -> str:
+    """--faults: what was injected and what it took, added to report.json as "faults"."""
+    c = dev.faults
+    faults = {
+        "injected": {k: getattr(c, k) for k in ("corrupt", "drop", "duplicate", "reorder")}
+        | {"delay": c.delay, "cuts": c.cuts, "reboots": c.reboots},
+        "bytes_to_board": c.bytes_to_board,
+        "bytes_to_host": c.bytes_to_host,
+        "frames_resent": dev.frames_resent,
+        "results_resent": dev.results_resent,
+        "resyncs": dev.resyncs,
+        "relinks": dev.relinks,
+        "restarts": dev.restarts,
+        "error_replies": dict(dev.errors_seen),
+        "epochs_scored": report.get("epochs"),
+    }
+    path = out / "report.json"
+    if path.exists():
+        data = json.loads(path.read_text())
+        data["faults"] = faults
+        path.write_text(json.dumps(data, indent=1))
+    return (
+        f"faults injected: {c.total():,} ({faults['injected']}); recovered with "
+        f"{dev.frames_resent:,} frames resent, {dev.resyncs} resyncs, {dev.relinks} relinks, "
+        f"{dev.restarts} board restarts; {report.get('epochs')} epochs scored"
+    )
 
 
 def cmd_report(args) -> int:
@@ -162,6 +213,15 @@ def cmd_board(args) -> int:
         return 0
     finally:
         emu.stop()
+
+
+def _faults(text: str):
+    from .faults import FaultSpec
+
+    try:
+        return FaultSpec.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _noise(text: str):
@@ -213,6 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
         "shot:C; C may be low, med or high",
     )
     p.add_argument("--seed", type=int, default=0, help="noise seed (0)")
+    p.add_argument(
+        "--faults",
+        type=_faults,
+        default=None,
+        metavar="SPEC",
+        help="inject link faults, e.g. corrupt=0.01,drop=0.005 (host_tools/faults.py)",
+    )
     p.add_argument("--out", help="run folder (default: runs/stream/<record>)")
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out after its last epoch"

@@ -477,9 +477,9 @@ def _board_results(
 
 
 def _retries(device) -> int:
-    """The device layer's recoveries so far (Device.resyncs: a STATUS exchange after an error,
-    a timeout or a cut link, and the frames resent from there); 0 if it keeps none."""
-    return int(getattr(device, "resyncs", getattr(device, "retries", 0)))
+    """Frames and RESULTs the device layer sent or asked for again so far (docs/protocol.md,
+    "Recovery"); 0 for a device that keeps no such counts."""
+    return int(getattr(device, "frames_resent", 0)) + int(getattr(device, "results_resent", 0))
 
 
 def _sample_counts(device: Device, epochs_sent: int, epochs_scored: int) -> dict:
