@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from converter.tflm import TflmRunner
-from host_tools.device import BoardErrorReply, Device, open_port
+from host_tools.device import BoardErrorReply, Device
 from host_tools.emulator import Emulator
 from host_tools.protocol import (
     PROTOCOL_VERSION,
@@ -32,21 +32,6 @@ from ..conftest import REPO, START
 
 pytestmark = pytest.mark.hil
 MODEL = REPO / "models" / "ulw_sleepnet"
-
-
-@pytest.fixture(scope="module")
-def board(request):
-    """A Device on the board: --port URL, or a fresh emulated emu-m4 (stopped afterwards)."""
-    url = request.config.getoption("--port")
-    if url:
-        port = open_port(url)
-        yield Device(port)
-        port.close()
-        return
-    with Emulator("emu-m4") as emu:
-        port = emu.connect()
-        yield Device(port, timeout_s=60)
-        port.close()
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,6 @@ import pytest
 
 from host_tools import report as rep
 from host_tools.bench import layer_names
-from host_tools.device import Device, open_port
-from host_tools.emulator import Emulator
 from host_tools.stream import StreamInterrupted, StreamOptions, stream
 from training.hypnogram import read_hypnogram
 from training.psg import load_recording, pair_for
@@ -26,21 +24,6 @@ from ..conftest import REPO, SHARED
 
 pytestmark = pytest.mark.hil
 EPOCHS = 30  # short: the emulated board takes a few tenths of a second per epoch
-
-
-@pytest.fixture(scope="module")
-def board(request):
-    """A Device on the board: --port URL, or a fresh emulated emu-m4 (stopped afterwards)."""
-    url = request.config.getoption("--port")
-    if url:
-        port = open_port(url)
-        yield Device(port)
-        port.close()
-        return
-    with Emulator("emu-m4") as emu:
-        port = emu.connect()
-        yield Device(port, timeout_s=60)
-        port.close()
 
 
 @pytest.fixture(scope="module")

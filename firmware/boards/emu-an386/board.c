@@ -71,28 +71,10 @@ void board_uart_write(const uint8_t *data, size_t len)
     }
 }
 
-/* 3.2 ticks per instruction at 25 MHz: instructions = ticks * 5 / 16. A window between two
- * reads is off by less than one tick (< 0.32 instruction): rounding recovers it exactly. */
-uint32_t board_raw_now(void)
-{
-    return systick_raw();
-}
-
-uint32_t board_units_since(uint32_t raw_t0)
-{
-    uint32_t ticks = (systick_raw() - raw_t0) & 0x00FFFFFFu;
-    return (ticks * 5u + 8u) / 16u;
-}
-
-uint64_t board_units_total(void)
-{
-    return systick_ticks() * 5u / 16u;
-}
-
-void board_units_restart(void)
-{
-    systick_restart();
-}
+/* 3.2 ticks per instruction at 25 MHz: instructions = ticks * 5 / 16. */
+#define SYSTICK_UNITS_NUM 5u
+#define SYSTICK_UNITS_DEN 16u
+#include "../common/systick_counter.h"
 
 uint8_t board_counter_kind(void)
 {

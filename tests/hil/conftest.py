@@ -1,0 +1,23 @@
+"""The board the hardware-in-the-loop tests talk to."""
+
+from __future__ import annotations
+
+import pytest
+
+from host_tools.device import Device, open_port
+from host_tools.emulator import Emulator
+
+
+@pytest.fixture(scope="module")
+def board(request):
+    """A Device on the board: --port URL, or a fresh emulated emu-m4 (stopped afterwards)."""
+    url = request.config.getoption("--port")
+    if url:
+        port = open_port(url)
+        yield Device(port)
+        port.close()
+        return
+    with Emulator("emu-m4") as emu:
+        port = emu.connect()
+        yield Device(port, timeout_s=60)
+        port.close()
