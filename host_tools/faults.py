@@ -20,7 +20,7 @@ SPEC is ``key=value`` pairs separated by commas, e.g. ``corrupt=0.01,drop=0.005,
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 from serial import SerialException
@@ -85,7 +85,6 @@ class FaultCounts:
     reboots: int = 0
     bytes_to_board: int = 0
     bytes_to_host: int = 0
-    extra: dict = field(default_factory=dict)
 
     def total(self) -> int:
         return (
