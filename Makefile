@@ -10,13 +10,13 @@ SEED ?= 0
 SHARED_HYPNOGRAMS ?= $(wildcard ../shared/sleep-edf/hypnograms)
 DEMO_HYPNOGRAM := $(if $(SHARED_HYPNOGRAMS),$(SHARED_HYPNOGRAMS)/SC4001EC-Hypnogram.edf)
 
-.PHONY: setup test lint format demo demo-stream bench-stream bench bench-train model convert firmware firmware-test firmware-model clean distclean
+.PHONY: setup test lint format demo demo-stream bench-stream bench bench-train model convert firmware firmware-test firmware-fuzz bench-fuzz firmware-model clean distclean
 
 setup:
 	@scripts/setup.sh
 
 ## test: lint + every test (offline after setup)
-test: setup lint firmware firmware-test
+test: setup lint firmware firmware-test firmware-fuzz
 	$(PY) -m pytest -q
 
 lint: setup
@@ -70,6 +70,14 @@ convert: setup
 BOARDS := emu-m4 emu-an386 nucleo-l476rg
 firmware:
 	for b in $(BOARDS); do $(MAKE) -s -C firmware BOARD=$$b || exit 1; done
+
+## firmware-fuzz: fuzz the firmware's receive path on the host for 20 s (libFuzzer, ASan, UBSan)
+firmware-fuzz: setup
+	$(MAKE) -s -C firmware fuzz FUZZ_SECONDS=20
+
+## bench-fuzz: the long fuzzing run (10 minutes); executions, coverage and findings are printed
+bench-fuzz: setup
+	$(MAKE) -s -C firmware fuzz FUZZ_SECONDS=600
 
 ## firmware-test: the on-target unit tests (firmware/test) on both emulated boards, in QEMU
 firmware-test:
