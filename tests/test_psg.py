@@ -185,6 +185,19 @@ def test_truncated_psg_is_rejected(tmp_path):
     assert err.value.path == psg
 
 
+def test_psg_whose_header_undercounts_its_records_is_rejected(tmp_path):
+    """A header that lies about its record count (fewer than the file holds) would drop the
+    rest of the night silently."""
+    psg, _ = write_pair(tmp_path, SHORT_NIGHT)
+    data = bytearray(psg.read_bytes())
+    n = int(data[236:244].decode())
+    data[236:244] = f"{n - 5:<8d}".encode()
+    psg.write_bytes(bytes(data))
+    with pytest.raises(UnreadableFileError, match=f"header says {n - 5} data records") as err:
+        load_recording(pair_for(psg))
+    assert err.value.path == psg
+
+
 def test_non_edf_psg_is_rejected(tmp_path):
     psg, _ = write_pair(tmp_path, SHORT_NIGHT)
     psg.write_bytes(b"\x00\x01garbage" * 5000)

@@ -190,7 +190,18 @@ def read_signals(path: str | Path) -> tuple[np.ndarray, dt.datetime, dict[str, s
         reason = str(exc).strip() or "unknown reason"
         raise UnreadableFileError(path, f"not a readable EDF file ({reason})") from None
     try:
-        labels = [reader.getLabel(i) for i in range(reader.signals_in_file)]
+        # pyedflib refuses a file shorter than its header says, not a longer one: data past the
+        # records the header counts would be dropped without a word.
+        ns = reader.signals_in_file
+        expected = 256 * (ns + 1) + 2 * int(sum(reader.getNSamples()))
+        actual = path.stat().st_size
+        if actual != expected:
+            raise UnreadableFileError(
+                path,
+                f"the header says {reader.datarecords_in_file} data records "
+                f"({expected:,} bytes in all) but the file has {actual:,} bytes",
+            )
+        labels = [reader.getLabel(i) for i in range(ns)]
         start = reader.getStartdatetime()
         columns, source = [], {}
         for k in range(len(MODEL_CHANNELS)):
