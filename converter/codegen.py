@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jinja2
 
-from .graph import Plan, Step
+from .graph import Plan, Step, pointwise_lut, separable_uses_lut
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -43,7 +43,8 @@ _FUSED_CALLS = {
     "separable": "engine_separable_s8(&s{s}_unit, {in0}, {p[len_in]}, {p[len_mid]}, {pool}, {out}, "
     "{p[len_out]})",
     "shortcut_add": "engine_shortcut_add_s8(&s{s}_first, &s{s}_second, &s{s}_add, {in0}, "
-    "{p[len_in]}, {p[len_first]}, {in1}, {out}, {p[len_out]})",
+    "{p[len_in]}, {p[len_first]}, {in1}, {out}, {p[len_out]}, engine_arena + {scratch}, "
+    "ENGINE_SHORTCUT_SCRATCH_BYTES)",
 }
 _ARRAYS = {
     "filter": "int8_t",
@@ -98,8 +99,9 @@ def _arrays(prefix: str, params: dict) -> list[tuple[str, str, list[int]]]:
     ]
 
 
-def _unit_struct(name: str, prefix: str, dw: dict, pw: dict) -> StructView:
-    """engine_separable_s8_t of a depthwise -> pointwise pair (arrays named prefix_dw_...)."""
+def _unit_struct(name: str, prefix: str, dw: dict, pw: dict, lut: str | None = None) -> StructView:
+    """engine_separable_s8_t of a depthwise -> pointwise pair (arrays named prefix_dw_...);
+    lut: the name of its pw_lut array, if any."""
 
     def arr(part: str, key: str, params: dict) -> str:
         return f"{prefix}_{part}_{key}" if isinstance(params.get(key), list) else "0"
@@ -122,6 +124,7 @@ def _unit_struct(name: str, prefix: str, dw: dict, pw: dict) -> StructView:
             ("pw_output_offset", pw["output_offset"]),
             ("pw_act_min", pw["act_min"]),
             ("pw_act_max", pw["act_max"]),
+            ("pw_lut", lut or "0"),
         ],
     )
 
@@ -137,7 +140,12 @@ def step_view(plan: Plan, i: int, step: Step) -> StepView:
     structs: list[StructView] = []
     if step.kind == "separable":
         arrays = _arrays(f"s{i}_dw", p["dw"]) + _arrays(f"s{i}_pw", p["pw"])
-        structs.append(_unit_struct(f"s{i}_unit", f"s{i}", p["dw"], p["pw"]))
+        lut = None
+        if separable_uses_lut(p["dw"], p["pw"], p["pool"] is not None):
+            # In flash: engine_separable_s8 then needs no 2 KB table on the stack.
+            lut = f"s{i}_pw_lut"
+            arrays.append((lut, "int8_t", pointwise_lut(p["pw"])))
+        structs.append(_unit_struct(f"s{i}_unit", f"s{i}", p["dw"], p["pw"], lut))
         pool = "0"
         if p["pool"] is not None:
             pool = f"&s{i}_pool"
@@ -160,7 +168,7 @@ def step_view(plan: Plan, i: int, step: Step) -> StepView:
                 "engine_add_s8_params_t", f"s{i}_add", [(k, p["add"][k]) for k in _ADD_FIELDS]
             )
         )
-        call = _FUSED_CALLS["shortcut_add"].format(p=p, s=i, **buffers)
+        call = _FUSED_CALLS["shortcut_add"].format(p=p, s=i, scratch=step.scratch_offset, **buffers)
     else:
         arrays = _arrays(f"s{i}", p)
         bias = f"s{i}_bias" if isinstance(p.get("bias"), list) else "0"

@@ -13,7 +13,9 @@ Fusion: a depthwise -> pointwise (-> max pool 2/2) chain becomes one engine_sepa
 and a position-wise shortcut stream (two kernel-1 separable units) with the ADD that consumes
 it becomes one engine_shortcut_add_s8 step, whenever every tensor inside the chain has a single
 consumer; anything else keeps its unfused kernel. Fused steps may write over their input
-(see plan_arena), which is what keeps the arena small.
+(see plan_arena), which is what keeps the arena small. A shortcut+ADD step also gets scratch
+memory (its ADD's rescale tables) in a part of the arena that is free during the step, so that
+the tables take neither stack nor extra static RAM.
 """
 
 from __future__ import annotations
@@ -179,6 +181,58 @@ def quantize_multiplier(m: float) -> tuple[int, int]:
     return int(q), int(shift)
 
 
+def _srdhm(a: int, b: int) -> int:
+    """gemmlowp SaturatingRoundingDoublingHighMul (int32)."""
+    if a == b == -(1 << 31):
+        return (1 << 31) - 1
+    ab = a * b
+    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+    q = (abs(ab + nudge) >> 31) * (1 if ab + nudge >= 0 else -1)  # C division: toward zero
+    return q
+
+
+def _rdbp(x: int, exponent: int) -> int:
+    """gemmlowp RoundingDivideByPOT."""
+    mask = (1 << exponent) - 1
+    threshold = (mask >> 1) + (1 if x < 0 else 0)
+    return (x >> exponent) + (1 if (x & mask) > threshold else 0)
+
+
+def multiply_by_quantized_multiplier(x: int, multiplier: int, shift: int) -> int:
+    """TFLite's MultiplyByQuantizedMultiplier (int32), as the reference kernels use it."""
+    left, right = max(shift, 0), max(-shift, 0)
+    x = (x * (1 << left) + (1 << 31)) % (1 << 32) - (1 << 31)
+    return _rdbp(_srdhm(x, multiplier), right)
+
+
+def pointwise_lut(pw: dict) -> list[int]:
+    """A one-input-channel pointwise layer's output for every input value v in [-128, 127], as
+    TFLM's CONV_2D computes it: lut[(v + 128) * out_channels + oc] (engine_separable_s8_t's
+    pw_lut)."""
+    if pw["in_channels"] != 1:
+        raise ValueError("pointwise_lut: one input channel only")
+    lut = []
+    for v in range(-128, 128):
+        for oc in range(pw["out_channels"]):
+            bias = pw["bias"][oc] if isinstance(pw.get("bias"), list) else 0
+            acc = bias + pw["filter"][oc] * (v + pw["input_offset"])
+            y = multiply_by_quantized_multiplier(acc, pw["mult"][oc], pw["shift"][oc])
+            lut.append(min(max(y + pw["output_offset"], pw["act_min"]), pw["act_max"]))
+    return lut
+
+
+def separable_uses_lut(dw: dict, pw: dict, pooled: bool) -> bool:
+    """Whether engine_separable_s8 may take its lookup-table path (engine_separable_lut_ok):
+    then the generated unit brings pw_lut, so that the table is not built on the stack."""
+    return (
+        pooled
+        and dw["channels"] == 1
+        and dw["kernel"] == 3
+        and dw["stride"] == 1
+        and pw["out_channels"] in (4, 8)
+    )
+
+
 def activation_range(fused: int, out: Tensor) -> tuple[int, int]:
     """CalculateActivationRangeQuantized for int8: NONE (0), RELU (1), RELU6 (3)."""
     zp, scale = out.zero_point, np.float32(out.scale)
@@ -262,6 +316,10 @@ class Step:
     inplace: dict[int, int] = field(default_factory=dict)
     #: the unfused steps a fused step replaces, in graph order
     parts: list[Step] = field(default_factory=list)
+    #: bytes of scratch memory the kernel needs during the step (placed by plan_arena)
+    scratch_bytes: int = 0
+    #: arena offset of that scratch, set by plan_arena
+    scratch_offset: int | None = None
 
     @property
     def label(self) -> str:
@@ -507,6 +565,9 @@ def plan_arena(
     The row input lives in the caller's buffer and the pooled features in their own buffer.
     A step's output is first tried in place of an input that dies at that step
     (Step.inplace: at the input's offset minus the step's lead), else placed first-fit.
+    Then each step's scratch (Step.scratch_bytes) goes first-fit among the tensors live at that
+    step, i.e. in a gap of the arena free during the step (the arena grows only if none fits);
+    its offset is stored in Step.scratch_offset.
     """
     row_steps = [s for s in steps if s.phase == "row"]
     born, dies, alias = {}, {}, {}
@@ -542,6 +603,17 @@ def plan_arena(
         offsets[k] = offset
         placed[k] = (offset, offset + size, *life)
         top = max(top, offset + size)
+    for i, s in enumerate(row_steps):
+        if s.scratch_bytes <= 0:
+            continue
+        size = (s.scratch_bytes + 3) // 4 * 4
+        offset = 0
+        for a, b in sorted((v[0], v[1]) for v in placed.values() if v[2] <= i <= v[3]):
+            if offset + size <= a:
+                break
+            offset = max(offset, b)
+        s.scratch_offset = offset
+        top = max(top, offset + size)
     return offsets, top
 
 
@@ -550,6 +622,8 @@ def plan_arena(
 
 #: Channel limit of the fused kernels (ENGINE_FUSED_MAX_CHANNELS in engine_kernels.h).
 FUSED_MAX_CHANNELS = 64
+#: Scratch bytes of engine_shortcut_add_s8 (ENGINE_SHORTCUT_SCRATCH_BYTES in engine_kernels.h).
+SHORTCUT_SCRATCH_BYTES = 2048
 
 
 def separable_lead_bytes(
@@ -746,6 +820,7 @@ def _fused_shortcut(d1, p1, d2, p2, add: Step, main: int, side: int) -> Step:
         macs=sum(s.macs for s in parts),
         inplace={main: 0},
         parts=parts,
+        scratch_bytes=SHORTCUT_SCRATCH_BYTES,
     )
 
 

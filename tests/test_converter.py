@@ -13,6 +13,7 @@ import pytest
 
 from converter.build import build
 from converter.graph import (
+    SHORTCUT_SCRATCH_BYTES,
     Graph,
     Op,
     Tensor,
@@ -255,6 +256,36 @@ def test_fusion_needs_single_consumers_and_a_2_2_pool(shipped_plan):
     assert kinds[:5] == ["separable", "separable", "separable", "separable", "add"]
 
 
+def test_shortcut_scratch_is_free_arena(shipped_plan):
+    """Each shortcut+ADD step's scratch (its ADD tables) lies in the arena, 4-byte aligned,
+    clear of every tensor live during that step; no other step gets scratch."""
+    _graph, plan = shipped_plan
+    row = [s for s in plan.steps if s.phase == "row"]
+    life = {}
+    for i, s in enumerate(row):
+        if s.output in plan.offsets:
+            life.setdefault(s.output, [i, i])
+        for x in s.inputs:
+            if x in life:
+                life[x][1] = i
+    shortcuts = 0
+    for i, s in enumerate(row):
+        if s.kind != "shortcut_add":
+            assert s.scratch_bytes == 0 and s.scratch_offset is None
+            continue
+        shortcuts += 1
+        lo, hi = s.scratch_offset, s.scratch_offset + s.scratch_bytes
+        assert s.scratch_bytes == SHORTCUT_SCRATCH_BYTES and lo % 4 == 0
+        assert 0 <= lo and hi <= plan.arena_bytes
+        for t, (b, d) in life.items():
+            if b <= i <= d:
+                start = plan.offsets[t]
+                assert hi <= start or start + row_bytes(plan.tensors[t]) <= lo, (s.layer, t)
+    assert shortcuts == 3
+    header = (REPO / "firmware/engine/include/engine_kernels.h").read_text()
+    assert f"#define ENGINE_SHORTCUT_SCRATCH_BYTES {SHORTCUT_SCRATCH_BYTES} " in header
+
+
 def test_plan_without_fusion_matches_the_old_arena(shipped_plan):
     graph, plan = shipped_plan
     unfused = [p for s in plan.steps for p in (s.parts or [s])]
@@ -269,6 +300,8 @@ def test_generated_engine_calls_the_fused_kernels(built):
     header = (out / "engine_model.h").read_text()
     assert text.count("engine_separable_s8(&s") == 6
     assert text.count("engine_shortcut_add_s8(&s") == 3
+    assert text.count("ENGINE_SHORTCUT_SCRATCH_BYTES));") == 3
+    assert ".pw_lut = s0_pw_lut," in text and text.count(".pw_lut = 0,") == 11
     assert "#define ENGINE_MODEL_LAYERS 12" in header
     assert f"#define ENGINE_MODEL_ARENA_BYTES {r['engine_arena_bytes']}" in header
     assert r["engine_arena_bytes"] <= 12_000

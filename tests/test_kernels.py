@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from converter.graph import SHORTCUT_SCRATCH_BYTES, pointwise_lut
 from converter.native import ARM_M4_CFLAGS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -737,6 +738,7 @@ class SeparableUnitC(ctypes.Structure):
         *[(n, ctypes.c_int32) for n in ("dw_in_off", "dw_out_off", "dw_lo", "dw_hi")],
         *[(n, ctypes.c_void_p) for n in ("pw_filter", "pw_bias", "pw_mult", "pw_shift")],
         *[(n, ctypes.c_int32) for n in ("pw_out_off", "pw_lo", "pw_hi")],
+        ("pw_lut", ctypes.c_void_p),
     ]
 
 
@@ -760,7 +762,7 @@ def declare_fused(library: ctypes.CDLL) -> None:
     unit, p, i = ctypes.POINTER(SeparableUnitC), ctypes.c_void_p, ctypes.c_int
     library.engine_separable_s8.argtypes = [unit, p, i, i, ctypes.POINTER(MaxPool2C), p, i]
     library.engine_shortcut_add_s8.argtypes = [
-        unit, unit, ctypes.POINTER(AddParamsC), p, i, i, p, p, i,
+        unit, unit, ctypes.POINTER(AddParamsC), p, i, i, p, p, i, p, i,
     ]  # fmt: skip
     for name in ("engine_separable_s8", "engine_shortcut_add_s8"):
         getattr(library, name).restype = ctypes.c_int
@@ -789,14 +791,25 @@ class Unit:
     pw_out_off: int
     pw_act: tuple[int, int]
 
-    def struct(self) -> SeparableUnitC:
+    def struct(self, lut: np.ndarray | None = None) -> SeparableUnitC:
         return SeparableUnitC(
             self.c_in, self.c_out, self.kernel, self.stride, self.pad,
             ptr(self.dw_w), ptr(self.dw_bias), ptr(self.dw_mult), ptr(self.dw_shift),
             self.dw_in_off, self.dw_out_off, *self.dw_act,
             ptr(self.pw_w), ptr(self.pw_bias), ptr(self.pw_mult), ptr(self.pw_shift),
-            self.pw_out_off, *self.pw_act,
+            self.pw_out_off, *self.pw_act, ptr(lut),
         )  # fmt: skip
+
+    def pw_params(self) -> dict:
+        """The pointwise layer as the converter's params (for converter.graph.pointwise_lut)."""
+        return {
+            "in_channels": self.c_in, "out_channels": self.c_out,
+            "filter": self.pw_w.tolist(), "input_offset": -self.dw_out_off,
+            "output_offset": self.pw_out_off, "act_min": self.pw_act[0],
+            "act_max": self.pw_act[1], "mult": self.pw_mult.tolist(),
+            "shift": self.pw_shift.tolist(),
+            "bias": None if self.pw_bias is None else self.pw_bias.tolist(),
+        }  # fmt: skip
 
     def run_unfused(self, lib, x: np.ndarray, len_in: int, len_mid: int) -> np.ndarray:
         """engine_depthwise_conv_s8 then engine_conv_1x1_s8: int8 [len_mid * c_out]."""
@@ -928,6 +941,38 @@ def test_separable_equals_composition(lib, seed):
         total += len(want)
         paths.add(unit.fast_layers(pool_act))
     assert {(True, True), (False, False)} <= paths, paths  # fast and exact paths both covered
+
+
+@pytest.mark.parametrize("c_out", [4, 8])
+def test_separable_pw_lut(lib, c_out):
+    """The first unit's lookup-table path with a precomputed pw_lut (the converter's
+    pointwise_lut, as the generated model passes it) equals the composition, and pointwise_lut
+    equals engine_conv_1x1_s8 on every input value."""
+    rng = np.random.default_rng(60 + c_out)
+    for case in range(6):
+        unit = rand_unit(rng, 1, c_out, 3, 1, 1, realistic=True)
+        lut = np.array(pointwise_lut(unit.pw_params()), np.int8)
+        values = np.arange(-128, 128, dtype=np.int8)
+        want_lut = out_buffer(256 * c_out)
+        status = lib.engine_conv_1x1_s8(
+            ptr(values), 256, 1, ptr(unit.pw_w), ptr(unit.pw_bias), c_out, -unit.dw_out_off,
+            unit.pw_out_off, ptr(unit.pw_mult), ptr(unit.pw_shift), *unit.pw_act, ptr(want_lut),
+        )  # fmt: skip
+        assert status == ENGINE_OK
+        check_equal(lut, want_lut[: 256 * c_out], f"pointwise_lut C=1->{c_out}")
+        len_in = int(rng.integers(1, 700)) if case else 3000
+        x = rand_s8(rng, len_in)
+        len_out = (len_in + 1) // 2
+        want = unfused_pool(lib, unit.run_unfused(lib, x, len_in, len_in), len_in, c_out,
+                            (-128, 127), len_out)  # fmt: skip
+        pool = MaxPool2C(-128, 127)
+        for table in (lut, None):
+            out = out_buffer(len_out * c_out)
+            struct = unit.struct(table)
+            status = lib.engine_separable_s8(ctypes.byref(struct), ptr(x), len_in, len_in,
+                                             ctypes.byref(pool), ptr(out), len_out)  # fmt: skip
+            assert status == ENGINE_OK
+            check_output(out, want.tolist(), f"lut C=1->{c_out} len={len_in} {table is None}")
 
 
 def same_padding_len(len_in, kernel, stride, pad, rng) -> tuple[int, int]:
@@ -1080,11 +1125,13 @@ def test_shortcut_add_equals_composition(lib, seed):
         structs = (first.struct(), second.struct(), AddParamsC(*add))
         args = [ctypes.byref(v) for v in structs] + [ptr(x), len_in, len_first, ptr(main)]
         out = out_buffer(len_out * c_out)
-        assert lib.engine_shortcut_add_s8(*args, ptr(out), len_out) == ENGINE_OK
+        scratch = np.full(SHORTCUT_SCRATCH_BYTES, FILL, np.int8)
+        tail = (ptr(scratch), SHORTCUT_SCRATCH_BYTES)
+        assert lib.engine_shortcut_add_s8(*args, ptr(out), len_out, *tail) == ENGINE_OK
         check_output(out, want.tolist(), what)
         in_place = main.copy()  # out = main_in: element-wise in place
         args[-1] = ptr(in_place)
-        assert lib.engine_shortcut_add_s8(*args, ptr(in_place), len_out) == ENGINE_OK
+        assert lib.engine_shortcut_add_s8(*args, ptr(in_place), len_out, *tail) == ENGINE_OK
         check_equal(in_place, want, what + " in place")
         total += len(want)
 
@@ -1134,11 +1181,15 @@ def test_fused_invalid_arguments(lib):
     add = AddParamsC(*rand_add_params(rng, True))
     main = rand_s8(rng, 16 * 8)
 
-    def short(f=first, s=second, len_in=64, len_first=32, len_out=16, out_=None):
+    scratch = np.zeros(SHORTCUT_SCRATCH_BYTES + 4, np.int8)
+    scratch_ptr = (scratch.ctypes.data + 3) & ~3  # 4-byte aligned
+
+    def short(f=first, s=second, len_in=64, len_first=32, len_out=16, out_=None,
+              scratch_=scratch_ptr, scratch_bytes=SHORTCUT_SCRATCH_BYTES):  # fmt: skip
         sf, ss = f.struct(), s.struct()
         return lib.engine_shortcut_add_s8(
             ctypes.byref(sf), ctypes.byref(ss), ctypes.byref(add), ptr(x), len_in, len_first,
-            ptr(main), ptr(out) if out_ is None else out_, len_out,
+            ptr(main), ptr(out) if out_ is None else out_, len_out, scratch_, scratch_bytes,
         )  # fmt: skip
 
     assert short() == ENGINE_OK
@@ -1151,6 +1202,13 @@ def test_fused_invalid_arguments(lib):
     assert short(len_out=17) == ENGINE_ERR_ARG  # reads past len_first
     assert short(len_first=16) == ENGINE_ERR_ARG
     assert short(len_in=48) == ENGINE_ERR_ARG  # reads past len_in
+    assert short(scratch_bytes=SHORTCUT_SCRATCH_BYTES + 1) == ENGINE_OK
+    assert short(scratch_=None) == ENGINE_ERR_ARG
+    assert short(scratch_bytes=SHORTCUT_SCRATCH_BYTES - 1) == ENGINE_ERR_ARG  # too small
+    assert short(scratch_=scratch_ptr + 1, scratch_bytes=4096) == ENGINE_ERR_ARG  # misaligned
+    big = np.zeros(4096, np.int32)  # in, main_in or out inside the scratch
+    assert short(scratch_=ptr(big), out_=big.ctypes.data + 100) == ENGINE_ERR_ARG
+    assert short(scratch_=main.ctypes.data - 1024) == ENGINE_ERR_ARG  # ends inside main_in
 
 
 # --------------------------------------------------------------------------------------------
@@ -1195,6 +1253,7 @@ static void act(int32_t *lo, int32_t *hi, int real) {
     *lo = -128; *hi = 127;
     if (!real && rint_(0, 2) == 0) { *lo = rint_(-128, 0); *hi = rint_(*lo, 127); }
 }
+static uint32_t scratch[ENGINE_SHORTCUT_SCRATCH_BYTES / 4];
 static engine_separable_s8_t unit(int j, int ci, int co, int k, int st, int pad, int real) {
     engine_separable_s8_t u;
     for (int i = 0; i < k * ci; ++i) dw_w[j][i] = rs8();
@@ -1209,6 +1268,7 @@ static engine_separable_s8_t unit(int j, int ci, int co, int k, int st, int pad,
     u.pw_filter = pw_w[j]; u.pw_bias = rint_(0, 9) ? pw_b[j] : 0; u.pw_mult = pw_m[j];
     u.pw_shift = pw_s[j]; u.pw_output_offset = rint_(0, 1) ? -128 : rint_(-128, 127);
     act(&u.pw_act_min, &u.pw_act_max, real);
+    u.pw_lut = 0;
     return u;
 }
 static int unfused(const engine_separable_s8_t *u, const int8_t *in, int len_in, int len_mid,
@@ -1282,7 +1342,7 @@ int run_checks(uint32_t *checksum, int *cases) {
                 a.act_min, a.act_max, ref) != 0;
             memset(got, 0x5A, sizeof got);
             bad += engine_shortcut_add_s8(&u1, &u2, &a, x, len_in, len_first, mainv, got,
-                                          len_out) != 0;
+                                          len_out, scratch, (int)sizeof scratch) != 0;
         }
         bad += memcmp(got, ref, (size_t)n) != 0 || got[n] != 0x5A;
         for (int i = 0; i < n; ++i) { h ^= (uint8_t)got[i]; h *= 16777619u; }

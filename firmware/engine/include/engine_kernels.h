@@ -137,8 +137,10 @@ engine_status_t engine_fully_connected_s8(const int8_t *in, int in_features,
 /* ------------------------------------------------------------------------------------------
  * Fused kernels. Each one equals, bit for bit, the composition of the kernels above that it
  * replaces, but never stores the int8 tensors between them: it computes a run of positions of
- * a depthwise output into a 1 KB stack tile and consumes them at once. Stack: at most about
- * 3.2 KB per call (the tile plus, where used, 256-entry tables). Kernels never allocate.
+ * a depthwise output into a 1 KB stack tile and consumes them at once. Stack: about 1.2 KB per
+ * call (the tile), 3.2 KB for engine_separable_s8's lookup-table path when the unit brings no
+ * pw_lut (the table is then built on the stack). engine_shortcut_add_s8's ADD tables live in
+ * caller-provided scratch. Kernels never allocate.
  *
  * Two arithmetic paths, one result:
  *   - fast: when every layer of the call has multipliers >= 0 (TFLM's always are), right
@@ -183,6 +185,12 @@ typedef struct {
     int32_t pw_output_offset; /* +zero point of the unit's output */
     int32_t pw_act_min;
     int32_t pw_act_max;
+    /* Optional (NULL: none), in_channels == 1 only: the pointwise layer precomputed for every
+     * depthwise output value, [256 * out_channels], pw_lut[(v + 128) * out_channels + oc] =
+     * engine_conv_1x1_s8's output channel oc for the input value v in [-128, 127]. The
+     * lookup-table path of engine_separable_s8 reads it instead of building the same table
+     * (2 KB) on the stack; it must hold exactly those values. Ignored by other paths. */
+    const int8_t *pw_lut;
 } engine_separable_s8_t;
 
 /* The max pooling a separable unit may end with: window 2, stride 2, pad_left 0 (TFLM
@@ -244,17 +252,25 @@ engine_status_t engine_separable_s8(const engine_separable_s8_t *unit, const int
  * (true for SAME and VALID). in: [len_in * first->in_channels]; main_in and out:
  * [len_out * second->out_channels]. out may be main_in itself (element-wise, in place) but must
  * not overlap in; otherwise ENGINE_ERR_ARG.
+ * scratch: caller-provided working memory of scratch_bytes >= ENGINE_SHORTCUT_SCRATCH_BYTES
+ * bytes, 4-byte aligned, overlapping none of in, main_in and out (its contents on entry do not
+ * matter and are clobbered); otherwise ENGINE_ERR_ARG. It holds the ADD's rescale tables, which
+ * would otherwise take 2 KB of stack; the generated model passes a part of its arena that is
+ * free during the step.
  * The fast path also needs, of the ADD: left_shift <= 20, input offsets in [-128, 128],
  * input shifts in [-ENGINE_FAST_SHIFT_MAX, 0], output shift in [-ENGINE_FAST_SHIFT_MAX, -1],
  * multipliers >= 0, an int8 output offset and the whole int8 activation range. It then
- * rescales each ADD input with a 256-entry table built per call (the inputs are int8) and
- * requantises the sum once.
+ * rescales each ADD input with a 256-entry table built per call in scratch (the inputs are
+ * int8) and requantises the sum once.
  */
+#define ENGINE_SHORTCUT_SCRATCH_BYTES 2048 /* two 256-entry int32 tables */
+
 engine_status_t engine_shortcut_add_s8(const engine_separable_s8_t *first,
                                        const engine_separable_s8_t *second,
                                        const engine_add_s8_params_t *add, const int8_t *in,
                                        int len_in, int len_first, const int8_t *main_in,
-                                       int8_t *out, int len_out);
+                                       int8_t *out, int len_out, void *scratch,
+                                       int scratch_bytes);
 
 #ifdef __cplusplus
 }

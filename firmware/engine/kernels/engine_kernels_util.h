@@ -74,14 +74,16 @@ static inline int engine_pool_args_valid(const int8_t *in, const int8_t *out, in
            engine_act_range_valid_s8(act_min, act_max);
 }
 
-/* Widening helpers of the DSP paths (Cortex-M4/M7/M33 with the DSP extension). */
-#if defined(__ARM_FEATURE_DSP)
+/* Four bytes as one word, at any alignment. */
 static inline uint32_t engine_load_u32(const void *p)
 {
     uint32_t v;
     memcpy(&v, p, sizeof v); /* one LDR: the M4 allows unaligned word loads */
     return v;
 }
+
+/* Widening helpers of the DSP paths (Cortex-M4/M7/M33 with the DSP extension). */
+#if defined(__ARM_FEATURE_DSP)
 
 /* PKHBT: the low halfword of lo and the low halfword of hi as (lo, hi) int16 pair (the compiler
  * does not form it from C here). */

@@ -245,7 +245,8 @@ static void engine_separable_fast(const engine_separable_s8_t *u, const int8_t *
 /* ------------------------------------------------------------------------------------------
  * One input channel, pooled, 4 or 8 output channels (a network's first unit): the pointwise
  * layer then maps one int8 value v to out_channels int8 outputs, so a 256-row table of them
- * (built once per call, exactly as the fast path computes them) replaces it, and each pooled
+ * (the unit's pw_lut, precomputed by the converter and kept in flash, or else built on the
+ * stack once per call, exactly as the fast path computes them) replaces it, and each pooled
  * output row is the bytewise max of two table rows: SSUB8 + SEL on four channels at once. */
 
 #define ENGINE_LUT_MAX_CHANNELS 8
@@ -273,25 +274,16 @@ static inline uint32_t engine_max_s8x4(uint32_t a, uint32_t b)
 #endif
 }
 
-static ENGINE_NOINLINE void engine_separable_lut(const engine_separable_s8_t *u, const int8_t *in,
-                                                 int len_in, int len_mid, int8_t *out,
-                                                 int len_out)
+/* The lookup-table path over lut ([256 * out_channels], as engine_separable_s8_t.pw_lut). */
+static ENGINE_NOINLINE void engine_separable_lut_run(const engine_separable_s8_t *u,
+                                                     const int8_t *lut, const int8_t *in,
+                                                     int len_in, int len_mid, int8_t *out,
+                                                     int len_out)
 {
     const int c_out = u->out_channels;
     const int words = c_out / 4;
-    const int32_t mid = u->dw_output_offset;
-    uint32_t table[256 * ENGINE_LUT_MAX_CHANNELS / 4];
-    for (int oc = 0; oc < c_out; ++oc) {
-        const engine_chan_t q =
-            engine_chan_setup(u->pw_bias, u->pw_mult, u->pw_shift, u->pw_output_offset, oc);
-        const int32_t w2 = 2 * u->pw_filter[oc];
-        uint8_t *col = (uint8_t *)table + oc;
-        for (int v = -128; v <= 127; ++v) { /* pointwise input offset: -mid */
-            col[(v + 128) * c_out] = (uint8_t)engine_chan_apply(q.bias2 + w2 * (v - mid), &q);
-        }
-    }
     /* A tile value is t = 2 * (v - mid): its table row is (t / 2 + mid + 128). */
-    const uint32_t *base = table + (mid + 128) * words;
+    const int8_t *base = lut + (u->dw_output_offset + 128) * c_out;
 
     uint32_t tile[ENGINE_TILE_WORDS]; /* one channel: a row per word */
     const int steps_per_tile = ENGINE_TILE_WORDS / 2;
@@ -302,17 +294,38 @@ static ENGINE_NOINLINE void engine_separable_lut(const engine_separable_s8_t *u,
         engine_dw_rows_fast(u, in, len_in, p0 - u->pad_left, 1, rows, tile, engine_dw3_run_1);
         int8_t *dst = out + t0 * c_out;
         for (int r = 0; r < rows; r += 2) {
-            const uint32_t *ra = base + (engine_tile_get(&tile[r], 0) / 2) * words;
-            const uint32_t *rb = (r + 1 < rows)
-                                     ? base + (engine_tile_get(&tile[r + 1], 0) / 2) * words
-                                     : ra;
+            const int8_t *ra = base + (engine_tile_get(&tile[r], 0) / 2) * c_out;
+            const int8_t *rb =
+                (r + 1 < rows) ? base + (engine_tile_get(&tile[r + 1], 0) / 2) * c_out : ra;
             for (int k = 0; k < words; ++k) {
-                const uint32_t m = engine_max_s8x4(ra[k], rb[k]);
+                const uint32_t m =
+                    engine_max_s8x4(engine_load_u32(ra + 4 * k), engine_load_u32(rb + 4 * k));
                 memcpy(dst + 4 * k, &m, sizeof m);
             }
             dst += c_out;
         }
     }
+}
+
+/* The lookup-table path without pw_lut: the table built on the stack, exactly as the fast path
+ * computes the pointwise outputs. */
+static ENGINE_NOINLINE void engine_separable_lut(const engine_separable_s8_t *u, const int8_t *in,
+                                                 int len_in, int len_mid, int8_t *out,
+                                                 int len_out)
+{
+    const int c_out = u->out_channels;
+    const int32_t mid = u->dw_output_offset;
+    int8_t table[256 * ENGINE_LUT_MAX_CHANNELS];
+    for (int oc = 0; oc < c_out; ++oc) {
+        const engine_chan_t q =
+            engine_chan_setup(u->pw_bias, u->pw_mult, u->pw_shift, u->pw_output_offset, oc);
+        const int32_t w2 = 2 * u->pw_filter[oc];
+        int8_t *col = table + oc;
+        for (int v = -128; v <= 127; ++v) { /* pointwise input offset: -mid */
+            col[(v + 128) * c_out] = (int8_t)engine_chan_apply(q.bias2 + w2 * (v - mid), &q);
+        }
+    }
+    engine_separable_lut_run(u, table, in, len_in, len_mid, out, len_out);
 }
 
 engine_status_t engine_separable_s8(const engine_separable_s8_t *unit, const int8_t *in,
@@ -349,7 +362,11 @@ engine_status_t engine_separable_s8(const engine_separable_s8_t *unit, const int
         (pool == NULL) || ((pool->act_min == INT8_MIN) && (pool->act_max == INT8_MAX));
     if (pool_full && engine_unit_fast_ok(unit)) {
         if (engine_separable_lut_ok(unit, pool != NULL)) {
-            engine_separable_lut(unit, in, len_in, len_mid, out, len_out);
+            if (unit->pw_lut != NULL) {
+                engine_separable_lut_run(unit, unit->pw_lut, in, len_in, len_mid, out, len_out);
+            } else {
+                engine_separable_lut(unit, in, len_in, len_mid, out, len_out);
+            }
         } else {
             engine_separable_fast(unit, in, len_in, len_mid, pool != NULL, out, len_out);
         }

@@ -8,7 +8,8 @@
  * first depthwise -> tile A, first pointwise -> int8 rows, second depthwise -> tile B, second
  * pointwise -> int8 rows, ADD with the main stream -> out. No whole intermediate tensor is
  * stored, and the first unit's positions that the second one skips (its stride) are never
- * computed.
+ * computed. The ADD's rescale tables (2 KB) live in the caller's scratch buffer, not on the
+ * stack (the generated model passes a part of its arena that is free during the step).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -116,7 +117,8 @@ static ENGINE_COLD void engine_shortcut_exact(const engine_separable_s8_t *first
  *   3. second depthwise (kernel 1)    mid    -> tile B   (int16, doubled)
  *   4. second pointwise               tile B -> short    (int8 rows, [rows][c_out])
  *   5. ADD, element-wise              main_in, short -> out
- * The ADD rescales each input with a 256-entry table per call (its inputs are int8): entry v
+ * The ADD rescales each input with a 256-entry table per call (its inputs are int8), both
+ * tables in the caller's scratch buffer (ENGINE_SHORTCUT_SCRATCH_BYTES): entry v
  * holds twice TFLM's rescaled value, 2 * MultiplyByQuantizedMultiplierSmallerThanOneExp(
  * (v + offset) << left_shift, mult, shift), so the output requantisation sees the doubled sum. */
 
@@ -214,7 +216,8 @@ static engine_sc_pw_fn engine_sc_pw_for(int c_in)
 static void engine_shortcut_fast(const engine_separable_s8_t *first,
                                  const engine_separable_s8_t *second,
                                  const engine_add_s8_params_t *add, const int8_t *in, int len_in,
-                                 const int8_t *main_in, int8_t *out, int len_out)
+                                 const int8_t *main_in, int8_t *out, int len_out,
+                                 int32_t *scratch)
 {
     const int c_in = first->in_channels;
     const int c_mid = first->out_channels;
@@ -233,8 +236,8 @@ static void engine_shortcut_fast(const engine_separable_s8_t *first,
     int8_t *mid = (int8_t *)(tile + rows_per_tile * words_1);
     uint32_t *tile_b = tile + rows_per_tile * (words_1 + words_m);
 
-    int32_t table_a[256];
-    int32_t table_b[256];
+    int32_t *const table_a = scratch;
+    int32_t *const table_b = scratch + 256;
     engine_add_table(table_a, add->a_offset, add->a_mult, add->a_shift, add->left_shift);
     engine_add_table(table_b, add->b_offset, add->b_mult, add->b_shift, add->left_shift);
     const int32_t out_shift = -add->out_shift;
@@ -260,8 +263,12 @@ engine_status_t engine_shortcut_add_s8(const engine_separable_s8_t *first,
                                        const engine_separable_s8_t *second,
                                        const engine_add_s8_params_t *add, const int8_t *in,
                                        int len_in, int len_first, const int8_t *main_in,
-                                       int8_t *out, int len_out)
+                                       int8_t *out, int len_out, void *scratch, int scratch_bytes)
 {
+    if ((scratch == NULL) || (scratch_bytes < ENGINE_SHORTCUT_SCRATCH_BYTES) ||
+        (((uintptr_t)scratch & 3u) != 0)) {
+        return ENGINE_ERR_ARG;
+    }
     if ((in == NULL) || (main_in == NULL) || (out == NULL) || !engine_separable_unit_valid(first) ||
         !engine_separable_unit_valid(second) || !engine_add_params_valid(add)) {
         return ENGINE_ERR_ARG;
@@ -284,9 +291,16 @@ engine_status_t engine_shortcut_add_s8(const engine_separable_s8_t *first,
         ((out != main_in) && engine_overlap(out, n_out, main_in, n_out))) {
         return ENGINE_ERR_ARG;
     }
+    const int64_t n_scratch = ENGINE_SHORTCUT_SCRATCH_BYTES;
+    if (engine_overlap(scratch, n_scratch, in, (int64_t)len_in * c_in) ||
+        engine_overlap(scratch, n_scratch, main_in, n_out) ||
+        engine_overlap(scratch, n_scratch, out, n_out)) {
+        return ENGINE_ERR_ARG;
+    }
 
     if (engine_unit_fast_ok(first) && engine_unit_fast_ok(second) && engine_add_fast_ok(add)) {
-        engine_shortcut_fast(first, second, add, in, len_in, main_in, out, len_out);
+        engine_shortcut_fast(first, second, add, in, len_in, main_in, out, len_out,
+                             (int32_t *)scratch);
     } else {
         engine_shortcut_exact(first, second, add, in, len_in, main_in, out, len_out);
     }
