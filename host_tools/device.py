@@ -322,6 +322,7 @@ class _Stream:
         self.handed: dict[int, float] = {}  # epoch -> when its buffer was freed
         self.result_wait_s = 2.0  # grows with the slowest inference seen
         self.ack_latency_s = 0.0  # moving average of frame -> ACK (slow links, busy hosts)
+        self.last_reply = time.monotonic()  # nothing heard for long while waiting: ask STATUS
         self.seen = 0  # RESULTs received since the board's stream began (restart detection)
         self.trouble = False  # resynchronise through STATUS
 
@@ -402,6 +403,13 @@ class _Stream:
         elif frame.type == MsgType.RESULT:
             result = decode_result(frame.payload)
             epoch = result.epoch_index + dev.epoch_offset
+            if epoch == self.sending:
+                # its RESULT came before the ACK that frees the board's buffer (that ACK was
+                # lost): the board took the epoch, so the next one can go
+                self.in_flight.clear()
+                dev.samples_acked = max(dev.samples_acked, self.base(epoch) + EPOCH_SAMPLES)
+                self.send_pos = dev.samples_acked
+                self.sending = None
             if epoch >= self.want and epoch not in self.results:
                 self.results[epoch] = replace(result, epoch_index=epoch)
                 self.seen += 1
@@ -485,9 +493,10 @@ class _Stream:
                     self.send_frames()
                 relinks = dev.relinks
                 frame = dev.next_frame(0.02)
-                if frame is not None:
-                    self.handle(frame)
                 now = time.monotonic()
+                if frame is not None:
+                    self.last_reply = now
+                    self.handle(frame)
                 if dev.relinks != relinks:
                     self.trouble = True
                 elif self.in_flight and now - self.in_flight[0][3] > max(
@@ -506,6 +515,11 @@ class _Stream:
                 elif any(now - t > self.result_wait_s for t in self.handed.values()):
                     self.trouble = True  # a RESULT was lost
                     self.handed = {e: now for e in self.handed}
+                elif now - self.last_reply > max(1.0, 8 * self.ack_latency_s):
+                    # waiting for a reply that may have been lost (the deferred ACK of an
+                    # epoch's last frame, after a STATUS said the epoch was still waiting)
+                    self.trouble = True
+                    self.last_reply = now
                 if self.trouble:
                     self.resync()
             except BoardRestarted:
