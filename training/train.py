@@ -142,6 +142,35 @@ def class_weight_tensor(y: np.ndarray) -> torch.Tensor:
     return torch.tensor(w, dtype=torch.float32)
 
 
+def save_checkpoint(path: Path, model, opt, sched, rng, **extra) -> None:
+    """Everything a resumed run needs, written atomically (a crash leaves the previous one)."""
+    tmp = path.with_name(path.name + ".part")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "numpy_rng": rng.bit_generator.state,
+            **extra,
+        },
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path, model, opt, sched, rng) -> dict | None:
+    """Restores model, optimiser, scheduler and numpy generator from ``path`` if it exists;
+    returns the whole saved state (for the caller's own entries), else None."""
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    rng.bit_generator.state = state["numpy_rng"]
+    return state
+
+
 def train_fold(
     folder: Path,
     data: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -168,12 +197,8 @@ def train_fold(
     history: list[dict] = []
     best_f1, start = -1.0, 0
     ckpt = folder / "checkpoint.pt"
-    if ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        rng.bit_generator.state = state["numpy_rng"]
+    state = load_checkpoint(ckpt, model, opt, sched, rng)
+    if state is not None:
         torch.set_rng_state(state["torch_rng"])
         history, best_f1, start = state["history"], state["best_f1"], state["epoch"]
     weights = class_weight_tensor(y_train) if cfg.class_weights else None
@@ -219,21 +244,17 @@ def train_fold(
                 {**extra, "selected_epoch": epoch + 1, "val_macro_f1": best_f1},
             )
         bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", val_f1=f"{s['macro_f1']:.3f}")
-        tmp = folder / "checkpoint.pt.part"
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "numpy_rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(),
-                "history": history,
-                "best_f1": best_f1,
-                "epoch": epoch + 1,
-            },
-            tmp,
+        save_checkpoint(
+            ckpt,
+            model,
+            opt,
+            sched,
+            rng,
+            torch_rng=torch.get_rng_state(),
+            history=history,
+            best_f1=best_f1,
+            epoch=epoch + 1,
         )
-        tmp.replace(ckpt)
     (folder / "history.json").write_text(json.dumps(history, indent=1) + "\n")
     if history:
         plot_learning_curves(folder / "learning_curves.png", history, title=folder.name)
@@ -474,12 +495,8 @@ def _robust_stage(
     history: list[dict] = []
     best, start = -1.0, 0
     ckpt = folder / "checkpoint.pt"
-    if ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        rng.bit_generator.state = state["numpy_rng"]
+    state = load_checkpoint(ckpt, model, opt, sched, rng)
+    if state is not None:
         gen.set_state(state["torch_gen"])
         history, best, start = state["history"], state["best"], state["epoch"]
     spec = (
@@ -536,21 +553,17 @@ def _robust_stage(
             best = val["val_select"]
             save_model(folder / "model", model, {**extra, "selected_epoch": epoch + 1, **val})
         bar.set_postfix(f1=f"{val['val_macro_f1']:.3f}", adv=f"{val['val_adv_macro_f1']:.3f}")
-        tmp = folder / "checkpoint.pt.part"
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "numpy_rng": rng.bit_generator.state,
-                "torch_gen": gen.get_state(),
-                "history": history,
-                "best": best,
-                "epoch": epoch + 1,
-            },
-            tmp,
+        save_checkpoint(
+            ckpt,
+            model,
+            opt,
+            sched,
+            rng,
+            torch_gen=gen.get_state(),
+            history=history,
+            best=best,
+            epoch=epoch + 1,
         )
-        tmp.replace(ckpt)
     (folder / "history.json").write_text(json.dumps(history, indent=1) + "\n")
     return history
 
