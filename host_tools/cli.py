@@ -269,8 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_noise,
         default=None,
         metavar="SPEC",
-        help="add REST noise in uV before the wire conversion: gaussian:C (C x sigma) or "
-        "shot:C; C may be low, med or high",
+        help="add REST noise in uV before the wire conversion: gaussian:C (zero-mean, C x "
+        "sigma), gaussian-mean:C (plus the training mean) or shot:C; C may be low, med or high",
     )
     p.add_argument("--seed", type=int, default=0, help="noise seed (0)")
     p.add_argument(

@@ -196,11 +196,23 @@ def test_pruning_keeps_the_per_layer_minimum_and_the_largest_gammas():
         plan_pruning(model, 1.0)
 
 
+def test_pruning_rounds_each_layer_up_to_an_allowed_width():
+    model = _bn_randomised(ULWSleepNet(), seed=5)
+    free = plan_pruning(model, 0.6, 0.1)
+    plan = plan_pruning(model, 0.6, 0.1, widths=(4, 8, 16, 32))
+    for k_free, k in zip(free.inner + free.outer, plan.inner + plan.outer, strict=True):
+        assert len(k) in (4, 8, 16, 32) and len(k) >= len(k_free)
+        assert set(k_free) <= set(k)  # rounding up keeps what the threshold kept
+    small = prune(model, plan)
+    assert all(w in (4, 8, 16, 32) for w in small.config.widths + small.config.inner)
+
+
 # ------------------------------------------------------------------------------------------
 # Noise generators (training/noise.py): the statistics rest.md documents
 
 
-def test_gaussian_noise_has_mean_mu_and_std_c_sigma():
+@pytest.mark.parametrize("with_mean", [False, True])
+def test_gaussian_noise_has_mean_0_or_mu_and_std_c_sigma(with_mean):
     stats = SignalStats(
         np.array([0.5, -1.0, 2.0, 1.5]),
         np.array([20.0, 10.0, 30.0, 1.0]),
@@ -209,8 +221,9 @@ def test_gaussian_noise_has_mean_mu_and_std_c_sigma():
         "test",
     )
     x = np.zeros((200, 4, 3000))
-    noise = gaussian_noise(x, 0.3, stats, np.random.default_rng(0)) - x
-    np.testing.assert_allclose(noise.mean(axis=(0, 2)), stats.mean_uv, atol=0.02)
+    noise = gaussian_noise(x, 0.3, stats, np.random.default_rng(0), with_mean=with_mean) - x
+    want_mean = stats.mean_uv if with_mean else np.zeros(4)
+    np.testing.assert_allclose(noise.mean(axis=(0, 2)), want_mean, atol=0.02)
     np.testing.assert_allclose(noise.std(axis=(0, 2)), 0.3 * stats.std_uv, rtol=0.01)
 
 

@@ -155,6 +155,17 @@ def _nights(text: str) -> int:
     return n
 
 
+def _int_list(text: str) -> tuple[int, ...]:
+    """'4,8,16,32' -> (4, 8, 16, 32)."""
+    try:
+        values = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected integers like 4,8,16,32") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: every value must be positive")
+    return values
+
+
 def default_cache() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "ulw-sleepnet-mcu" / "epochs"
@@ -282,6 +293,7 @@ _FINETUNE_OPTIONS = (
     "lambda_g",
     "prune_fraction",
     "prune_min_fraction",
+    "prune_widths",
     "retrain_epochs",
     "select_attack",
     "seed",
@@ -384,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lambda-g", type=float, help="L1 on BatchNorm gammas (REST: 1e-5)")
     p.add_argument("--prune-fraction", type=float, help="DSSC channels removed (REST: 0.8)")
     p.add_argument("--prune-min-fraction", type=float, help="kept per layer (REST: 0.1)")
+    p.add_argument(
+        "--prune-widths",
+        type=_int_list,
+        help="channel counts a pruned layer may keep, rounded up to (e.g. 4,8,16,32: the "
+        "firmware engine's fast kernels); default: any",
+    )
     p.add_argument("--retrain-epochs", type=int)
     p.add_argument(
         "--select-attack",

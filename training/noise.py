@@ -3,13 +3,18 @@
 Noise is added to the signals in microvolts, before anything else sees them (the host's wire
 conversion, the board's integer preprocessing, the model). Two kinds, each with REST's levels:
 
-- Gaussian: ``x + N(mu, c * sigma)``, c = 0.1 / 0.2 / 0.3 (low / med / high);
+- Gaussian: ``x + N(0, c * sigma)``, c = 0.1 / 0.2 / 0.3 (low / med / high); REST writes
+  ``N(mu, c * sigma)`` with the training mean ``mu`` of its one DC-free EEG channel, which is
+  about 0. Per channel, ``mu`` of the EMG envelope is its average level (+1.5 uV, 1.6 standard
+  deviations): adding it is an offset that doubles the chin EMG, not noise. So "gaussian" is
+  zero-mean, and "gaussian-mean" is REST's formula taken literally per channel;
 - shot: ``xn = (x - x_min) / (x_max - x_min)``, ``x' = clip01(Poisson(xn * c) / c)``, scaled
   back; c = 5000 / 2500 / 1000 (low / med / high). Fewer "photons" (smaller c) is more noise.
 
-``mu``, ``sigma``, ``x_min`` and ``x_max`` are statistics of the training split. REST used one
-EEG channel and global scalars; ULW-SleepNet has four channels with very different ranges (EEG
-~+-200 uV, EMG envelope 0..5 uV), so every statistic here is **per channel** (`SignalStats`).
+``sigma``, ``x_min``, ``x_max`` (and ``mu`` for "gaussian-mean") are statistics of the training
+split. REST used one EEG channel and global scalars; ULW-SleepNet has four channels with very
+different ranges (EEG ~+-200 uV, EMG envelope 0..5 uV), so every statistic here is **per
+channel** (`SignalStats`).
 
 Random numbers come from ``epoch_rng(seed, epoch_index)``: the noise of an epoch depends only on
 the seed and the epoch's index in its recording, not on which epochs are processed together, so
@@ -28,7 +33,7 @@ from .layout import CHANNEL_NAMES
 #: REST's named levels (rest.md, "Noise evaluation protocol").
 GAUSSIAN_LEVELS = {"low": 0.1, "med": 0.2, "high": 0.3}
 SHOT_LEVELS = {"low": 5000.0, "med": 2500.0, "high": 1000.0}
-KINDS = {"gaussian": GAUSSIAN_LEVELS, "shot": SHOT_LEVELS}
+KINDS = {"gaussian": GAUSSIAN_LEVELS, "gaussian-mean": GAUSSIAN_LEVELS, "shot": SHOT_LEVELS}
 
 
 @dataclass(frozen=True)
@@ -98,8 +103,9 @@ class SignalStats:
 
 @dataclass(frozen=True)
 class NoiseSpec:
-    """One noise setting: ``kind`` "gaussian" (level = c_g, a multiple of sigma) or "shot"
-    (level = c_s, the photon count at full scale)."""
+    """One noise setting: ``kind`` "gaussian" (level = c_g, a multiple of sigma; zero mean),
+    "gaussian-mean" (the same plus the training mean) or "shot" (level = c_s, the photon count
+    at full scale)."""
 
     kind: str
     level: float
@@ -111,8 +117,8 @@ class NoiseSpec:
         kind = kind.strip().lower()
         if kind not in KINDS or not value:
             raise ValueError(
-                f"noise {text!r}: expected gaussian:C or shot:C (C a number or one of "
-                f"low, med, high), e.g. gaussian:0.2 or shot:1000"
+                f"noise {text!r}: expected gaussian:C, gaussian-mean:C or shot:C (C a number "
+                f"or one of low, med, high), e.g. gaussian:0.2 or shot:1000"
             )
         value = value.strip().lower()
         if value in KINDS[kind]:
@@ -141,16 +147,22 @@ def _per_channel(values: np.ndarray, ndim: int) -> np.ndarray:
 
 
 def gaussian_noise(
-    x_uv: np.ndarray, c: float, stats: SignalStats, rng: np.random.Generator
+    x_uv: np.ndarray,
+    c: float,
+    stats: SignalStats,
+    rng: np.random.Generator,
+    *,
+    with_mean: bool = False,
 ) -> np.ndarray:
-    """REST Gaussian noise: ``x + N(mu_c, c * sigma_c)`` per channel c.
+    """Gaussian noise ``x + N(0, c * sigma_k)`` per channel k; ``with_mean``: REST's formula
+    ``x + N(mu_k, c * sigma_k)`` with the training mean (about 0 uV for the DC-free EEG and EOG,
+    a positive offset of the EMG envelope).
 
-    x_uv: (..., channels, samples) microvolts; returns float64 of the same shape. The noise mean
-    is the training mean, as REST defines it (about 0 uV for the DC-free EEG and EOG; for the EMG
-    envelope it is a positive offset)."""
+    x_uv: (..., channels, samples) microvolts; returns float64 of the same shape."""
     x = np.asarray(x_uv, dtype=np.float64)
-    mu, sd = _per_channel(stats.mean_uv, x.ndim), _per_channel(stats.std_uv, x.ndim)
-    return x + mu + c * sd * rng.standard_normal(x.shape)
+    sd = _per_channel(stats.std_uv, x.ndim)
+    noisy = x + c * sd * rng.standard_normal(x.shape)
+    return noisy + _per_channel(stats.mean_uv, x.ndim) if with_mean else noisy
 
 
 def shot_noise(
@@ -173,8 +185,8 @@ def add_noise(
     x_uv: np.ndarray, spec: NoiseSpec, stats: SignalStats, rng: np.random.Generator
 ) -> np.ndarray:
     """``spec``'s noise added to ``x_uv`` (..., channels, samples) microvolts -> float64."""
-    if spec.kind == "gaussian":
-        return gaussian_noise(x_uv, spec.level, stats, rng)
+    if spec.kind in ("gaussian", "gaussian-mean"):
+        return gaussian_noise(x_uv, spec.level, stats, rng, with_mean=spec.kind == "gaussian-mean")
     if spec.kind == "shot":
         return shot_noise(x_uv, spec.level, stats, rng)
     raise ValueError(f"unknown noise kind {spec.kind!r}; known: {sorted(KINDS)}")

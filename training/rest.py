@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -228,15 +229,28 @@ def gammas(model: ULWSleepNet) -> list[tuple[torch.Tensor, torch.Tensor]]:
     ]
 
 
-def plan_pruning(model: ULWSleepNet, fraction: float, min_fraction: float = 0.1) -> PrunePlan:
+def plan_pruning(
+    model: ULWSleepNet,
+    fraction: float,
+    min_fraction: float = 0.1,
+    widths: Sequence[int] | None = None,
+) -> PrunePlan:
     """Network-slimming selection: one global threshold over every |gamma| removes ``fraction``
     of the DSSC channels (inner and output), keeping at least ceil(min_fraction * width) (and at
     least one) channel of each layer, the largest |gamma| first.
+
+    ``widths``: the channel counts a layer may keep (e.g. 4, 8, 16, 32: the counts the firmware
+    engine has fast kernels for). Each layer's count is then rounded UP to the next allowed one
+    (never above the layer's width), again keeping the largest |gamma|: the threshold decides
+    how small a layer gets, the hardware which width it gets.
 
     An inner channel feeds the main stream through its BatchNorm and the shortcut stream without
     one; only the main stream's gamma ranks it (the shortcut has no gate to read)."""
     if not 0 <= fraction < 1 or not 0 < min_fraction <= 1:
         raise ValueError("prune fraction must be in [0, 1) and the per-layer minimum in (0, 1]")
+    allowed = sorted(set(widths)) if widths else None
+    if allowed is not None and allowed[0] < 1:
+        raise ValueError(f"prune widths must be positive, got {list(widths)}")
     layers = [g for pair in gammas(model) for g in pair]
     allg = torch.cat(layers)
     n_remove = round(fraction * allg.numel())
@@ -245,8 +259,12 @@ def plan_pruning(model: ULWSleepNet, fraction: float, min_fraction: float = 0.1)
     for g in layers:
         floor = max(1, math.ceil(min_fraction * g.numel()))
         keep = set(torch.nonzero(g > threshold).flatten().tolist())
-        if len(keep) < floor:
-            keep = set(torch.argsort(g, descending=True)[:floor].tolist())
+        want = max(len(keep), floor)
+        if allowed is not None:
+            want = min([w for w in allowed if w >= want] or [g.numel()])
+            want = min(want, g.numel())
+        if len(keep) != want:
+            keep = set(torch.argsort(g, descending=True)[:want].tolist())
         keeps.append(tuple(sorted(keep)))
     return PrunePlan(inner=tuple(keeps[0::2]), outer=tuple(keeps[1::2]))
 

@@ -183,7 +183,11 @@ def robustness(
     res = _score_both(model, runner, inputs(ts.adv), y_adv)
     record("none (attack subset)", "-", 0, res, len(y_adv))
 
-    for kind, values in (("gaussian", opts.gaussian), ("shot", opts.shot)):
+    for kind, values in (
+        ("gaussian", opts.gaussian),
+        ("gaussian-mean", opts.gaussian),
+        ("shot", opts.shot),
+    ):
         for level, value in zip(LEVEL_NAMES, values, strict=True):
             spec = NoiseSpec(kind, value)
             parts = []
@@ -377,7 +381,7 @@ def plot_macro_f1(path: Path, results: dict[str, dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    kinds = ["gaussian", "shot", *(f"adversarial {a}" for a in ATTACKS)]
+    kinds = ["gaussian", "gaussian-mean", "shot", *(f"adversarial {a}" for a in ATTACKS)]
     fig, axes = plt.subplots(1, len(kinds), figsize=(4 * len(kinds), 3.6), sharey=True)
     for ax, kind in zip(axes, kinds, strict=True):
         for k, (name, res) in enumerate(results.items()):

@@ -383,7 +383,8 @@ class RobustConfig:
     (every batch replaced by its adversarial version, budget ``eps_uv`` in uV of Fpz-Cz, see
     training/rest.py). ``lambda_o``: spectral term; ``lambda_g``: L1 on BatchNorm gammas (first
     stage only). ``prune_fraction`` > 0: after the first stage, the best checkpoint loses that
-    fraction of its DSSC channels (at least ``prune_min_fraction`` of each layer kept) and is
+    fraction of its DSSC channels (at least ``prune_min_fraction`` of each layer kept, each
+    layer's count rounded up to one of ``prune_widths`` when given) and is
     retrained for ``retrain_epochs`` without the sparsity term. Checkpoints are selected on the
     mean of clean and adversarial (``select_attack`` at ``select_eps_uv``) validation macro-F1,
     on fixed subsets of ``val_samples`` / ``val_adv_samples`` validation epochs."""
@@ -403,6 +404,7 @@ class RobustConfig:
     lambda_g: float = 0.0
     prune_fraction: float = 0.0
     prune_min_fraction: float = 0.1
+    prune_widths: tuple[int, ...] | None = None
     retrain_epochs: int = 0
     select_attack: str = "pgd"
     select_eps_uv: float = 6.0
@@ -417,6 +419,8 @@ class RobustConfig:
             )
         if self.prune_fraction > 0 and self.retrain_epochs < 1:
             raise ValueError("prune_fraction > 0 needs retrain_epochs >= 1")
+        if self.prune_widths is not None:
+            object.__setattr__(self, "prune_widths", tuple(int(w) for w in self.prune_widths))
 
     @classmethod
     def from_file(cls, path: str | Path | None, **overrides) -> RobustConfig:
@@ -591,7 +595,7 @@ def finetune(
         raise ValueError(f"{init}: REST fine-tuning needs the fixed-scale int8 normalisation")
     norm = Normaliser.from_dict(init_config["normalisation"])
     split = init_config["split"]
-    run_info = {"init": str(init), "config": asdict(cfg), "split": split}
+    run_info = json.loads(json.dumps({"init": str(init), "config": asdict(cfg), "split": split}))
     run_file = out / "finetune.json"
     if run_file.is_file() and json.loads(run_file.read_text()) != run_info:
         raise ValueError(
@@ -646,7 +650,7 @@ def finetune(
     final = out / "stage-1" / "model"
     if cfg.prune_fraction > 0:
         best, _ = load_model(final)
-        plan = plan_pruning(best, cfg.prune_fraction, cfg.prune_min_fraction)
+        plan = plan_pruning(best, cfg.prune_fraction, cfg.prune_min_fraction, cfg.prune_widths)
         pruned = prune(best, plan)
         extra = {**extra, "pruned": {"plan": plan.to_dict(), "from": str(final)}}
         save_model(out / "pruned-before-retraining", pruned, extra)

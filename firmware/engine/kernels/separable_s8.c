@@ -96,7 +96,7 @@ static ENGINE_COLD void engine_separable_exact(const engine_separable_s8_t *u, c
 }
 
 /* ------------------------------------------------------------------------------------------
- * Fast path: the hot loops, specialised on the input channel count (1, 8, 16, 32: strides
+ * Fast path: the hot loops, specialised on the input channel count (1, 4, 8, 16, 32: strides
  * become immediates and dot products unroll); other counts run the same code with run-time
  * counts. */
 
@@ -154,6 +154,7 @@ static ENGINE_ALWAYS_INLINE void engine_dw3_run(const int8_t *x, uint8_t *dst, i
         engine_dw3_run(x, dst, n, p, c, 4 * ((c + 1) / 2));                                    \
     }
 ENGINE_DW3_RUN(1)
+ENGINE_DW3_RUN(4)
 ENGINE_DW3_RUN(8)
 ENGINE_DW3_RUN(16)
 ENGINE_DW3_RUN(32)
@@ -186,6 +187,7 @@ typedef void (*engine_pw_tile_fn)(const engine_separable_s8_t *u, const uint32_t
         (void)pooled;                                                                          \
         engine_pw_tile_rows(u, tile, pairs, out, 1, c);                                        \
     }
+ENGINE_PW_TILE(4)
 ENGINE_PW_TILE(8)
 ENGINE_PW_TILE(16)
 ENGINE_PW_TILE(32)
@@ -213,6 +215,7 @@ static void engine_separable_fast(const engine_separable_s8_t *u, const int8_t *
     engine_dw_run_fn dw_run = NULL; /* NULL: the plain sum for other kernels and strides */
     if ((u->kernel == 3) && (u->stride == 1)) {
         dw_run = (c_in == 1)    ? engine_dw3_run_1
+                 : (c_in == 4)  ? engine_dw3_run_4
                  : (c_in == 8)  ? engine_dw3_run_8
                  : (c_in == 16) ? engine_dw3_run_16
                  : (c_in == 32) ? engine_dw3_run_32
@@ -221,6 +224,7 @@ static void engine_separable_fast(const engine_separable_s8_t *u, const int8_t *
         dw_run = engine_dw1_run_any;
     }
     const engine_pw_tile_fn pw_tile = !pooled       ? engine_pw_tile_any
+                                      : (c_in == 4)  ? engine_pw_tile_4
                                       : (c_in == 8)  ? engine_pw_tile_8
                                       : (c_in == 16) ? engine_pw_tile_16
                                       : (c_in == 32) ? engine_pw_tile_32

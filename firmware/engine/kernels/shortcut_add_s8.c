@@ -194,6 +194,7 @@ static ENGINE_ALWAYS_INLINE void engine_sc_pw(const engine_separable_s8_t *u,
         engine_sc_pw(u, tile, rows, dst, c);                                                   \
     }
 ENGINE_SC_PW(1)
+ENGINE_SC_PW(4)
 ENGINE_SC_PW(8)
 ENGINE_SC_PW(16)
 ENGINE_SC_PW(32)
@@ -207,6 +208,7 @@ static ENGINE_NOINLINE void engine_sc_pw_any(const engine_separable_s8_t *u,
 static engine_sc_pw_fn engine_sc_pw_for(int c_in)
 {
     return (c_in == 1)    ? engine_sc_pw_1
+           : (c_in == 4)  ? engine_sc_pw_4
            : (c_in == 8)  ? engine_sc_pw_8
            : (c_in == 16) ? engine_sc_pw_16
            : (c_in == 32) ? engine_sc_pw_32
