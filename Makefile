@@ -10,7 +10,7 @@ SEED ?= 0
 SHARED_HYPNOGRAMS ?= $(wildcard ../shared/sleep-edf/hypnograms)
 DEMO_HYPNOGRAM := $(if $(SHARED_HYPNOGRAMS),$(SHARED_HYPNOGRAMS)/SC4001EC-Hypnogram.edf)
 
-.PHONY: setup test lint format demo demo-stream bench-stream bench bench-train model convert firmware firmware-test firmware-fuzz bench-fuzz firmware-model clean distclean
+.PHONY: setup test lint format demo demo-stream bench-stream bench-faults bench bench-train model convert firmware firmware-test firmware-fuzz bench-fuzz firmware-model rest-variants variant-cards robustness robustness-onchip clean distclean
 
 setup:
 	@scripts/setup.sh
@@ -47,6 +47,18 @@ bench-stream: setup
 	$(VENV)/bin/host_tools stream $$(ls $(BUILD)/demo/psg/*-PSG.edf | head -1) \
 		--out $(BUILD)/bench-stream
 
+## bench-faults: the reliability benchmark: a simulated night to emu-m4 with 1 % of the bytes
+##               corrupted and 0.5 % dropped, both ways (FAULT_EPOCHS=N for the first N epochs);
+##               prints faults injected, retries, epochs scored (every one, exactly once) and
+##               bit-exactness against TFLite Micro
+bench-faults: setup
+	test -n "$(DEMO_PSG)" || $(PY) -m training simulate $(if $(DEMO_HYPNOGRAM),--hypnograms \
+		$(DEMO_HYPNOGRAM)) --nights 1 --seed $(SEED) --out $(BUILD)/demo/psg
+	rm -rf $(BUILD)/bench-faults
+	$(VENV)/bin/host_tools stream $$(ls $(BUILD)/demo/psg/*-PSG.edf | head -1) \
+		--faults corrupt=0.01,drop=0.005,seed=$(SEED) $(if $(FAULT_EPOCHS),--epochs $(FAULT_EPOCHS)) \
+		--out $(BUILD)/bench-faults
+
 ## bench: the data-path benchmark (targets: simulate <= 10 s, load <= 10 s, cached <= 3 s)
 bench: setup
 	$(PY) -m training bench-data $(if $(DEMO_HYPNOGRAM),--hypnogram $(DEMO_HYPNOGRAM)) --seed $(SEED)
@@ -61,6 +73,69 @@ model: setup $(BUILD)/sim35/.done
 	$(PY) -m training train --data $(BUILD)/sim35 --cache $(BUILD)/cache \
 		--out $(BUILD)/runs/shipped $(MODEL_SPLIT)
 	cp $(BUILD)/runs/shipped/split/model/{config.json,weights.pt,metrics.json} models/ulw_sleepnet/
+
+## rest-variants: fine-tune the REST variants from the shipped model (docs/robustness.md, about
+##                an hour on 2 cores), copy each into models/ulw_sleepnet_<v>, convert it
+REST := $(BUILD)/rest
+TRAIN_THREADS ?= 2
+FINETUNE := $(PY) -m training finetune --data $(BUILD)/sim35 --cache $(BUILD)/cache \
+	--threads $(TRAIN_THREADS)
+REST_ATTACK := --augment rest-published --select-attack rest-published --eps-uv 10 --lambda-o 3e-3
+GAUSS_OPTS := --augment gaussian --gaussian-c 0.2 --epochs 2 --samples-per-epoch 4000
+REST_A_OPTS := $(REST_ATTACK) --epochs 4 --samples-per-epoch 1920
+REST_AS_OPTS := $(REST_ATTACK) --adversarial-fraction 0.5 --lambda-g 1e-5 --lr 1e-3 --epochs 1 \
+	--samples-per-epoch 4800 --prune-fraction 0.55 --prune-widths 4,8,16,32 --retrain-epochs 8
+VARIANTS := gauss rest_a rest_as
+rest-variants: setup $(BUILD)/sim35/.done
+	$(FINETUNE) --init models/ulw_sleepnet --out $(REST)/gauss $(GAUSS_OPTS)
+	$(FINETUNE) --init models/ulw_sleepnet --out $(REST)/rest_a $(REST_A_OPTS)
+	$(FINETUNE) --init models/ulw_sleepnet --out $(REST)/rest_as $(REST_AS_OPTS)
+	for v in $(VARIANTS); do \
+		mkdir -p models/ulw_sleepnet_$$v && \
+		cp $(REST)/$$v/model/{config.json,weights.pt,metrics.json} models/ulw_sleepnet_$$v/ && \
+		$(PY) -m converter build --model models/ulw_sleepnet_$$v --out $(REST)/convert/$$v && \
+		cp $(REST)/convert/$$v/{model_int8.tflite,model.onnx} models/ulw_sleepnet_$$v/ || exit 1; \
+	done
+	$(MAKE) -s variant-cards
+
+## variant-cards: firmware for each variant (emu-m4), its instruction counts, its MODEL_CARD.md
+TITLE_gauss := Gaussian-noise augmentation (REST's "Ford" baseline, unpruned)
+TITLE_rest_a := REST(A): published attack + spectral term
+TITLE_rest_as := REST(A+S): attack + spectral + sparsity, pruned
+variant-cards: setup
+	mkdir -p $(REST)/bench
+	$(foreach v,$(VARIANTS),\
+		$(MAKE) -s -C firmware BOARD=emu-m4 MODEL_DIR=$(abspath $(REST)/convert/$(v)) \
+			BUILD=$(abspath $(REST)/firmware/$(v)) && \
+		$(VENV)/bin/host_tools bench --firmware $(REST)/firmware/$(v)/firmware.elf --epochs 3 \
+			--json > $(REST)/bench/$(v).json && \
+		$(PY) -m training model-card --model models/ulw_sleepnet_$(v) --title '$(TITLE_$(v))' \
+			--convert-report $(REST)/convert/$(v)/report.json --bench $(REST)/bench/$(v).json &&) true
+
+## robustness: REST's noise evaluation of the shipped model and every variant, float and int8
+##             (TFLite Micro), one table and plot in build/rest/robustness/all
+ROBUSTNESS_OPTS := --max-epochs 1500 --adversarial-epochs 100 --write-adversarial
+robustness: setup $(BUILD)/sim35/.done
+	for v in baseline $(VARIANTS); do \
+		m=models/ulw_sleepnet; [ $$v = baseline ] || m=$${m}_$$v; \
+		$(PY) -m training robustness --model $$m --data $(BUILD)/sim35 --cache $(BUILD)/cache \
+			--out $(REST)/robustness/$$v $(ROBUSTNESS_OPTS) || exit 1; \
+	done
+	$(PY) -m training robustness-table --out $(REST)/robustness/all \
+		$(foreach v,baseline $(VARIANTS),--run $(v)=$(REST)/robustness/$(v))
+
+## robustness-onchip: the same noisy and adversarial epochs streamed through the emulated board
+##                    running each model (after `make robustness` and `make rest-variants`);
+##                    fills the "on chip" columns of build/rest/robustness/all/table.md
+ROBUSTNESS_ONCHIP_OPTS ?= --max-epochs 100
+robustness-onchip: setup
+	$(VENV)/bin/host_tools robustness --run $(REST)/robustness/baseline $(ROBUSTNESS_ONCHIP_OPTS)
+	for v in $(VARIANTS); do \
+		$(VENV)/bin/host_tools robustness --run $(REST)/robustness/$$v \
+			--firmware $(REST)/firmware/$$v/firmware.elf $(ROBUSTNESS_ONCHIP_OPTS) || exit 1; \
+	done
+	$(PY) -m training robustness-table --out $(REST)/robustness/all \
+		$(foreach v,baseline $(VARIANTS),--run $(v)=$(REST)/robustness/$(v))
 
 ## convert: ONNX, int8 TFLite, C for the firmware and a verified report (build/model)
 convert: setup

@@ -20,7 +20,8 @@ class ConversionError(RuntimeError):
 
 def export_onnx(model: ULWSleepNet, path: Path, check: np.ndarray, tol: float = 1e-5) -> float:
     """Write the float model as ONNX (input 'epoch' (n, 4, 3000) = q / 16, output 'logits');
-    return the largest |onnxruntime - PyTorch| on ``check`` (float inputs), checked <= tol."""
+    return the largest |onnxruntime - PyTorch| on ``check`` (float inputs), checked <= tol
+    relative to the largest |logit| (at least 1): float32 rounding grows with the values."""
     import onnxruntime as ort
 
     model.eval()
@@ -41,8 +42,12 @@ def export_onnx(model: ULWSleepNet, path: Path, check: np.ndarray, tol: float = 
     with torch.no_grad():
         want = model(torch.from_numpy(check.astype(np.float32))).numpy()
     diff = float(np.abs(got - want).max())
-    if diff > tol:
-        raise ConversionError(f"ONNX output differs from PyTorch by {diff:.2e} (> {tol:g})")
+    bound = tol * max(1.0, float(np.abs(want).max()))
+    if diff > bound:
+        raise ConversionError(
+            f"ONNX output differs from PyTorch by {diff:.2e} (> {bound:.2e}: {tol:g} of the "
+            "largest logit)"
+        )
     return diff
 
 

@@ -1,7 +1,8 @@
 """``host_tools`` console script (``python -m host_tools``): a thin layer over the operations.
 
-Commands: ``stream`` (a recording through a board, compared), ``report`` (re-render a stream
-folder), ``board`` (keep an emulated board running for other tools), ``info``, ``bench``.
+Commands: ``stream`` (a recording through a board, compared), ``robustness`` (a training
+robustness run's noise conditions through a board), ``report`` (re-render a stream folder),
+``board`` (keep an emulated board running for other tools), ``info``, ``bench``.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def _open(args):
         dev = Device(reopen(), reopen=reopen)
         dev.faults = counts
         return dev, lambda: dev.port.close()
-    emu = Emulator(args.board).start()
+    emu = Emulator(args.board, elf=_firmware(args)).start()
     try:
         port = faulty(emu.connect())
     except BaseException:
@@ -71,6 +72,15 @@ def _open(args):
             emu.stop()
 
     return dev, close
+
+
+def _firmware(args) -> Path | None:
+    from .emulator import EmulatorError
+
+    firmware = getattr(args, "firmware", None)
+    if firmware and not Path(firmware).is_file():
+        raise EmulatorError(f"--firmware {firmware}: no such file")
+    return Path(firmware) if firmware else None
 
 
 def _port_label(args) -> str:
@@ -109,7 +119,13 @@ def cmd_stream(args) -> int:
     from .stream import StreamInterrupted, StreamOptions, stream
 
     started = time.perf_counter()
-    pair_for(args.night, args.hypnogram)  # a missing file fails before a board is started
+    pair = pair_for(args.night, args.hypnogram)  # a missing file fails before a board starts
+    if args.adversarial:  # so does an adversarial file for another record or model
+        from .reference import ModelFiles
+        from .stream import check_adversarial, read_adversarial_file
+
+        adv = read_adversarial_file(args.adversarial)
+        check_adversarial(adv, pair.name, ModelFiles.load(args.model))
     out = Path(args.out) if args.out else Path("runs") / "stream" / Path(args.night).name[:8]
     options = StreamOptions(
         hypnogram=Path(args.hypnogram) if args.hypnogram else None,
@@ -120,6 +136,7 @@ def cmd_stream(args) -> int:
         seed=args.seed,
         resume=args.resume,
         model_dir=Path(args.model),
+        adversarial=Path(args.adversarial) if args.adversarial else None,
     )
     bar = None
 
@@ -156,6 +173,32 @@ def cmd_stream(args) -> int:
     print(summary_text(report, out))
     if dev.faults is not None:
         print(fault_summary(dev, report, out))
+    return 0
+
+
+def cmd_robustness(args) -> int:
+    from .robustness import plan_sweep, render_text, run_sweep
+
+    run = Path(args.run)
+    out = Path(args.out) if args.out else run / "onchip"
+    sweep = plan_sweep(run, out, model=args.model, data=args.data, max_epochs=args.max_epochs)
+    print(
+        f"{len(sweep.jobs)} streams, {sweep.total_epochs:,} epochs of {len(sweep.nights)} "
+        f"nights to {_port_label(args)}; run folders in {out}",
+        flush=True,
+    )
+    from .stream import StreamInterrupted
+
+    dev, close = _open(args)
+    try:
+        result = run_sweep(dev, sweep, port_label=_port_label(args))
+    except StreamInterrupted as exc:
+        print(f"{exc}; run the same host_tools robustness command to continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        close()
+    print(render_text(result))
+    print(f"on-chip figures: {out / 'onchip.json'}, table: {out / 'table.md'}")
     return 0
 
 
@@ -198,7 +241,7 @@ def cmd_report(args) -> int:
 def cmd_board(args) -> int:
     from .emulator import Emulator, EmulatorError
 
-    emu = Emulator(args.board).start()
+    emu = Emulator(args.board, elf=_firmware(args)).start()
     try:
         print(f"{args.board} emulated board at {emu.url}", flush=True)
         print(
@@ -242,6 +285,13 @@ def _board_options(p: argparse.ArgumentParser, *, port: bool = True) -> None:
         )
         p.add_argument("--baud", type=int, default=921600)
     p.add_argument("--board", default="emu-m4", help="emulated board (emu-m4, emu-an386)")
+    p.add_argument(
+        "--firmware",
+        metavar="ELF",
+        help="firmware image for the emulated board, e.g. one built for another model with "
+        "make -C firmware MODEL_DIR=... BUILD=... (default: firmware/build/<board>/firmware.elf, "
+        "rebuilt when out of date)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,13 +314,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--realtime", action="store_true", help="pace at the recording's rate (30 s per epoch)"
     )
-    p.add_argument(
+    inputs = p.add_mutually_exclusive_group()
+    inputs.add_argument(
         "--noise",
         type=_noise,
         default=None,
         metavar="SPEC",
         help="add REST noise in uV before the wire conversion: gaussian:C (zero-mean, C x "
         "sigma), gaussian-mean:C (plus the training mean) or shot:C; C may be low, med or high",
+    )
+    inputs.add_argument(
+        "--adversarial",
+        metavar="FILE.npz",
+        help="stream the int16 wire samples of an adversarial epoch file of this recording "
+        "(python -m training robustness --write-adversarial) at its epochs",
     )
     p.add_argument("--seed", type=int, default=0, help="noise seed (0)")
     p.add_argument(
@@ -286,6 +343,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", default=str(MODEL_DIR), help="model folder (the shipped model)")
     p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser(
+        "robustness",
+        help="a training robustness run's conditions, streamed through one board",
+        description="Stream the epochs a 'python -m training robustness' run scored, with the "
+        "same noise (and its adversarial files), through one board; write onchip.json "
+        "(docs/robustness.md).",
+    )
+    p.add_argument("--run", required=True, metavar="DIR", help="training robustness --out folder")
+    p.add_argument("--model", help="model folder (default: the one results.json names)")
+    p.add_argument("--data", help="folder with the test recordings (default: results.json paths)")
+    _board_options(p)
+    p.add_argument(
+        "--max-epochs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the first N epochs of each subset, pooled over the nights (default: all)",
+    )
+    p.add_argument("--out", metavar="OUTDIR", help="output folder (default: DIR/onchip)")
+    p.set_defaults(func=cmd_robustness)
 
     p = sub.add_parser("report", help="re-render a stream folder from results.csv + run.json")
     p.add_argument("folder", metavar="DIR")

@@ -1,25 +1,27 @@
 """Layer 1 of the host tools: wire framing and payload codecs, no I/O.
 
-The source of truth is docs/protocol.md (version 1); the constants below are checked
+The source of truth is docs/protocol.md (version 3); the constants below are checked
 against firmware/app/protocol_defs.h by tests/test_protocol.py. Everything is little-endian.
 """
 
 from __future__ import annotations
 
-import binascii
 import struct
+import zlib
 from dataclasses import astuple, dataclass
 from enum import IntEnum
 
 import numpy as np
 
 SYNC = b"\xa5\x5a"
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 HEADER_LEN = 8
-CRC_LEN = 2
+CRC_LEN = 4
 MAX_PAYLOAD = 1024
-MAX_FRAME = 8 + MAX_PAYLOAD + 2  # header + payload + CRC
+MAX_FRAME = HEADER_LEN + MAX_PAYLOAD + CRC_LEN
 MAX_SAMPLES_PER_FRAME = 125
+SAMPLE_BLOCK = 5  # SAMPLES frames start and end on multiples of this
+SACK_BLOCKS = 64  # blocks after the next expected index that ACK and STATUS_REPLY report
 N_CHANNELS = 4
 EPOCH_SAMPLES = 3000
 SAMPLE_RATE_HZ = 100
@@ -63,10 +65,10 @@ class ProtocolError(Exception):
     """A frame or payload that cannot be encoded or decoded."""
 
 
-def crc16_ccitt_false(data: bytes) -> int:
-    """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final xor (the C side's
-    proto_crc16). binascii's CRC-CCITT (XMODEM) with the initial value 0xFFFF is exactly that."""
-    return binascii.crc_hqx(bytes(data), 0xFFFF)
+def crc32(data: bytes) -> int:
+    """CRC-32 (IEEE 802.3; reflected poly 0xEDB88320, init and final xor 0xFFFFFFFF): zlib's
+    crc32, the C side's proto_crc32."""
+    return zlib.crc32(data)
 
 
 _HEADER = struct.Struct("<2sBBHH")  # sync, version, type, seq, payload length
@@ -103,7 +105,15 @@ class Frame:
             raise ProtocolError(f"message type {self.type} is not in 0..255")
         body = _HEADER.pack(SYNC, PROTOCOL_VERSION, self.type, self.seq, len(self.payload))
         body += bytes(self.payload)
-        return body + struct.pack("<H", crc16_ccitt_false(body[2:]))
+        return body + struct.pack("<I", crc32(body[2:]))
+
+
+def reply_length_ok(mtype: int, n: int) -> bool:
+    """Whether a board -> host frame of type ``mtype`` can have a payload of ``n`` bytes."""
+    fixed = _REPLY_LENGTHS.get(mtype)
+    if fixed is not None:
+        return n == fixed
+    return mtype == MsgType.LAYER_COUNTS and n >= 1 and (n - 1) % 8 == 0
 
 
 class FrameDecoder:
@@ -111,11 +121,17 @@ class FrameDecoder:
 
     ``errors`` holds ``(ErrorCode, info)`` for each dropped candidate (the newest
     ``max_errors``). Bytes outside frames are skipped silently. Never raises on bytes input.
+
+    ``replies_only=True`` (the host reading a board): a header whose type is not a board reply
+    or whose length that type cannot have is dropped at once, as the board does with the frames
+    it receives, so that a damaged length field does not make the decoder wait for (and then
+    drop) the frames that follow.
     """
 
     max_errors = 256
 
-    def __init__(self) -> None:
+    def __init__(self, *, replies_only: bool = False) -> None:
+        self.replies_only = replies_only
         self._buf = bytearray()
         self._offset = 0  # stream offset of self._buf[0]
         self.errors: list[tuple[ErrorCode, str]] = []
@@ -141,19 +157,21 @@ class FrameDecoder:
                 self._reject(ErrorCode.BAD_VERSION, pos, f"version {version}")
             elif n > MAX_PAYLOAD:
                 self._reject(ErrorCode.TOO_LONG, pos, f"payload length {n}")
+            elif self.replies_only and not reply_length_ok(mtype, n):
+                self._reject(ErrorCode.BAD_LENGTH, pos, f"type {mtype:#04x} with length {n}")
             else:
                 end = pos + HEADER_LEN + n + CRC_LEN
                 if len(buf) < end:
                     break
-                (crc,) = struct.unpack_from("<H", buf, end - CRC_LEN)
-                computed = crc16_ccitt_false(buf[pos + 2 : end - CRC_LEN])
+                (crc,) = struct.unpack_from("<I", buf, end - CRC_LEN)
+                computed = crc32(buf[pos + 2 : end - CRC_LEN])
                 if crc == computed:
                     payload = bytes(buf[pos + HEADER_LEN : end - CRC_LEN])
                     mtype = MsgType(mtype) if mtype in MsgType._value2member_map_ else mtype
                     frames.append(Frame(mtype, seq, payload))
                     pos = end
                     continue
-                self._reject(ErrorCode.BAD_CRC, pos, f"crc {crc:#06x} != {computed:#06x}")
+                self._reject(ErrorCode.BAD_CRC, pos, f"crc {crc:#010x} != {computed:#010x}")
             pos += 1  # resynchronise after the first sync byte of the bad candidate
         del buf[:pos]
         self._offset += pos
@@ -166,8 +184,15 @@ def encode_samples(first_index: int, samples: np.ndarray) -> bytes:
     if samples.ndim != 2 or samples.shape[1] != N_CHANNELS:
         raise ProtocolError(f"SAMPLES: shape {samples.shape}, expected (n, {N_CHANNELS})")
     n = samples.shape[0]
-    if not 1 <= n <= MAX_SAMPLES_PER_FRAME:
-        raise ProtocolError(f"SAMPLES: {n} samples, expected 1..{MAX_SAMPLES_PER_FRAME}")
+    if not SAMPLE_BLOCK <= n <= MAX_SAMPLES_PER_FRAME or n % SAMPLE_BLOCK:
+        raise ProtocolError(
+            f"SAMPLES: {n} samples, expected a multiple of {SAMPLE_BLOCK} in "
+            f"{SAMPLE_BLOCK}..{MAX_SAMPLES_PER_FRAME}"
+        )
+    if first_index % SAMPLE_BLOCK:
+        raise ProtocolError(
+            f"SAMPLES: first index {first_index} is not a multiple of {SAMPLE_BLOCK}"
+        )
     if samples.dtype != np.int16:
         if samples.dtype.kind not in "iu" or samples.min() < -32768 or samples.max() > 32767:
             raise ProtocolError(f"SAMPLES: values of dtype {samples.dtype} do not fit int16")
@@ -179,7 +204,9 @@ def decode_samples(payload: bytes) -> tuple[int, np.ndarray]:
     if len(payload) < 6:
         raise ProtocolError(f"SAMPLES: payload is {len(payload)} bytes, expected at least 6")
     first, n = struct.unpack_from("<IH", payload)
-    if not 1 <= n <= MAX_SAMPLES_PER_FRAME or len(payload) != 6 + 8 * n:
+    if not SAMPLE_BLOCK <= n <= MAX_SAMPLES_PER_FRAME or n % SAMPLE_BLOCK or first % SAMPLE_BLOCK:
+        raise ProtocolError(f"SAMPLES: {n} samples from {first}: not whole {SAMPLE_BLOCK}-blocks")
+    if len(payload) != 6 + 8 * n:
         raise ProtocolError(f"SAMPLES: payload is {len(payload)} bytes for n = {n}")
     return first, np.frombuffer(payload, "<i2", offset=6).reshape(n, N_CHANNELS).astype(np.int16)
 
@@ -271,32 +298,84 @@ def decode_result(payload: bytes) -> Result:
     return Result(v[0], v[1], tuple(v[2:7]), v[7], v[8], _counter_kind("RESULT", v[9]))
 
 
-def encode_ack(next_index: int) -> bytes:
-    """ACK payload (Messages table): u32 next expected sample index."""
-    return _pack("ACK", "<I", next_index)
+def _sack_bits(sack: frozenset[int] | set[int]) -> int:
+    bits = 0
+    for i in sack:
+        if not 0 <= i < SACK_BLOCKS:
+            raise ProtocolError(f"SACK block {i} is not in 0..{SACK_BLOCKS - 1}")
+        bits |= 1 << i
+    return bits
 
 
-def decode_ack(payload: bytes) -> int:
-    """ACK payload (4 bytes) -> next expected sample index."""
-    return _unpack("ACK", "<I", payload)[0]
+def _sack_set(bits: int) -> frozenset[int]:
+    return frozenset(i for i in range(SACK_BLOCKS) if bits >> i & 1)
 
 
-@dataclass
-class Status:
-    """STATUS_REPLY payload (docs/protocol.md, 9 bytes)."""
+@dataclass(frozen=True)
+class Ack:
+    """ACK payload (docs/protocol.md, 17 bytes): the board's receive state after a frame."""
 
-    next_index: int  # next expected sample index
-    epoch_waiting: bool  # a complete epoch waits for the model (its last ACK is deferred)
-    results_sent: int  # RESULTs sent since the last RESET_STREAM or reset
+    next_index: int  # next expected sample index: every sample before it is stored
+    epoch_waiting: bool = False  # a complete epoch waits for the model (send no next epoch yet)
+    sack_from: int = 0  # first sample of the blocks ``sack`` reports
+    # stored blocks from sack_from on: i in sack = samples sack_from + 5 i .. + 5 are stored
+    sack: frozenset[int] = frozenset()
+
+    def stored(self, index: int) -> bool | None:
+        """Whether the 5-sample block starting at board sample ``index`` is stored: True,
+        False, or None when this ACK does not say."""
+        if index < self.next_index:
+            return True
+        if index == self.next_index:
+            return False
+        i = (index - self.sack_from) // SAMPLE_BLOCK
+        if not 0 <= i < SACK_BLOCKS:
+            return None
+        return i in self.sack
+
+
+_ACK = "<IBIQ"
+
+
+def encode_ack(ack: Ack | int) -> bytes:
+    """ACK payload (Messages table): u32 next expected index, u8 epoch waiting, u32 first
+    sample of the SACK blocks, u64 SACK bits."""
+    if isinstance(ack, int):
+        ack = Ack(ack)
+    return _pack(
+        "ACK", _ACK, ack.next_index, int(ack.epoch_waiting), ack.sack_from, _sack_bits(ack.sack)
+    )
+
+
+def decode_ack(payload: bytes) -> Ack:
+    """ACK payload (17 bytes) -> Ack."""
+    nxt, waiting, first, bits = _unpack("ACK", _ACK, payload)
+    return Ack(nxt, bool(waiting), first, _sack_set(bits))
+
+
+@dataclass(frozen=True)
+class Status(Ack):
+    """STATUS_REPLY payload (docs/protocol.md, 21 bytes): the receive state as in ACK, then
+    the RESULTs sent since the last RESET_STREAM or reset."""
+
+    results_sent: int = 0
+
+    @property
+    def ack(self) -> Ack:
+        return Ack(self.next_index, self.epoch_waiting, self.sack_from, self.sack)
+
+
+_STATUS = "<IBIQI"
 
 
 def encode_status(st: Status) -> bytes:
-    return _pack("STATUS_REPLY", "<IBI", st.next_index, int(st.epoch_waiting), st.results_sent)
+    a = st.ack
+    return encode_ack(a) + _pack("STATUS_REPLY", "<I", st.results_sent)
 
 
 def decode_status(payload: bytes) -> Status:
-    nxt, waiting, sent = _unpack("STATUS_REPLY", "<IBI", payload)
-    return Status(nxt, bool(waiting), sent)
+    nxt, waiting, first, bits, sent = _unpack("STATUS_REPLY", _STATUS, payload)
+    return Status(nxt, bool(waiting), first, _sack_set(bits), sent)
 
 
 def encode_resend(epoch: int) -> bytes:
@@ -335,3 +414,12 @@ def decode_error(payload: bytes) -> ErrorReply:
     code, detail, seq = _unpack("ERROR", "<BBH", payload)
     known = code in ErrorCode._value2member_map_
     return ErrorReply(ErrorCode(code) if known else code, detail, seq)
+
+
+_REPLY_LENGTHS = {
+    MsgType.INFO: struct.calcsize(_INFO),
+    MsgType.ACK: struct.calcsize(_ACK),
+    MsgType.RESULT: struct.calcsize(_RESULT),
+    MsgType.ERROR: 4,
+    MsgType.STATUS_REPLY: struct.calcsize(_STATUS),
+}

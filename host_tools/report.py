@@ -383,6 +383,7 @@ def build_report(results: Results, meta: dict) -> dict:
         "first_epoch": int(results.epoch[0]),
         "last_epoch": int(results.epoch[-1]),
         "noise": meta.get("noise"),
+        "adversarial": meta.get("adversarial"),
         "board": board["board"],
         "firmware_version": board["firmware_version"],
         "firmware_build_hash": board["build_hash"],
@@ -473,6 +474,21 @@ def _noise_text(noise: dict | None) -> str:
     return f"{noise['spec']} (seed {noise['seed']}; statistics: {noise['stats']['source']})"
 
 
+def _adversarial_text(adv: dict | None) -> str:
+    if not adv:
+        return "none"
+    return (
+        f"{adv['attack']} eps {adv['eps_uv']:g} uV (of Fpz-Cz), the int16 wire samples of "
+        f"`{adv['file']}` ({adv['crafted_on']})"
+    )
+
+
+def _epochs_text(r: dict) -> str:
+    span = r["last_epoch"] - r["first_epoch"] + 1
+    subset = "" if span == r["epochs"] else f", {r['epochs']} of them"
+    return f"{r['epochs']} (recording epochs {r['first_epoch']}..{r['last_epoch']}{subset})"
+
+
 def render_markdown(r: dict) -> str:
     """report.md: the same figures as report.json, for people."""
     rec = r["recording"]
@@ -484,8 +500,9 @@ def render_markdown(r: dict) -> str:
         "",
         f"- Recording: `{rec['path']}` (hypnogram `{rec['hypnogram']}`)",
         f"- **{rec['note']}**",
-        f"- Epochs: {r['epochs']} (recording epochs {r['first_epoch']}..{r['last_epoch']})",
+        f"- Epochs: {_epochs_text(r)}",
         f"- Noise: {_noise_text(r['noise'])}",
+        f"- Adversarial epochs: {_adversarial_text(r.get('adversarial'))}",
         f"- Board: {r['board']}, firmware {r['firmware_version']} "
         f"(build {r['firmware_build_hash']:#010x}), model {r['model_hash']}",
         "",
@@ -602,7 +619,13 @@ def summary_text(r: dict, folder: str | Path) -> str:
     return "\n".join(
         [
             f"{r['epochs']} epochs of {r['recording']['path']}"
-            + (" (simulated)" if r["recording"]["simulated"] else ""),
+            + (" (simulated)" if r["recording"]["simulated"] else "")
+            + (f"; noise {r['noise']['spec']}" if r.get("noise") else "")
+            + (
+                f"; adversarial {r['adversarial']['attack']} eps {r['adversarial']['eps_uv']:g}"
+                if r.get("adversarial")
+                else ""
+            ),
             f"bit-exact vs TFLite Micro {r['bitexact_vs_tflm']:.4f} ({r['mismatches']} "
             f"mismatches), agreement vs float {r['agreement_vs_float']:.4f}",
             f"vs expert: ACC {r['acc_vs_expert']:.3f}  macro-F1 {r['macro_f1_vs_expert']:.3f}  "

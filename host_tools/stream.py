@@ -4,7 +4,8 @@
 
 1. read the PSG + hypnogram with the training data layer (``training.psg``), optionally add
    noise in microvolts (``training.noise``, REST's definitions), convert to the int16 wire
-   samples with the model's ``Normaliser``;
+   samples with the model's ``Normaliser``; or take the int16 wire samples of an adversarial
+   epoch file (``training robustness --write-adversarial``) instead of the recording's own;
 2. check the board's INFO against the host's model (hash, channels, rate, epoch length,
    normalisation constants);
 3. send the epochs with ``Device.stream_epochs``; for every epoch, compute from the SAME wire
@@ -21,6 +22,9 @@ progress goes to the ``on_result`` callback.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import io
+import json
 import os
 import platform
 import time
@@ -63,10 +67,19 @@ class StreamInterrupted(Exception):
         )
 
 
+#: ``format`` of the adversarial epoch files (training/robustness.py, docs/robustness.md).
+ADVERSARIAL_FORMAT = "ulw-sleepnet adversarial wire epochs v1"
+
+
 @dataclass(frozen=True)
 class StreamOptions:
     """What to stream. ``start``/``epochs`` count the recording's kept (scored) epochs;
-    ``noise`` is added in microvolts before the wire conversion, with ``seed``."""
+    ``indices``: a sorted list of kept-epoch indices to stream instead of a contiguous range
+    (``epochs`` then keeps the first N of them); ``noise`` is added in microvolts before the
+    wire conversion, with ``seed`` and the statistics ``stats`` (default: config.json's
+    ``signal_stats``, else the recording's); ``adversarial``: an adversarial epoch file whose
+    int16 wire samples are streamed instead of the recording's (its epochs, or those of
+    ``indices``); ``figures``: render hypnogram.png and the on-chip hypnogram files."""
 
     hypnogram: Path | None = None
     start: int = 0
@@ -76,6 +89,10 @@ class StreamOptions:
     seed: int = 0
     resume: bool = False
     model_dir: Path = MODEL_DIR
+    indices: tuple[int, ...] | None = None
+    adversarial: Path | None = None
+    stats: SignalStats | None = None
+    figures: bool = True
 
 
 # ------------------------------------------------------------------------------------------
@@ -118,8 +135,11 @@ def is_simulated(psg: Path) -> bool:
     return SIMULATOR_MARK in header[88:168]
 
 
-def plan_epochs(n_kept: int, start: int, epochs: int | None) -> range:
-    """Recording epoch indices to stream: ``epochs`` from ``start`` (all to the end: None)."""
+def plan_epochs(n_kept: int, start: int, epochs: int | None, indices=None) -> range | np.ndarray:
+    """Recording epoch indices to stream: ``epochs`` from ``start`` (all to the end: None), or
+    the first ``epochs`` of ``indices`` (strictly increasing kept-epoch indices; all: None)."""
+    if indices is not None:
+        return _plan_indices(n_kept, start, epochs, indices)
     if start < 0 or start >= n_kept:
         raise StreamError(
             f"--start {start} is outside the recording's {n_kept} kept epochs (0..{n_kept - 1})"
@@ -128,6 +148,27 @@ def plan_epochs(n_kept: int, start: int, epochs: int | None) -> range:
         raise StreamError(f"--epochs {epochs}: stream at least one epoch")
     stop = n_kept if epochs is None else min(n_kept, start + epochs)
     return range(start, stop)
+
+
+def _plan_indices(n_kept: int, start: int, epochs: int | None, indices) -> np.ndarray:
+    idx = np.asarray(indices)
+    if start != 0:
+        raise StreamError(
+            f"--start {start} cannot be combined with a list of epochs to stream; use --epochs "
+            "to keep the first N of the list"
+        )
+    if epochs is not None and epochs < 1:
+        raise StreamError(f"--epochs {epochs}: stream at least one epoch")
+    if idx.ndim != 1 or not len(idx) or not np.issubdtype(idx.dtype, np.integer):
+        raise StreamError("the list of epochs to stream must be a non-empty list of integers")
+    if (np.diff(idx) <= 0).any():
+        raise StreamError("the list of epochs to stream must be strictly increasing")
+    if idx[0] < 0 or idx[-1] >= n_kept:
+        bad = int(idx[0] if idx[0] < 0 else idx[-1])
+        raise StreamError(
+            f"epoch {bad} is outside the recording's {n_kept} kept epochs (0..{n_kept - 1})"
+        )
+    return idx[:epochs].astype(np.int64)
 
 
 def wire_epochs(
@@ -150,13 +191,128 @@ def wire_epochs(
     return out
 
 
+@dataclass(frozen=True)
+class AdversarialEpochs:
+    """An adversarial epoch file (docs/robustness.md): int16 ``wire`` (n, 4, 3000) at the
+    recording's kept epochs ``index`` (n,), expert ``labels`` (n,), its ``meta`` and the
+    file's SHA-256."""
+
+    path: Path
+    wire: np.ndarray
+    index: np.ndarray
+    labels: np.ndarray
+    meta: dict
+    sha256: str
+
+    def rows(self, indices: np.ndarray) -> np.ndarray:
+        """The file's wire samples of the recording epochs ``indices`` (each in the file)."""
+        pos = np.searchsorted(self.index, indices)
+        return self.wire[pos]
+
+    def describe(self) -> dict:
+        """What run.json and the report record about the file."""
+        m = self.meta
+        keys = ("attack", "eps_uv", "eps_uv_per_channel", "iterations", "step_uv", "seed")
+        return {
+            "file": str(self.path.resolve()),
+            "sha256": self.sha256,
+            **{k: m.get(k) for k in keys},
+            "crafted_on": m.get("crafted_on"),
+            "record": m.get("record"),
+            "int8_model_sha256": m.get("int8_model_sha256"),
+            "epochs_in_file": len(self.index),
+        }
+
+
+def read_adversarial_file(path: str | Path) -> AdversarialEpochs:
+    """Read and check the layout of an adversarial epoch file; StreamError names the file and
+    what is wrong with it."""
+    path = Path(path)
+    if not path.is_file():
+        raise StreamError(f"--adversarial {path}: no such file")
+    raw = path.read_bytes()
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as f:
+            missing = [k for k in ("wire", "epoch_index", "labels", "meta") if k not in f.files]
+            if missing:
+                raise StreamError(
+                    f"{path}: not an adversarial epoch file (no {', '.join(missing)}); write "
+                    "one with python -m training robustness --write-adversarial"
+                )
+            wire, index, labels = f["wire"], f["epoch_index"], f["labels"]
+            meta = json.loads(str(f["meta"]))
+    except (OSError, ValueError) as exc:
+        raise StreamError(f"{path}: cannot be read as an adversarial epoch file ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != ADVERSARIAL_FORMAT:
+        raise StreamError(f"{path}: not an adversarial epoch file (format {ADVERSARIAL_FORMAT!r})")
+    n = len(index)
+    if wire.dtype != np.int16 or wire.ndim != 3 or wire.shape[::2] != (n, EPOCH_SAMPLES) or not n:
+        raise StreamError(
+            f"{path}: wire is {wire.dtype} {wire.shape} for {n} epoch indices; expected int16 "
+            f"({n}, channels, {EPOCH_SAMPLES}) with at least one epoch"
+        )
+    if labels.shape != (n,) or (np.diff(index) <= 0).any():
+        raise StreamError(
+            f"{path}: labels {labels.shape} / epoch_index {index.shape} do not fit, or the "
+            "epoch indices are not strictly increasing"
+        )
+    return AdversarialEpochs(
+        path,
+        wire,
+        index.astype(np.int64),
+        labels.astype(np.int64),
+        meta,
+        hashlib.sha256(raw).hexdigest(),
+    )
+
+
+def check_adversarial(adv: AdversarialEpochs, record: str, model: ModelFiles) -> None:
+    """The file must be for this recording and for this model's int8 model; StreamError (one
+    line) names the file and the mismatch."""
+    got = adv.meta.get("record")
+    if got != record:
+        raise StreamError(
+            f"{adv.path}: adversarial epochs of record {got}, not of {record} (the recording "
+            f"streamed): use adversarial/<attack>-eps<E>/{record}.npz"
+        )
+    want = hashlib.sha256(model.tflite).hexdigest()
+    crafted = adv.meta.get("int8_model_sha256")
+    if crafted != want:
+        raise StreamError(
+            f"{adv.path}: made for the int8 model with SHA-256 {str(crafted)[:16]}..., but "
+            f"{model.folder / 'model_int8.tflite'} has {want[:16]}...: use the files written "
+            "for this model, or --model the folder they were written for"
+        )
+
+
+def _check_adversarial_recording(adv: AdversarialEpochs, rec, norm) -> None:
+    if adv.wire.shape[1] != len(norm.channels):
+        raise StreamError(
+            f"{adv.path}: {adv.wire.shape[1]} channels, the model reads {len(norm.channels)}"
+        )
+    if adv.index[0] < 0 or adv.index[-1] >= len(rec):
+        raise StreamError(
+            f"{adv.path}: epoch {int(adv.index[-1])} is outside {rec.name}'s {len(rec)} kept epochs"
+        )
+    differ = np.flatnonzero(rec.labels[adv.index] != adv.labels)
+    if len(differ):
+        i = int(adv.index[differ[0]])
+        raise StreamError(
+            f"{adv.path}: the expert stage of epoch {i} is {int(adv.labels[differ[0]])} in the "
+            f"file and {int(rec.labels[i])} in {rec.name}'s hypnogram ({len(differ)} epochs "
+            "differ): the file was made from another scoring of this record"
+        )
+
+
 # ------------------------------------------------------------------------------------------
 # The run folder
 
 
-def _plan_meta(pair, options: StreamOptions, model: ModelFiles) -> dict:
+def _plan_meta(
+    pair, options: StreamOptions, model: ModelFiles, indices, adv: AdversarialEpochs | None
+) -> dict:
     """The settings a resumed run must share with the run it continues."""
-    return {
+    meta = {
         "psg": str(Path(pair.psg).resolve()),
         "hypnogram": str(Path(pair.hypnogram).resolve()),
         "start": options.start,
@@ -165,9 +321,21 @@ def _plan_meta(pair, options: StreamOptions, model: ModelFiles) -> dict:
         "seed": options.seed,
         "model_hash": model.model_hash.hex(),
     }
+    # Only when used, so that run folders written before these options still resume.
+    if options.indices is not None:
+        idx = np.asarray(indices, dtype=np.int64)
+        meta["indices"] = {
+            "n": len(idx),
+            "first": int(idx[0]),
+            "last": int(idx[-1]),
+            "sha256": hashlib.sha256(idx.tobytes()).hexdigest(),
+        }
+    if adv is not None:
+        meta["adversarial"] = {"file": str(adv.path.resolve()), "sha256": adv.sha256}
+    return meta
 
 
-def _new_meta(pair, rec, plan_meta, options, stats, model, refs, board_meta) -> dict:
+def _new_meta(pair, rec, plan_meta, options, stats, model, refs, board_meta, adv) -> dict:
     simulated = is_simulated(pair.psg)
     return {
         "format": 1,
@@ -192,6 +360,7 @@ def _new_meta(pair, rec, plan_meta, options, stats, model, refs, board_meta) -> 
             if options.noise
             else None
         ),
+        "adversarial": adv.describe() if adv is not None else None,
         "model": {
             "folder": str(model.folder),
             "hash": model.model_hash.hex(),
@@ -246,7 +415,7 @@ def _check_continuation(out: Path, meta: dict, info: Info, stats: SignalStats | 
             f"{info.build_hash:#010x}); counts of two boards do not mix: use the same board "
             "or another --out"
         )
-    if stats is not None and meta["noise"]["stats"] != stats.to_dict():
+    if stats is not None and (meta.get("noise") or {}).get("stats") != stats.to_dict():
         raise StreamError(
             f"--resume: {out} was streamed with noise statistics from "
             f"{meta['noise']['stats']['source']!r}, this run's come from {stats.source!r}; "
@@ -334,27 +503,56 @@ def stream(
     model = ModelFiles.load(options.model_dir)
     norm = Normaliser.from_dict(model.config["normalisation"])
 
+    if options.noise is not None and options.adversarial is not None:
+        raise StreamError(
+            "--noise and --adversarial exclude each other: an adversarial file holds the "
+            "perturbed samples already"
+        )
+    pair = pair_for(psg, options.hypnogram)
+    adv = None
+    if options.adversarial is not None:
+        adv = read_adversarial_file(options.adversarial)
+        check_adversarial(adv, pair.name, model)
+
     info = device.hello()
     check_board(info, model, norm)
 
-    pair = pair_for(psg, options.hypnogram)
     rec = load_recording(pair)
-    plan = plan_epochs(len(rec), options.start, options.epochs)
-    plan_meta = _plan_meta(pair, options, model)
+    indices = options.indices
+    if adv is not None:
+        _check_adversarial_recording(adv, rec, norm)
+        if indices is None:
+            indices = adv.index
+        else:
+            extra = np.setdiff1d(np.asarray(indices), adv.index)
+            if len(extra):
+                raise StreamError(
+                    f"{adv.path}: holds no epoch {int(extra[0])} ({len(extra)} of the epochs "
+                    "asked for are not in the file)"
+                )
+    plan = plan_epochs(len(rec), options.start, options.epochs, indices)
+    plan_meta = _plan_meta(pair, options, model, plan, adv)
     out.mkdir(parents=True, exist_ok=True)
     meta, done = _open_folder(out, plan_meta, options.resume)
     board_meta = _board_meta(info, port_label)
     todo = np.array([i for i in plan if not len(done) or i > done.epoch[-1]], dtype=np.int64)
     if not len(todo):
         return {}  # every planned epoch is in results.csv already
-    stats = _noise_stats(model.config, rec) if options.noise is not None else None
+    stats = None
+    if options.noise is not None:
+        stats = options.stats or _noise_stats(model.config, rec)
     if meta is not None:
         _check_continuation(out, meta, info, stats)
     refs = References(model)
     if meta is None:
-        meta = _new_meta(pair, rec, plan_meta, options, stats, model, refs, board_meta)
+        meta = _new_meta(pair, rec, plan_meta, options, stats, model, refs, board_meta, adv)
 
-    wire = wire_epochs(rec.epochs, todo, norm, noise=options.noise, stats=stats, seed=options.seed)
+    if adv is not None:
+        wire = adv.rows(todo)
+    else:
+        wire = wire_epochs(
+            rec.epochs, todo, norm, noise=options.noise, stats=stats, seed=options.seed
+        )
     session = {
         "started": dt.datetime.now().isoformat(timespec="seconds"),
         "status": "running",
@@ -419,7 +617,11 @@ def stream(
         rep.write_meta(out, meta)
 
     results_all = rep.read_results(out / rep.RESULTS)
-    report = rep.write_outputs(out, results_all, meta) if len(results_all) else {}
+    report = (
+        rep.write_outputs(out, results_all, meta, figures=options.figures)
+        if len(results_all)
+        else {}
+    )
     if report:  # the end-to-end wall time includes rendering the outputs
         session["wall_s"] = time.perf_counter() - t_wall0
         report = rep.write_outputs(out, results_all, meta, figures=False)

@@ -4,6 +4,7 @@ folder, and `pio run -t upload` boots emu-m4 in QEMU on the serial URL it prints
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -94,5 +95,7 @@ def test_pio_test_runs_the_on_target_tests_on_both_emulated_boards(pio_env):
     )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-3000:]
-    assert out.count("ON-TARGET TESTS: 14 passed, 0 failed") == 2, out[-3000:]
-    assert "28 test cases: 28 succeeded" in out
+    passed = re.findall(r"ON-TARGET TESTS: (\d+) passed, 0 failed", out)
+    assert len(passed) == 2 and passed[0] == passed[1] and int(passed[0]) >= 16, out[-3000:]
+    n = 2 * int(passed[0])
+    assert f"{n} test cases: {n} succeeded" in out

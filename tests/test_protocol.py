@@ -27,6 +27,8 @@ def test_c_and_python_constants_agree():
         "CRC_LEN": py.CRC_LEN,
         "MAX_PAYLOAD": py.MAX_PAYLOAD,
         "MAX_SAMPLES_PER_FRAME": py.MAX_SAMPLES_PER_FRAME,
+        "SAMPLE_BLOCK": py.SAMPLE_BLOCK,
+        "SACK_BLOCKS": py.SACK_BLOCKS,
         "N_CHANNELS": py.N_CHANNELS,
         "EPOCH_SAMPLES": py.EPOCH_SAMPLES,
         "SAMPLE_RATE_HZ": py.SAMPLE_RATE_HZ,
@@ -43,7 +45,8 @@ def test_c_and_python_constants_agree():
         k[len("PROTO_COUNTER_") :]: v for k, v in c.items() if k.startswith("PROTO_COUNTER_")
     } == {k.name: int(k) for k in py.CounterKind}
     assert c["PROTO_INFO_LEN"] == len(py.encode_info(_info()))
-    assert c["PROTO_STATUS_LEN"] == len(py.encode_status(py.Status(0, False, 0)))
+    assert c["PROTO_STATUS_LEN"] == len(py.encode_status(py.Status(0)))
+    assert c["PROTO_ACK_LEN"] == len(py.encode_ack(py.Ack(0)))
     assert c["PROTO_RESULT_LEN"] == len(
         py.encode_result(py.Result(0, 0, (0, 0, 0, 0, 0), 0, 0, py.CounterKind.INSTRUCTIONS))
     )

@@ -14,6 +14,7 @@ from host_tools.protocol import (
     MAX_SAMPLES_PER_FRAME,
     PROTOCOL_VERSION,
     SYNC,
+    Ack,
     CounterKind,
     ErrorCode,
     ErrorReply,
@@ -23,17 +24,20 @@ from host_tools.protocol import (
     MsgType,
     ProtocolError,
     Result,
-    crc16_ccitt_false,
+    Status,
+    crc32,
     decode_ack,
     decode_error,
     decode_info,
     decode_result,
     decode_samples,
+    decode_status,
     encode_ack,
     encode_error,
     encode_info,
     encode_result,
     encode_samples,
+    encode_status,
 )
 
 MAX_FRAME = HEADER_LEN + MAX_PAYLOAD + CRC_LEN
@@ -74,17 +78,16 @@ def decode_all(data: bytes, chunks: list[int] | None = None) -> tuple[list[Frame
 
 
 def test_crc_check_value():
-    assert crc16_ccitt_false(b"123456789") == 0x29B1
-    assert crc16_ccitt_false(b"") == 0xFFFF
+    assert crc32(b"123456789") == 0xCBF43926  # CRC-32/ISO-HDLC (zlib), as proto_crc32
+    assert crc32(b"") == 0
 
 
 def test_frame_layout_matches_the_spec():
     raw = Frame(MsgType.SAMPLES, 0x1234, b"\x01\x02\x03").encode()
     assert raw[:8] == SYNC + bytes([PROTOCOL_VERSION, 0x02, 0x34, 0x12, 3, 0])
     assert raw[8:11] == b"\x01\x02\x03"
-    assert struct.unpack("<H", raw[11:]) == (crc16_ccitt_false(raw[2:11]),)
-    # 8 + 1024 + 2; docs/protocol.md's "Maximum frame: 1,036 bytes" disagrees with its own table.
-    assert len(Frame(MsgType.SAMPLES, 0, bytes(MAX_PAYLOAD)).encode()) == MAX_FRAME == 1034
+    assert struct.unpack("<I", raw[11:]) == (crc32(raw[2:11]),)
+    assert len(Frame(MsgType.SAMPLES, 0, bytes(MAX_PAYLOAD)).encode()) == MAX_FRAME == 1036
 
 
 @pytest.mark.parametrize(
@@ -115,7 +118,7 @@ def test_unknown_types_are_returned_as_frames():
 
 def test_samples_round_trip():
     rng = np.random.default_rng(0)
-    for n in (1, 2, 124, MAX_SAMPLES_PER_FRAME):
+    for n in (5, 10, 120, MAX_SAMPLES_PER_FRAME):
         samples = rng.integers(-32768, 32768, size=(n, 4)).astype(np.int16)
         payload = encode_samples(2**32 - 1, samples)
         assert len(payload) == 6 + 8 * n
@@ -123,23 +126,29 @@ def test_samples_round_trip():
         assert first == 2**32 - 1 and got.dtype == np.int16
         np.testing.assert_array_equal(got, samples)
     # sample-major: ch0..ch3 of sample 0, then sample 1
-    payload = encode_samples(5, np.array([[1, 2, 3, 4], [5, 6, 7, 8]], np.int16))
-    assert payload == struct.pack("<IH8h", 5, 2, 1, 2, 3, 4, 5, 6, 7, 8)
+    payload = encode_samples(5, np.arange(20, dtype=np.int16).reshape(5, 4))
+    assert payload == struct.pack("<IH20h", 5, 5, *range(20))
 
 
 @pytest.mark.parametrize(
     ("samples", "message"),
     [
         (np.zeros((0, 4), np.int16), "0 samples"),
-        (np.zeros((126, 4), np.int16), "126 samples"),
+        (np.zeros((3, 4), np.int16), "3 samples, expected a multiple of 5"),
+        (np.zeros((130, 4), np.int16), "130 samples"),
         (np.zeros((3, 3), np.int16), "shape"),
-        (np.full((1, 4), 40000), "do not fit int16"),
-        (np.zeros((1, 4)), "do not fit int16"),
+        (np.full((5, 4), 40000), "do not fit int16"),
+        (np.zeros((5, 4)), "do not fit int16"),
     ],
 )
 def test_encode_samples_validates(samples, message):
     with pytest.raises(ProtocolError, match=message):
         encode_samples(0, samples)
+
+
+def test_samples_start_on_a_block():
+    with pytest.raises(ProtocolError, match="first index 7 is not a multiple of 5"):
+        encode_samples(7, np.zeros((5, 4), np.int16))
 
 
 def test_info_layout_and_round_trip():
@@ -184,9 +193,25 @@ def test_result_ack_error_round_trips():
     assert len(payload) == 19
     assert payload[5:10] == bytes([0x80, 5, 0x7F, 0, 0xFF]) and payload[18] == 1
     assert decode_result(payload) == result
-    assert (
-        encode_ack(3000) == b"\xb8\x0b\x00\x00" and decode_ack(encode_ack(2**32 - 1)) == 2**32 - 1
-    )
+    ack = Ack(3000, True, 3010, frozenset({0, 5, 63}))
+    raw = encode_ack(ack)
+    assert raw == struct.pack("<IBIQ", 3000, 1, 3010, 1 | 1 << 5 | 1 << 63) and len(raw) == 17
+    assert decode_ack(raw) == ack and decode_ack(encode_ack(2**32 - 1)) == Ack(2**32 - 1)
+    # what the ACK says of each block: before the next index stored, at it missing, then SACK
+    assert [ack.stored(i) for i in (0, 2995, 3000, 3005, 3010, 3015, 3035, 3325, 3330)] == [
+        True,
+        True,
+        False,
+        None,
+        True,
+        False,
+        True,
+        True,
+        None,
+    ]
+    st = Status(125, False, 130, frozenset({1}), 7)
+    assert encode_status(st) == struct.pack("<IBIQI", 125, 0, 130, 2, 7)
+    assert decode_status(encode_status(st)) == st and st.ack == Ack(125, False, 130, {1})
     err = ErrorReply(ErrorCode.OUT_OF_SEQUENCE, 0, 0xBEEF)
     assert encode_error(err) == b"\x06\x00\xef\xbe"
     got = decode_error(encode_error(err))
@@ -208,12 +233,13 @@ def test_encoders_reject_out_of_range_values():
     [
         (decode_info, bytes(94), r"INFO: payload is 94 bytes, expected 95"),
         (decode_result, bytes(20), r"RESULT: payload is 20 bytes, expected 19"),
-        (decode_ack, b"", r"ACK: payload is 0 bytes, expected 4"),
+        (decode_ack, b"", r"ACK: payload is 0 bytes, expected 17"),
         (decode_error, bytes(5), r"ERROR: payload is 5 bytes, expected 4"),
         (decode_samples, bytes(5), r"SAMPLES: payload is 5 bytes, expected at least 6"),
-        (decode_samples, struct.pack("<IH", 0, 0), r"SAMPLES: payload is 6 bytes for n = 0"),
-        (decode_samples, struct.pack("<IH", 0, 2) + bytes(8), r"SAMPLES: .* 14 bytes for n = 2"),
-        (decode_samples, struct.pack("<IH", 0, 126) + bytes(1008), r"for n = 126"),
+        (decode_samples, struct.pack("<IH", 0, 0), r"SAMPLES: 0 samples from 0"),
+        (decode_samples, struct.pack("<IH", 0, 5) + bytes(8), r"SAMPLES: .* 14 bytes for n = 5"),
+        (decode_samples, struct.pack("<IH", 0, 130) + bytes(1040), r"130 samples"),
+        (decode_samples, struct.pack("<IH", 3, 5) + bytes(40), r"from 3: not whole 5-blocks"),
         (decode_info, bytes(70) + b"\x07" + bytes(24), r"INFO: unknown counter kind 7"),
     ],
 )
@@ -316,3 +342,23 @@ def test_decoder_never_raises_on_random_bytes():
             data[0:0] = SYNC + bytes([1, int(rng.integers(0, 256))])
         dec.feed(bytes(data))
         assert len(dec._buf) < MAX_FRAME
+
+
+def test_reply_decoder_drops_a_damaged_length_at_once():
+    """A host reading a board (replies_only) drops a header whose length its type cannot have,
+    so the next frame is decoded at once, without waiting for the bytes the length promised."""
+    ack = Frame(MsgType.ACK, 1, encode_ack(125)).encode()
+    damaged = bytearray(ack)
+    damaged[6] = 200  # an ACK of 200 bytes
+    good = Frame(MsgType.RESULT, 2, bytes(19))
+    dec = FrameDecoder(replies_only=True)
+    assert dec.feed(bytes(damaged) + good.encode()) == [good]
+    assert dec.errors[0][0] == ErrorCode.BAD_LENGTH and "length 200" in dec.errors[0][1]
+    # a general decoder takes the 200 bytes as the damaged frame's payload and waits
+    assert FrameDecoder().feed(bytes(damaged) + good.encode()) == []
+    # what a board sends, every type and length, gets through
+    layers = Frame(MsgType.LAYER_COUNTS, 3, bytes(1 + 8 * 20))
+    status = Frame(MsgType.STATUS_REPLY, 4, encode_status(Status(0)))
+    info = Frame(MsgType.INFO, 0, encode_info(make_info()))
+    frames = [layers, status, info, Frame(MsgType.ERROR, 5, bytes(4))]
+    assert FrameDecoder(replies_only=True).feed(b"".join(f.encode() for f in frames)) == frames

@@ -10,15 +10,19 @@ from hypothesis import strategies as st
 from host_tools.protocol import (
     MAX_PAYLOAD,
     MAX_SAMPLES_PER_FRAME,
+    SACK_BLOCKS,
+    Ack,
     CounterKind,
     Frame,
     FrameDecoder,
     MsgType,
     Result,
     Status,
+    decode_ack,
     decode_result,
     decode_samples,
     decode_status,
+    encode_ack,
     encode_result,
     encode_samples,
     encode_status,
@@ -50,13 +54,13 @@ def test_frames_round_trip_however_the_bytes_are_chunked(sent, cuts):
 @settings(max_examples=500, deadline=None, derandomize=True)
 @given(frames, st.data())
 def test_a_burst_error_never_yields_a_frame_and_the_next_frame_gets_through(frame, data):
-    """CRC-16/CCITT detects every burst of up to 16 bits: a frame with one is dropped (its
-    header may be the damaged part), and the good frame after it is decoded. (A damaged length
-    field moves the span the CRC covers, where detection is 1 - 2^-16 rather than certain:
-    the examples are fixed (derandomize) so that the test cannot flicker.)"""
+    """CRC-32 detects every burst of up to 32 bits: a frame with one is dropped (its header may
+    be the damaged part), and the good frame after it is decoded. (A damaged length field moves
+    the span the CRC covers, where detection is 1 - 2^-32 rather than certain: the examples are
+    fixed (derandomize) so that the test cannot flicker.)"""
     raw = bytearray(frame.encode())
-    bit = data.draw(st.integers(0, 8 * len(raw) - 16), label="first bit of the burst")
-    width = data.draw(st.integers(1, 16), label="burst length in bits")
+    bit = data.draw(st.integers(0, 8 * len(raw) - 32), label="first bit of the burst")
+    width = data.draw(st.integers(1, 32), label="burst length in bits")
     pattern = data.draw(st.integers(1, (1 << width) - 1), label="burst") | 1 | (1 << (width - 1))
     value = int.from_bytes(raw, "big") ^ (pattern << (8 * len(raw) - bit - width))
     damaged = value.to_bytes(len(raw), "big")
@@ -68,9 +72,9 @@ def test_a_burst_error_never_yields_a_frame_and_the_next_frame_gets_through(fram
 
 @settings(derandomize=True)
 @given(
-    st.integers(0, 0xFFFFFFFF),
-    st.integers(1, MAX_SAMPLES_PER_FRAME).flatmap(
-        lambda n: st.lists(st.integers(-32768, 32767), min_size=4 * n, max_size=4 * n)
+    st.integers(0, 0xFFFFFFFF // 5).map(lambda b: 5 * b),
+    st.integers(1, MAX_SAMPLES_PER_FRAME // 5).flatmap(
+        lambda k: st.lists(st.integers(-32768, 32767), min_size=20 * k, max_size=20 * k)
     ),
 )
 def test_samples_round_trip(first, values):
@@ -93,8 +97,40 @@ def test_result_round_trip(epoch, stage, scores, pre, inf, kind):
     assert decode_result(encode_result(r)) == r
 
 
+sack = st.frozensets(st.integers(0, SACK_BLOCKS - 1))
+
+
 @settings(derandomize=True)
-@given(st.integers(0, 0xFFFFFFFF), st.booleans(), st.integers(0, 0xFFFFFFFF))
-def test_status_round_trip(index, waiting, sent):
-    s = Status(index, waiting, sent)
+@given(
+    st.integers(0, 0xFFFFFFFF),
+    st.booleans(),
+    st.integers(0, 0xFFFFFFFF),
+    sack,
+    st.integers(0, 0xFFFFFFFF),
+)
+def test_status_and_ack_round_trip(index, waiting, first, blocks, sent):
+    s = Status(index, waiting, first, blocks, sent)
     assert decode_status(encode_status(s)) == s
+    assert decode_ack(encode_ack(s.ack)) == s.ack
+
+
+@settings(derandomize=True)
+@given(
+    st.integers(0, 600).map(lambda b: 5 * b),
+    st.integers(0, 80).map(lambda b: 5 * b),
+    sack,
+    st.integers(0, 700).map(lambda b: 5 * b),
+)
+def test_ack_says_stored_only_what_it_reports(index, ahead, blocks, probe):
+    """stored(): every block before the next index, none at it, the SACK bits from sack_from
+    on, and nothing (None) about blocks it does not report."""
+    ack = Ack(index, False, index + 5 + ahead, blocks)
+    got = ack.stored(probe)
+    if probe < index:
+        assert got is True
+    elif probe == index:
+        assert got is False
+    elif index + 5 + ahead <= probe < index + 5 + ahead + 5 * SACK_BLOCKS:
+        assert got == ((probe - index - 5 - ahead) // 5 in blocks)
+    else:
+        assert got is None

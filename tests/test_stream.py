@@ -490,7 +490,11 @@ def test_stream_lists_mismatching_epochs_by_recording_index(night, tmp_path):
     assert r["bitexact_vs_tflm"] == pytest.approx(0.6)
     m = r["mismatch_list"][0]
     assert m["actual"] != m["expected"] and m["actual"][1:] == m["expected"][1:]
-    assert r["noise"]["spec"] == "gaussian:0.1" and "recording" in r["noise"]["stats"]["source"]
+    assert r["noise"]["spec"] == "gaussian:0.1"
+    # the training split's statistics from config.json, else the recording's (documented)
+    stored = SignalStats.from_config(model.config)
+    want = stored.source if stored is not None else "this recording's"
+    assert want in r["noise"]["stats"]["source"]
 
 
 def test_realtime_sends_each_epoch_when_a_recorder_would_have_it(night, tmp_path, monkeypatch):
@@ -520,3 +524,180 @@ def test_bad_options_are_usage_errors(capsys):
         main(["stream", "night.edf", "--noise", "pink:1"])
     assert exc.value.code == 2
     assert "expected gaussian:C, gaussian-mean:C or shot:C" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------
+# Streaming a list of epochs and adversarial epoch files
+
+
+def test_plan_epochs_takes_a_sorted_list_of_kept_epochs():
+    assert plan_epochs(100, 0, None, [3, 7, 50]).tolist() == [3, 7, 50]
+    assert plan_epochs(100, 0, 2, np.array([3, 7, 50])).tolist() == [3, 7]
+    for bad, match in (
+        ([7, 3], "strictly increasing"),
+        ([3, 3], "strictly increasing"),
+        ([], "non-empty"),
+        ([5, 100], "epoch 100 is outside the recording's 100 kept epochs"),
+        ([-1, 5], "epoch -1 is outside"),
+    ):
+        with pytest.raises(StreamError, match=match):
+            plan_epochs(100, 0, None, bad)
+    with pytest.raises(StreamError, match="--start 4 cannot be combined"):
+        plan_epochs(100, 4, None, [5, 6])
+
+
+def write_adversarial_file(path: Path, record: str, idx, wire, labels, sha256: str | None):
+    """An adversarial epoch file in the documented format (docs/robustness.md)."""
+    meta = {
+        "format": stream_module.ADVERSARIAL_FORMAT,
+        "record": record,
+        "attack": "pgd",
+        "eps_uv": 6.0,
+        "eps_uv_per_channel": [6.0, 5.0, 7.0, 0.2],
+        "iterations": 10,
+        "step_uv": 1.5,
+        "seed": 0,
+        "crafted_on": "float model (test)",
+        "int8_model_sha256": sha256,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        path,
+        wire=np.asarray(wire, np.int16),
+        epoch_index=np.asarray(idx, np.int64),
+        labels=np.asarray(labels, np.int8),
+        meta=np.array(json.dumps(meta)),
+    )
+    return path
+
+
+def perturbed_wire(epochs_uv, idx, norm, seed: int = 0) -> np.ndarray:
+    """The clean wire samples of ``idx`` moved by up to +-400 lsb (an "attack" for tests)."""
+    rng = np.random.default_rng(seed)
+    clean = norm.to_wire(epochs_uv[idx]).astype(np.int32)
+    return np.clip(clean + rng.integers(-400, 401, clean.shape), -32768, 32767).astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def adversarial(night, tmp_path_factory):
+    """(psg, file, indices, wire) of an adversarial file for the test night and the shipped
+    model."""
+    import hashlib
+
+    from training.psg import load_recording, pair_for
+
+    psg, _ = night
+    model = ModelFiles.load()
+    norm = Normaliser.from_dict(model.config["normalisation"])
+    rec = load_recording(pair_for(psg))
+    idx = np.array([1, 4, 5, 9])
+    wire = perturbed_wire(rec.epochs, idx, norm)
+    path = tmp_path_factory.mktemp("adv") / "pgd-eps6" / "SC4031E0.npz"
+    sha = hashlib.sha256(model.tflite).hexdigest()
+    write_adversarial_file(path, rec.name, idx, wire, rec.labels[idx], sha)
+    return psg, path, idx, wire, rec
+
+
+def test_adversarial_format_is_the_one_training_writes():
+    from training.robustness import ADVERSARIAL_FORMAT
+
+    assert stream_module.ADVERSARIAL_FORMAT == ADVERSARIAL_FORMAT
+
+
+def test_stream_adversarial_sends_the_files_wire_samples_and_resumes(adversarial, tmp_path):
+    psg, path, idx, wire, rec = adversarial
+    model = ModelFiles.load()
+    norm = Normaliser.from_dict(model.config["normalisation"])
+    refs = References(model)
+    opts = StreamOptions(adversarial=path)
+
+    def stop_after_2(row, done, total):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(StreamInterrupted, match="holds 2 of 4 epochs"):
+        stream(FakeBoard(model), psg, tmp_path, opts, on_result=stop_after_2)
+    r = stream(FakeBoard(model), psg, tmp_path, StreamOptions(adversarial=path, resume=True))
+    res = rep.read_results(tmp_path / rep.RESULTS)
+    assert res.epoch.tolist() == idx.tolist()
+    assert res.expert.tolist() == rec.labels[idx].tolist()
+    assert res.onset_s.tolist() == rec.onsets_s[idx].tolist()
+    want = np.stack([refs.tflm(x) for x in norm.to_int8(wire)])
+    assert np.array_equal(res.tflm_scores, want) and np.array_equal(res.onchip_scores, want)
+    clean = np.stack([refs.tflm(x) for x in norm.to_int8(norm.to_wire(rec.epochs[idx]))])
+    assert not np.array_equal(want, clean)  # the file's samples, not the recording's
+    assert r["epochs"] == 4 and r["bitexact_vs_tflm"] == 1.0
+    assert r["adversarial"]["attack"] == "pgd" and r["adversarial"]["eps_uv"] == 6.0
+    assert r["adversarial"]["file"] == str(path.resolve())
+    meta = json.loads((tmp_path / rep.RUN).read_text())
+    assert meta["plan"]["adversarial"]["sha256"] == r["adversarial"]["sha256"]
+    assert "adversarial pgd eps 6" in rep.summary_text(r, tmp_path)
+    md = (tmp_path / rep.REPORT_MD).read_text()
+    assert "Adversarial epochs: pgd eps 6 uV" in md and "1..9, 4 of them" in md
+    # a subset of the file's epochs, and one it does not hold
+    sub = stream(
+        FakeBoard(model), psg, tmp_path / "sub", StreamOptions(adversarial=path, indices=(4, 9))
+    )
+    assert rep.read_results(tmp_path / "sub" / rep.RESULTS).epoch.tolist() == [4, 9]
+    assert sub["epochs"] == 2
+    with pytest.raises(StreamError, match="holds no epoch 3"):
+        stream(
+            FakeBoard(model), psg, tmp_path / "x", StreamOptions(adversarial=path, indices=(3, 4))
+        )
+
+
+def test_adversarial_files_of_another_record_or_model_are_refused(adversarial, tmp_path, capsys):
+    psg, path, idx, wire, rec = adversarial
+    model = ModelFiles.load()
+    sha = json.loads(str(np.load(path)["meta"]))["int8_model_sha256"]
+    other_rec = write_adversarial_file(
+        tmp_path / "a.npz", "SC4001E0", idx, wire, rec.labels[idx], sha
+    )
+    other_model = write_adversarial_file(
+        tmp_path / "b.npz", rec.name, idx, wire, rec.labels[idx], "ab" * 32
+    )
+    relabelled = write_adversarial_file(
+        tmp_path / "c.npz", rec.name, idx, wire, (rec.labels[idx] + 1) % 5, sha
+    )
+    cases = (
+        (other_rec, "adversarial epochs of record SC4001E0, not of SC4031E0"),
+        (other_model, "made for the int8 model with SHA-256 abababababababab..., but"),
+        (relabelled, "the expert stage of epoch 1 is"),
+    )
+    for bad, match in cases:
+        with pytest.raises(StreamError, match=match) as err:
+            stream(FakeBoard(model), psg, tmp_path / "run", StreamOptions(adversarial=bad))
+        assert str(bad) in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "run" / rep.RESULTS).exists()
+    with pytest.raises(StreamError, match="exclude each other"):
+        opts = StreamOptions(adversarial=path, noise=NoiseSpec("gaussian", 0.1))
+        stream(FakeBoard(model), psg, tmp_path / "run", opts)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(StreamError, match=r"junk\.npz: cannot be read"):
+        stream_module.read_adversarial_file(tmp_path / "junk.npz")
+    # the command line: one line, before any board is opened (loop:// would answer nothing)
+    for bad, match in cases[:2]:
+        assert main(["stream", str(psg), "--adversarial", str(bad), "--port", "loop://"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {bad}: ") and match in err and err.count("\n") == 1
+    with pytest.raises(SystemExit):
+        main(["stream", str(psg), "--adversarial", str(path), "--noise", "gaussian:0.1"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_noise_statistics_can_be_given(night, tmp_path):
+    from training.psg import load_recording, pair_for
+
+    psg, _ = night
+    model = ModelFiles.load()
+    norm = Normaliser.from_dict(model.config["normalisation"])
+    spec = NoiseSpec("shot", 1000.0)
+    opts = StreamOptions(indices=(2, 6, 7), noise=spec, seed=5, stats=STATS)
+    r = stream(FakeBoard(model), psg, tmp_path, opts)
+    assert r["noise"]["stats"] == STATS.to_dict()
+    rec = load_recording(pair_for(psg))
+    wire = wire_epochs(rec.epochs, np.array([2, 6, 7]), norm, noise=spec, stats=STATS, seed=5)
+    refs = References(model)
+    res = rep.read_results(tmp_path / rep.RESULTS)
+    assert np.array_equal(res.tflm_scores, [refs.tflm(x) for x in norm.to_int8(wire)])
+    assert res.epoch.tolist() == [2, 6, 7]

@@ -72,6 +72,8 @@ def test_short_run_beats_chance_and_writes_its_outputs(short_run):
         assert (folder / name).is_file(), name
     config = json.loads((folder / "model" / "config.json").read_text())
     assert config["normalisation"]["kind"] == "fixed-scale int8"
+    assert "training split" in config["signal_stats"]["source"]  # for noise evaluation
+    assert len(config["signal_stats"]["std_uv"]) == 4
     assert config["split"]["test"] == ["subject-00", "subject-01"]
     assert set(json.loads((out / "run" / "metrics.json").read_text())) >= {
         "acc",
@@ -165,3 +167,30 @@ def test_class_weights_follow_inverse_frequency():
 
     w = class_weight_tensor(np.array([0, 0, 0, 1, 2, 2, 3, 4]))
     assert w[1] == pytest.approx(3 * w[0]) and w[2] == pytest.approx(1.5 * w[0])
+
+
+def test_finetune_rest_prunes_to_engine_widths_and_resumes(short_run, cohort, tmp_path, capsys):
+    """REST fine-tuning with every term, half-adversarial batches and pruning to the engine's
+    widths, from a trained model folder; re-running the command finishes nothing twice."""
+    from training.model import load_model
+
+    out, _ = short_run
+    argv = ["finetune", "--init", str(out / "run" / "split" / "model"), "--data", str(cohort)]
+    argv += ["--out", str(tmp_path / "ft"), "--cache", str(out / "cache"), "--threads", "1"]
+    argv += ["--augment", "rest-published", "--adversarial-fraction", "0.5", "--eps-uv", "10"]
+    argv += ["--lambda-o", "3e-3", "--lambda-g", "1e-5", "--epochs", "1"]
+    argv += ["--samples-per-epoch", "64", "--batch-size", "32", "--prune-fraction", "0.6"]
+    argv += ["--prune-widths", "4,8,16,32", "--retrain-epochs", "1"]
+    assert main(argv) == 0
+    model, config = load_model(tmp_path / "ft" / "model")
+    assert model.config.widths + model.config.inner != (8, 16, 32, 8, 16, 32)  # pruned
+    assert set(model.config.widths + model.config.inner) <= {4, 8, 16, 32}
+    assert config["finetune"]["adversarial_fraction"] == 0.5
+    assert "training split" in config["signal_stats"]["source"]
+    metrics = json.loads((tmp_path / "ft" / "model" / "metrics.json").read_text())
+    assert metrics["n_epochs"] == 4 * len(NIGHT) and 0 <= metrics["macro_f1"] <= 1
+    weights = (tmp_path / "ft" / "model" / "weights.pt").read_bytes()
+    assert main(argv) == 0  # resumed: both stages are complete, nothing retrained
+    assert (tmp_path / "ft" / "model" / "weights.pt").read_bytes() == weights
+    assert main([*argv[:-2], "--retrain-epochs", "2"]) == 2  # other options: refused
+    assert "other options" in capsys.readouterr().err

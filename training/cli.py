@@ -254,15 +254,16 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 def cmd_robustness_table(args: argparse.Namespace) -> int:
     from .robustness import compare
 
-    runs = {}
-    for item in args.run:
-        name, sep, folder = item.partition("=")
-        if not sep or not name or not folder:
-            print(f"error: --run {item!r}: expected NAME=FOLDER", file=sys.stderr)
-            return 2
-        runs[name] = folder
+    runs, onchip = {}, {}
+    for option, items, into in (("--run", args.run, runs), ("--onchip", args.onchip, onchip)):
+        for item in items or ():
+            name, sep, folder = item.partition("=")
+            if not sep or not name or not folder:
+                print(f"error: {option} {item!r}: expected NAME=FOLDER", file=sys.stderr)
+                return 2
+            into[name] = folder
     try:
-        print(compare(runs, args.out))
+        print(compare(runs, args.out, onchip))
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: robustness-table: {exc}", file=sys.stderr)
         return 2
@@ -289,6 +290,7 @@ _FINETUNE_OPTIONS = (
     "eps_uv",
     "attack_iterations",
     "gaussian_c",
+    "adversarial_fraction",
     "lambda_o",
     "lambda_g",
     "prune_fraction",
@@ -298,6 +300,17 @@ _FINETUNE_OPTIONS = (
     "select_attack",
     "seed",
 )
+
+
+def cmd_model_card(args: argparse.Namespace) -> int:
+    from .model_card import write
+
+    try:
+        path = write(args.model, args.title, convert_report=args.convert_report, bench=args.bench)
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"model card of {args.model}: {exc}") from None
+    print(f"wrote {path}")
+    return 0
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -392,6 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eps-uv", type=float, help="attack budget, uV of Fpz-Cz (default 10)")
     p.add_argument("--attack-iterations", type=int)
     p.add_argument("--gaussian-c", type=float)
+    p.add_argument(
+        "--adversarial-fraction",
+        type=float,
+        help="share of each batch replaced by its attacked version (REST: 1, the default)",
+    )
     p.add_argument("--lambda-o", type=float, help="spectral term (REST: 3e-3)")
     p.add_argument("--lambda-g", type=float, help="L1 on BatchNorm gammas (REST: 1e-5)")
     p.add_argument("--prune-fraction", type=float, help="DSSC channels removed (REST: 0.8)")
@@ -447,6 +465,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--run", action="append", required=True, help="NAME=FOLDER of a robustness output"
     )
+    p.add_argument(
+        "--onchip",
+        action="append",
+        metavar="NAME=PATH",
+        help="onchip.json (or its folder) of host_tools robustness for run NAME; default: "
+        "the run's FOLDER/onchip.json or FOLDER/onchip/onchip.json when present",
+    )
     p.add_argument("--out", required=True, help="folder for table.md and macro_f1.png")
     p.set_defaults(func=cmd_robustness_table)
 
@@ -461,6 +486,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model folder (default: the standard architecture)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("model-card", help="write MODEL_CARD.md of a fine-tuned model folder")
+    p.add_argument("--model", required=True, help="model folder (config.json, metrics.json)")
+    p.add_argument("--title", required=True, help='what it is, e.g. "REST(A+S), pruned"')
+    p.add_argument("--convert-report", help="the converter's report.json for this model")
+    p.add_argument("--bench", help="host_tools bench --json output of its firmware")
+    p.set_defaults(func=cmd_model_card)
 
     p = sub.add_parser("bench-train", help="benchmark: one training epoch, with breakdown")
     p.add_argument("--data", required=True, help="folder of PSG/hypnogram pairs")

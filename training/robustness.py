@@ -20,6 +20,12 @@ per-class F1), ``table.md`` and ``macro_f1.png``; with ``write_adversarial`` the
 samples per night in ``adversarial/<attack>-eps<E>/<record>.npz`` (format in docs/robustness.md).
 The training-split statistics come from config.json ``signal_stats`` or, when it has none, are
 computed from the training subjects of its split (``--data`` must then hold them).
+
+results.json also records exactly what was scored, so that ``host_tools robustness`` can stream
+the same noisy wire samples to a board: per test recording its files and the kept-epoch indices
+of the main and attack subsets (``recordings``), the statistics (``signal_stats``), the noise
+seed (``noise_seed``) and the int8 model's SHA-256. The "on chip" column of table.md is filled
+from an onchip.json of ``host_tools robustness`` in OUT or OUT/onchip when there is one.
 """
 
 from __future__ import annotations
@@ -158,9 +164,13 @@ def robustness(
     stats = _stats(config, data, cache_dir, split)
     tflite = Path(opts.tflite) if opts.tflite else model_dir / "model_int8.tflite"
     runner = _int8_runner(tflite) if opts.int8 else None
+    tflite_hash = hashlib.sha256(tflite.read_bytes()).hexdigest() if tflite.is_file() else None
     test_pairs = _pairs_of(data, split["test"])
-    recs = [cache.load(p, cache_dir) for p in tqdm(test_pairs, desc="test nights", unit="night")]
-    recs = [r for r in recs if subject_key(r) in set(split["test"])]
+    loaded = [
+        (p, cache.load(p, cache_dir)) for p in tqdm(test_pairs, desc="test nights", unit="night")
+    ]
+    loaded = [(p, r) for p, r in loaded if subject_key(r) in set(split["test"])]
+    pairs, recs = [p for p, _ in loaded], [r for _, r in loaded]
     if not recs:
         raise ValueError(f"{data}: no recording of the test subjects {split['test']}")
     rng = np.random.default_rng(opts.seed)
@@ -209,7 +219,6 @@ def robustness(
 
     inp = DifferentiableInput(norm)
     scale = channel_scale(stats)
-    tflite_hash = hashlib.sha256(tflite.read_bytes()).hexdigest() if tflite.is_file() else None
     for kind in opts.attacks:
         for k, (level, eps) in enumerate(zip(LEVEL_NAMES, opts.eps_uv, strict=True)):
             spec = Attack(kind, eps, opts.attack_iterations)
@@ -256,9 +265,27 @@ def robustness(
     result = {
         "model": str(model_dir),
         "int8_model": str(tflite) if runner is not None else None,
+        "int8_model_sha256": tflite_hash,
         "data": str(data),
         "test_subjects": split["test"],
         "signal_stats": stats.to_dict(),
+        "noise_seed": opts.seed,
+        "recordings": {
+            r.name: {
+                "psg": str(Path(p.psg).resolve()),
+                "hypnogram": str(Path(p.hypnogram).resolve()),
+                "kept_epochs": len(r),
+                "main": [int(i) for i in idx],
+                "attack": [int(i) for i in adv],
+            }
+            for p, r, idx, adv in zip(pairs, recs, ts.index, ts.adv, strict=True)
+        },
+        "recordings_note": (
+            "the kept-epoch indices scored per test recording: 'main' for the clean, Gaussian "
+            "and shot conditions, 'attack' for the attacks and the attack-subset baseline; "
+            "metrics pool them over the recordings in this order. Noise of epoch i of a "
+            "recording: training.noise.epoch_rng(noise_seed, i) with signal_stats"
+        ),
         "attack_eps_scale": scale.tolist(),
         "options": {k: v for k, v in asdict(opts).items()},
         "note": (
@@ -267,7 +294,10 @@ def robustness(
         ),
         "conditions": conditions,
     }
-    result["table_md"] = render_table({"float": result, "int8": result}, models=False)
+    onchip = find_onchip(out)
+    result["table_md"] = render_table(
+        {"float": result, "int8": result}, models=False, onchip={"float": onchip}
+    )
     (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / "table.md").write_text(result["table_md"])
     plot_macro_f1(out / "macro_f1.png", {model_dir.name: result})
@@ -330,10 +360,20 @@ def _rows(result: dict) -> list[tuple[str, dict]]:
     return rows
 
 
-def render_table(results: dict[str, dict], *, models: bool = True, on_chip: bool = True) -> str:
+def render_table(
+    results: dict[str, dict],
+    *,
+    models: bool = True,
+    on_chip: bool = True,
+    onchip: dict[str, dict | None] | None = None,
+) -> str:
     """Markdown macro-F1 table in the shape of REST's Table 4: one row per condition. With
     ``models`` the columns are model variants (float | int8 each); otherwise one model's float
-    and int8 columns (``results`` maps a column name to the same result)."""
+    and int8 columns (``results`` maps a column name to the same result). ``onchip`` maps a
+    name of ``results`` to its ``host_tools robustness`` onchip.json (or None): its on-chip
+    macro-F1 fills the "on chip" column, followed by "(N)" where it was measured on fewer
+    epochs than the host figures; "-" where not measured."""
+    onchip = onchip or {}
     if models:
         names = list(results)
         head = "| condition | epochs | " + " | ".join(f"{n} float | {n} int8" for n in names)
@@ -347,10 +387,11 @@ def render_table(results: dict[str, dict], *, models: bool = True, on_chip: bool
                 c = results[n]["conditions"][k]
                 cells += [_f1(c, "float"), _f1(c, "int8")]
             if on_chip:
-                cells += ["-"] * len(names)
+                cells += [onchip_cell(onchip.get(n), results[n]["conditions"][k]) for n in names]
             lines.append(f"| {label} | {c0['n_epochs']:,} | " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
     res = next(iter(results.values()))
+    chip = next(iter(onchip.values()), None)
     lines = [
         "| condition | epochs | float macro-F1 | int8 macro-F1 (TFLM) | float ACC | int8 ACC "
         "| float kappa | int8 kappa | on chip macro-F1 |",
@@ -360,9 +401,41 @@ def render_table(results: dict[str, dict], *, models: bool = True, on_chip: bool
         lines.append(
             f"| {label} | {c['n_epochs']:,} | {_f1(c, 'float')} | {_f1(c, 'int8')} | "
             f"{_m(c, 'float', 'acc')} | {_m(c, 'int8', 'acc')} | {_m(c, 'float', 'kappa')} | "
-            f"{_m(c, 'int8', 'kappa')} | - |"
+            f"{_m(c, 'int8', 'kappa')} | {onchip_cell(chip, c)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+ONCHIP_JSON = "onchip.json"
+
+
+def find_onchip(run: str | Path, given: str | Path | None = None) -> dict | None:
+    """The onchip.json of ``host_tools robustness`` for the robustness run ``run``: ``given``
+    (the file or its folder), else RUN/onchip.json, else RUN/onchip/onchip.json; None when
+    there is none (and ``given`` is None)."""
+    if given is not None:
+        path = Path(given)
+        path = path / ONCHIP_JSON if path.is_dir() else path
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist (host_tools robustness writes it)")
+        return json.loads(path.read_text())
+    for path in (Path(run) / ONCHIP_JSON, Path(run) / "onchip" / ONCHIP_JSON):
+        if path.is_file():
+            return json.loads(path.read_text())
+    return None
+
+
+def onchip_cell(onchip: dict | None, c: dict) -> str:
+    """The on-chip macro-F1 of condition ``c`` (a results.json condition), "(N)" added when
+    the chip saw fewer epochs than the host; "-" when not measured."""
+    if not onchip:
+        return "-"
+    key = (c["kind"], c["level"], c["value"])
+    for o in onchip.get("conditions", []):
+        if (o["kind"], o["level"], o["value"]) == key and o.get("onchip"):
+            f1 = f"{o['onchip']['macro_f1']:.3f}"
+            return f1 if o["n_epochs"] >= c["n_epochs"] else f"{f1} ({o['n_epochs']:,})"
+    return "-"
 
 
 def _m(c: dict, which: str, key: str) -> str:
@@ -411,18 +484,29 @@ def plot_macro_f1(path: Path, results: dict[str, dict]) -> None:
     plt.close(fig)
 
 
-def compare(runs: dict[str, str | Path], out: str | Path) -> str:
-    """One table and one plot over several ``robustness`` output folders (name -> folder)."""
+def compare(
+    runs: dict[str, str | Path],
+    out: str | Path,
+    onchip: dict[str, str | Path] | None = None,
+) -> str:
+    """One table and one plot over several ``robustness`` output folders (name -> folder).
+    The "on chip" columns come from ``onchip`` (name -> onchip.json or its folder, written by
+    ``host_tools robustness``), else from each run's onchip.json or onchip/onchip.json."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    onchip = onchip or {}
+    unknown = sorted(set(onchip) - set(runs))
+    if unknown:
+        raise ValueError(f"--onchip {unknown[0]}=...: no --run of that name")
     results = {n: json.loads((Path(d) / "results.json").read_text()) for n, d in runs.items()}
+    chips = {n: find_onchip(d, onchip.get(n)) for n, d in runs.items()}
     shapes = {
         n: [(c["kind"], c["level"], c["n_epochs"]) for c in r["conditions"]]
         for n, r in results.items()
     }
     if len({json.dumps(s) for s in shapes.values()}) != 1:
         raise ValueError("the robustness runs differ in conditions or epoch subsets")
-    table = render_table(results)
+    table = render_table(results, onchip=chips)
     (out / "table.md").write_text(table)
     plot_macro_f1(out / "macro_f1.png", results)
     return table

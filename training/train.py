@@ -26,6 +26,7 @@ from tqdm import tqdm
 from . import cache
 from .metrics import scores, write_confusion_csv
 from .model import ModelConfig, ULWSleepNet, save_model
+from .noise import SignalStats
 from .normalise import INPUT_SCALE, Normaliser, zscore_int8
 from .plots import plot_confusion, plot_learning_curves
 from .psg import Recording, discover_pairs
@@ -339,6 +340,7 @@ def run(
         }
         extra = {
             "normalisation": norm.to_dict() if norm else {"kind": "zscore"},
+            "signal_stats": training_stats(part["train"], split.train).to_dict(),
             "stages": list(STAGE_NAMES),
             "train_config": asdict(cfg),
             "split": asdict(split),
@@ -381,7 +383,8 @@ class RobustConfig:
     ``augment``: "none", "gaussian" (REST's Gaussian noise, c = ``gaussian_c``, on a
     ``gaussian_fraction`` of each batch: the "Ford" baseline), "rest-published" or "pgd"
     (every batch replaced by its adversarial version, budget ``eps_uv`` in uV of Fpz-Cz, see
-    training/rest.py). ``lambda_o``: spectral term; ``lambda_g``: L1 on BatchNorm gammas (first
+    training/rest.py; with ``adversarial_fraction`` < 1 only that fraction of each batch, the
+    rest stays clean). ``lambda_o``: spectral term; ``lambda_g``: L1 on BatchNorm gammas (first
     stage only). ``prune_fraction`` > 0: after the first stage, the best checkpoint loses that
     fraction of its DSSC channels (at least ``prune_min_fraction`` of each layer kept, each
     layer's count rounded up to one of ``prune_widths`` when given) and is
@@ -400,6 +403,7 @@ class RobustConfig:
     attack_step_uv: float | None = None
     gaussian_c: float = 0.2
     gaussian_fraction: float = 0.5
+    adversarial_fraction: float = 1.0  # REST: 1, every batch replaced
     lambda_o: float = 0.0
     lambda_g: float = 0.0
     prune_fraction: float = 0.0
@@ -417,6 +421,8 @@ class RobustConfig:
             raise ValueError(
                 f"augment {self.augment!r}: expected none, gaussian, rest-published or pgd"
             )
+        if not 0 < self.adversarial_fraction <= 1:
+            raise ValueError("adversarial_fraction must be in (0, 1]")
         if self.prune_fraction > 0 and self.retrain_epochs < 1:
             raise ValueError("prune_fraction > 0 needs retrain_epochs >= 1")
         if self.prune_widths is not None:
@@ -523,8 +529,13 @@ def _robust_stage(
                     xb_np = xb_np.copy()
                     xb_np[noisy] = gaussian_noise(xb_np[noisy], cfg.gaussian_c, stats, rng)
             xb = torch.from_numpy(np.ascontiguousarray(xb_np, dtype=np.float32))
-            if spec is not None:
+            if spec is not None and cfg.adversarial_fraction >= 1:
                 xb = attack(model, inp, xb, yb, spec, scale, gen)
+            elif spec is not None:
+                adv = torch.from_numpy(rng.random(len(idx)) < cfg.adversarial_fraction)
+                if adv.any():
+                    xb = xb.clone()
+                    xb[adv] = attack(model, inp, xb[adv], yb[adv], spec, scale, gen)
             model.train()
             ce = F.cross_entropy(model(inp(xb)), yb)
             loss = ce
@@ -572,6 +583,15 @@ def _robust_stage(
     return history
 
 
+def training_stats(recordings, subjects) -> SignalStats:
+    """Per-channel statistics (uV) of the training split, as the noise generators and attacks
+    use them; stored in every model's config.json as ``signal_stats``."""
+    return SignalStats.fit(
+        [r.epochs for r in recordings],
+        source=f"training split ({len(recordings)} nights of {', '.join(subjects)})",
+    )
+
+
 def finetune(
     init: str | Path,
     data: str | Path,
@@ -584,7 +604,6 @@ def finetune(
     config.json; the result (best checkpoint of the last stage) goes to OUT/model with
     metrics.json on the test subjects (clean). Re-running the same command resumes."""
     from .model import load_model
-    from .noise import SignalStats
     from .rest import plan_pruning, prune
 
     out = Path(out)
@@ -597,7 +616,10 @@ def finetune(
     split = init_config["split"]
     run_info = json.loads(json.dumps({"init": str(init), "config": asdict(cfg), "split": split}))
     run_file = out / "finetune.json"
-    if run_file.is_file() and json.loads(run_file.read_text()) != run_info:
+    stored = json.loads(run_file.read_text()) if run_file.is_file() else None
+    if stored is not None:  # options added since that run have their defaults
+        stored["config"] = {**json.loads(json.dumps(asdict(RobustConfig()))), **stored["config"]}
+    if stored is not None and stored != run_info:
         raise ValueError(
             f"{out} holds a fine-tuning run with other options; use a new --out or delete it"
         )
@@ -610,10 +632,7 @@ def finetune(
     for k, rs in part.items():
         if not rs:
             raise ValueError(f"{data}: no recording of the {k} subjects {split[k]}")
-    stats = SignalStats.fit(
-        [r.epochs for r in part["train"]],
-        source=f"training split ({len(part['train'])} nights of {', '.join(split['train'])})",
-    )
+    stats = training_stats(part["train"], split["train"])
     rng = np.random.default_rng(cfg.seed)
     x_val = np.concatenate([r.epochs for r in part["val"]])
     y_val = np.concatenate([r.labels for r in part["val"]])

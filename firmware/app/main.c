@@ -35,14 +35,19 @@ enum {
     RX_TAKING = 2,  /* main converts it to the model input, then sets RX_FILLING */
 };
 
-/* Receive buffer (preprocess.h: int16 for mean-removed channels, int8 for the others). */
+/* Receive buffer (preprocess.h: int16 for mean-removed channels, int8 for the others). SAMPLES
+ * frames of the epoch being received may arrive in any order (selective repeat): each is
+ * stored at its index and its 5-sample blocks are marked in app_rx_have. */
+#define APP_BLOCKS (PROTO_EPOCH_SAMPLES / PROTO_SAMPLE_BLOCK)
+_Static_assert(PROTO_EPOCH_SAMPLES % PROTO_SAMPLE_BLOCK == 0, "epochs are whole blocks");
 static preprocess_epoch_t app_rx;
 static volatile uint8_t app_rx_state;
+static uint8_t app_rx_have[(APP_BLOCKS + 7) / 8]; /* blocks of the epoch being received */
+static uint32_t app_rx_base;         /* its first sample index (the next epoch's once full) */
 static uint32_t app_rx_epoch;        /* epoch index of the complete epoch in app_rx */
-static uint16_t app_rx_last_seq;     /* frame that completed it: its ACK waits for RX_FILLING */
+static uint16_t app_rx_last_seq;     /* frame that completed it: ACKed again when it is taken */
 static volatile uint8_t app_ack_due; /* set by main: send that ACK */
-static uint32_t app_next_index;      /* next expected sample index */
-
+static uint32_t app_next_index;      /* next expected sample index: all before it are stored */
 
 /* The last inference, written by main and sent by the service. */
 static struct {
@@ -105,11 +110,44 @@ static void send_error(uint8_t code, uint8_t detail, uint16_t seq)
     send(PROTO_MSG_ERROR, seq, p, sizeof(p));
 }
 
+static int have_block(uint32_t block)
+{
+    return block < APP_BLOCKS && ((app_rx_have[block >> 3] >> (block & 7u)) & 1u);
+}
+
+/* The receive state in ACK and STATUS_REPLY: u32 next expected index, u8 1 if a complete
+ * epoch waits for the model, u32 `from` and a u64 of which PROTO_SACK_BLOCKS blocks from there
+ * on are stored (bit i: the block starting at from + 5 i), so the host resends only what is
+ * missing. `from` is the block after the next expected one, or for the ACK of a SAMPLES frame
+ * ending further on, 64 blocks before that frame's end: the frames sent just before it. */
+static void put_rx_state(uint8_t *p, uint32_t from)
+{
+    put_u32(p, app_next_index);
+    p[4] = app_rx_state == RX_FILLING ? 0u : 1u;
+    if (from < app_next_index + PROTO_SAMPLE_BLOCK) {
+        from = app_next_index + PROTO_SAMPLE_BLOCK;
+    }
+    put_u32(&p[5], from);
+    uint8_t *sack = &p[9];
+    memset(sack, 0, PROTO_SACK_BLOCKS / 8);
+    for (uint32_t i = 0; i < PROTO_SACK_BLOCKS; ++i) {
+        uint32_t t = from + PROTO_SAMPLE_BLOCK * i; /* (>= app_rx_base: from > next index) */
+        if (have_block((t - app_rx_base) / PROTO_SAMPLE_BLOCK)) {
+            sack[i >> 3] |= (uint8_t)(1u << (i & 7u));
+        }
+    }
+}
+
+static void send_ack_from(uint16_t seq, uint32_t from)
+{
+    uint8_t ack[PROTO_ACK_LEN];
+    put_rx_state(ack, from);
+    send(PROTO_MSG_ACK, seq, ack, sizeof(ack));
+}
+
 static void send_ack(uint16_t seq)
 {
-    uint8_t ack[4];
-    put_u32(ack, app_next_index);
-    send(PROTO_MSG_ACK, seq, ack, sizeof(ack));
+    send_ack_from(seq, 0);
 }
 
 static void send_info(uint16_t seq)
@@ -196,9 +234,8 @@ static void on_resend(const proto_frame_t *f)
 static void send_status(uint16_t seq)
 {
     uint8_t p[PROTO_STATUS_LEN];
-    put_u32(&p[0], app_next_index);
-    p[4] = app_rx_state == RX_FILLING ? 0u : 1u;
-    put_u32(&p[5], app_results_sent);
+    put_rx_state(p, 0);
+    put_u32(&p[17], app_results_sent);
     send(PROTO_MSG_STATUS_REPLY, seq, p, sizeof(p));
 }
 
@@ -211,33 +248,33 @@ static void on_samples(const proto_frame_t *f)
     uint32_t first = (uint32_t)f->payload[0] | ((uint32_t)f->payload[1] << 8) |
                      ((uint32_t)f->payload[2] << 16) | ((uint32_t)f->payload[3] << 24);
     uint16_t n = (uint16_t)(f->payload[4] | (f->payload[5] << 8));
-    if (n < 1 || n > PROTO_MAX_SAMPLES_PER_FRAME || f->len != 6u + 8u * n) {
+    if (n < PROTO_SAMPLE_BLOCK || n > PROTO_MAX_SAMPLES_PER_FRAME || n % PROTO_SAMPLE_BLOCK ||
+        first % PROTO_SAMPLE_BLOCK || f->len != 6u + 8u * n) {
         send_error(PROTO_ERR_BAD_LENGTH, 0, f->seq);
         return;
     }
-    if (first + n <= app_next_index && first + n + PROTO_EPOCH_SAMPLES > app_next_index) {
-        /* a resent frame (its ACK was lost) of this epoch or the last: stored already. The
-         * frame that completed an epoch not yet taken gets its ACK when the buffer is free. */
-        if (app_rx_state == RX_FILLING || first + n != app_next_index) {
-            send_ack(f->seq);
-        }
+    const uint64_t end = (uint64_t)first + n, base = app_rx_base;
+    if (end <= base && (uint64_t)first + PROTO_EPOCH_SAMPLES >= base) {
+        /* a resent frame (its ACK was lost) of the last epoch: stored already */
+        send_ack(f->seq);
+        return;
+    }
+    if (first < base || first >= base + PROTO_EPOCH_SAMPLES) {
+        send_error(PROTO_ERR_OUT_OF_SEQUENCE, 0, f->seq);
+        send_ack(f->seq);
         return;
     }
     if (app_rx_state != RX_FILLING) { /* the host did not wait for the epoch's last ACK */
         send_error(PROTO_ERR_BUSY, 0, f->seq);
         return;
     }
-    if (first != app_next_index) {
-        send_error(PROTO_ERR_OUT_OF_SEQUENCE, 0, f->seq);
-        send_ack(f->seq);
-        return;
-    }
-    uint32_t t0 = app_next_index % PROTO_EPOCH_SAMPLES;
-    if (t0 + n > PROTO_EPOCH_SAMPLES) { /* an epoch must end at a frame boundary */
+    if (end > base + PROTO_EPOCH_SAMPLES) { /* an epoch must end at a frame boundary */
         send_error(PROTO_ERR_BAD_LENGTH, 1, f->seq);
         send_ack(f->seq);
         return;
     }
+    /* Stored at its place whatever the order (a resend stores the same samples again). */
+    const uint32_t t0 = first - app_rx_base;
     const uint8_t *b = &f->payload[6];
     for (uint32_t t = t0; t < t0 + n; ++t) {
         int16_t s[PROTO_N_CHANNELS];
@@ -246,14 +283,23 @@ static void on_samples(const proto_frame_t *f)
         }
         preprocess_store(&app_rx, (int)t, s);
     }
-    app_next_index += n;
-    if (t0 + n == PROTO_EPOCH_SAMPLES) {
-        app_rx_epoch = app_next_index / PROTO_EPOCH_SAMPLES - 1u;
-        app_rx_last_seq = f->seq;
-        app_rx_state = RX_FULL; /* ACKed once main has taken the epoch */
-        return;
+    for (uint32_t k = t0 / PROTO_SAMPLE_BLOCK; k < (t0 + n) / PROTO_SAMPLE_BLOCK; ++k) {
+        app_rx_have[k >> 3] |= (uint8_t)(1u << (k & 7u));
     }
-    send_ack(f->seq);
+    while (app_next_index < app_rx_base + PROTO_EPOCH_SAMPLES &&
+           have_block((app_next_index - app_rx_base) / PROTO_SAMPLE_BLOCK)) {
+        app_next_index += PROTO_SAMPLE_BLOCK;
+    }
+    if (app_next_index == app_rx_base + PROTO_EPOCH_SAMPLES) {
+        /* complete: ACKed now (waiting for the model) and again once main has taken it */
+        app_rx_epoch = app_rx_base / PROTO_EPOCH_SAMPLES;
+        app_rx_last_seq = f->seq;
+        memset(app_rx_have, 0, sizeof(app_rx_have));
+        app_rx_base = app_next_index;
+        app_rx_state = RX_FULL;
+    }
+    uint32_t window = PROTO_SACK_BLOCKS * PROTO_SAMPLE_BLOCK;
+    send_ack_from(f->seq, first + n > window ? first + n - window : 0);
 }
 
 static void on_frame(const proto_frame_t *f)
@@ -279,6 +325,8 @@ static void on_frame(const proto_frame_t *f)
             app_rx_state = RX_FILLING;
         }
         app_next_index = 0;
+        app_rx_base = 0;
+        memset(app_rx_have, 0, sizeof(app_rx_have));
         app_results_sent = 0;
         memset(app_kept, 0, sizeof(app_kept));
         send_ack(f->seq);

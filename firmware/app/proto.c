@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-enum { WAIT_SYNC0, WAIT_SYNC1, HEADER, PAYLOAD, CRC0, CRC1 };
+enum { WAIT_SYNC0, WAIT_SYNC1, HEADER, PAYLOAD, CRC };
 
 static int known_type(uint8_t type)
 {
@@ -17,8 +17,10 @@ static int length_ok(uint8_t type, uint16_t len)
 {
     switch (type) {
     case PROTO_MSG_SAMPLES:
-        return len >= 6u + 8u && len <= 6u + 8u * PROTO_MAX_SAMPLES_PER_FRAME &&
-               (len - 6u) % 8u == 0;
+        /* n = 5, 10, ... 125 samples of 8 bytes */
+        return len >= 6u + 8u * PROTO_SAMPLE_BLOCK &&
+               len <= 6u + 8u * PROTO_MAX_SAMPLES_PER_FRAME &&
+               (len - 6u) % (8u * PROTO_SAMPLE_BLOCK) == 0;
     case PROTO_MSG_PROFILE:
         return len == 1;
     case PROTO_MSG_RESEND:
@@ -34,16 +36,22 @@ void proto_parser_init(proto_parser_t *p)
     p->state = WAIT_SYNC0;
 }
 
-uint16_t proto_crc16(uint16_t crc, const uint8_t *data, size_t len)
+uint32_t proto_crc32(uint32_t crc, const uint8_t *data, size_t len)
 {
-    /* CRC-16/CCITT-FALSE: poly 0x1021, MSB first. */
+    /* CRC-32 (IEEE 802.3, as zlib's crc32): reflected poly 0xEDB88320, init and final xor
+     * 0xFFFFFFFF, four bits at a time (a 64-byte table). */
+    static const uint32_t nibble[16] = {
+        0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu, 0x76DC4190u, 0x6B6B51F4u,
+        0x4DB26158u, 0x5005713Cu, 0xEDB88320u, 0xF00F9344u, 0xD6D6A3E8u, 0xCB61B38Cu,
+        0x9B64C2B0u, 0x86D3D2D4u, 0xA00AE278u, 0xBDBDF21Cu,
+    };
+    crc = ~crc;
     for (size_t i = 0; i < len; ++i) {
-        crc ^= (uint16_t)(data[i] << 8);
-        for (int b = 0; b < 8; ++b) {
-            crc = (crc & 0x8000u) ? (uint16_t)((crc << 1) ^ 0x1021u) : (uint16_t)(crc << 1);
-        }
+        crc ^= data[i];
+        crc = (crc >> 4) ^ nibble[crc & 0x0Fu];
+        crc = (crc >> 4) ^ nibble[crc & 0x0Fu];
     }
-    return crc;
+    return ~crc;
 }
 
 static proto_event_t fail(proto_parser_t *p, uint8_t code)
@@ -92,23 +100,26 @@ proto_event_t proto_parser_push(proto_parser_t *p, uint8_t byte)
         if (!length_ok(p->frame.type, p->frame.len)) {
             return fail(p, PROTO_ERR_BAD_LENGTH);
         }
-        p->crc = proto_crc16(0xFFFFu, &p->header[2], PROTO_HEADER_LEN - 2);
+        p->crc = proto_crc32(0, &p->header[2], PROTO_HEADER_LEN - 2);
         p->got = 0;
-        p->state = p->frame.len ? PAYLOAD : CRC0;
+        p->rx_crc = 0;
+        p->state = p->frame.len ? PAYLOAD : CRC;
         return PROTO_NONE;
     case PAYLOAD:
         p->frame.payload[p->got++] = byte;
         if (p->got == p->frame.len) {
-            p->crc = proto_crc16(p->crc, p->frame.payload, p->frame.len);
-            p->state = CRC0;
+            p->crc = proto_crc32(p->crc, p->frame.payload, p->frame.len);
+            p->got = 0;
+            p->rx_crc = 0;
+            p->state = CRC;
         }
         return PROTO_NONE;
-    case CRC0:
-        p->got = byte;
-        p->state = CRC1;
-        return PROTO_NONE;
-    default: /* CRC1 */
-        if ((uint16_t)(p->got | (byte << 8)) != p->crc) {
+    default: /* CRC, little-endian */
+        p->rx_crc |= (uint32_t)byte << (8u * p->got);
+        if (++p->got < PROTO_CRC_LEN) {
+            return PROTO_NONE;
+        }
+        if (p->rx_crc != p->crc) {
             return fail(p, PROTO_ERR_BAD_CRC);
         }
         p->state = WAIT_SYNC0;
@@ -130,8 +141,9 @@ size_t proto_encode(uint8_t *out, uint8_t type, uint16_t seq, const uint8_t *pay
     if (len) {
         memcpy(&out[PROTO_HEADER_LEN], payload, len);
     }
-    uint16_t crc = proto_crc16(0xFFFFu, &out[2], (size_t)PROTO_HEADER_LEN - 2 + len);
-    out[PROTO_HEADER_LEN + len] = (uint8_t)(crc & 0xFF);
-    out[PROTO_HEADER_LEN + len + 1] = (uint8_t)(crc >> 8);
+    uint32_t crc = proto_crc32(0, &out[2], (size_t)PROTO_HEADER_LEN - 2 + len);
+    for (int i = 0; i < PROTO_CRC_LEN; ++i) {
+        out[PROTO_HEADER_LEN + len + i] = (uint8_t)(crc >> (8 * i));
+    }
     return (size_t)PROTO_HEADER_LEN + len + PROTO_CRC_LEN;
 }

@@ -25,7 +25,8 @@ typedef struct {
     int state;
     uint8_t header[PROTO_HEADER_LEN];
     uint16_t got;
-    uint16_t crc;
+    uint32_t crc;    /* computed over the frame so far */
+    uint32_t rx_crc; /* received */
     proto_frame_t frame;
     uint8_t error;
     uint16_t error_seq;
@@ -37,7 +38,8 @@ void proto_parser_init(proto_parser_t *p);
  * next sync pair. */
 proto_event_t proto_parser_push(proto_parser_t *p, uint8_t byte);
 
-uint16_t proto_crc16(uint16_t crc, const uint8_t *data, size_t len);
+/* CRC-32 as zlib's crc32(): proto_crc32(0, d, n) for d; chained, proto_crc32(crc, more, m). */
+uint32_t proto_crc32(uint32_t crc, const uint8_t *data, size_t len);
 /* Encodes a frame into out (room for PROTO_HEADER_LEN + len + PROTO_CRC_LEN bytes); returns its
  * length. */
 size_t proto_encode(uint8_t *out, uint8_t type, uint16_t seq, const uint8_t *payload,

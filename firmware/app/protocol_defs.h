@@ -5,11 +5,12 @@
 
 #define PROTO_SYNC0 0xA5
 #define PROTO_SYNC1 0x5A
-#define PROTO_VERSION 2
+#define PROTO_VERSION 3
 #define PROTO_HEADER_LEN 8
-#define PROTO_CRC_LEN 2
+#define PROTO_CRC_LEN 4
 #define PROTO_MAX_PAYLOAD 1024
 #define PROTO_MAX_SAMPLES_PER_FRAME 125
+#define PROTO_SAMPLE_BLOCK 5 /* SAMPLES frames start and end on multiples of this */
 #define PROTO_N_CHANNELS 4
 #define PROTO_EPOCH_SAMPLES 3000
 #define PROTO_SAMPLE_RATE_HZ 100
@@ -44,6 +45,8 @@
 
 #define PROTO_INFO_LEN 95
 #define PROTO_RESULT_LEN 19
-#define PROTO_STATUS_LEN 9
+#define PROTO_STATUS_LEN 21
+#define PROTO_ACK_LEN 17
+#define PROTO_SACK_BLOCKS 64 /* blocks reported in ACK and STATUS_REPLY */
 
 #endif /* PROTOCOL_DEFS_H */

@@ -18,7 +18,9 @@ from host_tools.protocol import (
     ErrorCode,
     Frame,
     MsgType,
+    decode_ack,
     decode_error,
+    decode_result,
     encode_samples,
 )
 from training.hypnogram import write_hypnogram
@@ -105,17 +107,61 @@ def test_malformed_frames_get_errors_and_the_board_keeps_working(board):
 
 
 def test_out_of_sequence_samples_are_refused(board, epochs):
+    """Samples outside the epoch being received (the next epoch, or two back) are refused with
+    OUT_OF_SEQUENCE, then an ACK with the index to send from."""
     wire, _, _ = epochs
     board.hello()
     board.reset_stream()
-    board.send(MsgType.SAMPLES, encode_samples(500, wire[0][:100]))
+    board.send(MsgType.SAMPLES, encode_samples(0, wire[0][:100]))
+    assert decode_ack(board.expect("SAMPLES", MsgType.ACK).payload).next_index == 100
+    board.send(MsgType.SAMPLES, encode_samples(3000, wire[1][:100]))
     with pytest.raises(BoardErrorReply) as err:
         board.expect("SAMPLES", MsgType.ACK)
     assert err.value.reply.code == ErrorCode.OUT_OF_SEQUENCE
-    # the ACK that follows names the index to resend from
-    assert board.expect("SAMPLES", MsgType.ACK).payload == (0).to_bytes(4, "little")
-    board.send(MsgType.SAMPLES, encode_samples(0, wire[0][:100]))
-    assert board.expect("SAMPLES", MsgType.ACK).payload == (100).to_bytes(4, "little")
+    assert decode_ack(board.expect("SAMPLES", MsgType.ACK).payload).next_index == 100
+    # not whole 5-sample blocks: refused with the header (the parser checks the length)
+    board.send_raw(Frame(MsgType.SAMPLES, 9, bytes(6 + 8 * 3)).encode())
+    reply = board.receive("SAMPLES of 3")
+    assert reply.type == MsgType.ERROR
+    assert decode_error(reply.payload).code == ErrorCode.BAD_LENGTH
+
+
+def test_frames_out_of_order_are_stored_and_acks_say_what_is_missing(board, epochs):
+    """Selective repeat: frames of the epoch being received are stored wherever they land; each
+    ACK gives the next expected index and which blocks after it are stored, so the host resends
+    only the lost frames. The epoch sent backwards in frames of 5 to 125 samples scores exactly
+    as the epoch sent in order, counts included."""
+    wire, _, _ = epochs
+    board.hello()
+    board.reset_stream()
+    in_order = board.send_epoch(0, wire[0])
+    board.reset_stream()
+
+    def send(first, n):
+        board.send(MsgType.SAMPLES, encode_samples(first, wire[0][first : first + n]))
+        return decode_ack(board.expect("SAMPLES", MsgType.ACK).payload)
+
+    ack = send(50, 25)  # a gap at 0..49
+    assert (ack.next_index, ack.epoch_waiting) == (0, False)
+    assert [ack.stored(i) for i in (0, 45, 50, 70, 75)] == [False, False, True, True, False]
+    ack = send(0, 30)  # part of the gap filled
+    assert ack.next_index == 30 and ack.stored(30) is False and ack.stored(50) is True
+    ack = send(30, 20)  # the gap closed: the next index jumps over the frame stored before
+    assert ack.next_index == 75
+    ack = send(50, 25)  # a resend of a stored frame: stored again (the same samples), ACKed
+    assert ack.next_index == 75
+    # the rest of the epoch backwards, in frames of every size
+    cuts = [75, *range(100, 3000, 125), 3000]
+    for k in range(len(cuts) - 1, 0, -1):
+        ack = send(cuts[k - 1], cuts[k] - cuts[k - 1])
+        assert ack.next_index == (3000 if k == 1 else 75), k
+    # the frame that completed the epoch: its ACK now, and once the board has taken it
+    assert ack.epoch_waiting or ack.next_index == 3000
+    if ack.epoch_waiting:
+        taken = decode_ack(board.expect("SAMPLES", MsgType.ACK).payload)
+        assert (taken.next_index, taken.epoch_waiting) == (3000, False)
+    result = board.expect("RESULT", MsgType.RESULT)
+    assert decode_result(result.payload) == in_order
 
 
 def test_counts_are_identical_on_two_boots(request, epochs):

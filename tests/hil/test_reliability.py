@@ -83,13 +83,25 @@ def clean(request, wire):
 
 
 def same(results, clean):
-    assert [r.epoch_index for r in results] == list(range(N_EPOCHS))
+    assert [r.epoch_index for r in results] == list(range(len(clean)))  # each exactly once
     assert results == clean  # scores, stages and counts (instructions on the emulated board)
+
+
+def test_the_issues_rates_1_percent_corrupt_half_percent_dropped(request, wire, clean):
+    """1 % of the bytes corrupted and 0.5 % dropped, both ways: a 1-KB frame never gets
+    through, a 5-sample frame (58 bytes) about every other time. Selective repeat with small
+    frames delivers every RESULT once, bit-identical (scores and counts) to the fault-free run.
+    (A whole night: `make bench-faults`.)"""
+    spec = FaultSpec(corrupt=0.01, drop=0.005, seed=3)
+    results, dev, counts = stream(request, wire[:2], spec)
+    same(results, clean[:2])
+    assert counts.corrupt > 500 and counts.drop > 250
+    assert dev.frames_resent > 100  # the retries the stream report counts
+    assert dev.errors_seen.get("BAD_CRC", 0) > 50
 
 
 def test_corrupted_and_dropped_bytes_are_recovered(request, wire, clean):
     # 0.1 % and 0.05 % per byte: most 1-KB frames would fail; the stream shrinks its frames.
-    # (The issue's 1 % / 0.5 % is measured by `make bench-faults`: far too slow for a test.)
     spec = FaultSpec(corrupt=0.001, drop=0.0005, seed=1)
     results, dev, counts = stream(request, wire, spec)
     same(results, clean)

@@ -193,3 +193,29 @@ def test_board_command_serves_an_emulated_board_until_ctrl_c(request):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_stream_adversarial_epochs_on_the_board(board, night, tmp_path):
+    """The board scores the file's wire samples exactly as TFLite Micro does."""
+    import hashlib
+
+    from host_tools.reference import ModelFiles, References
+    from training.normalise import Normaliser
+
+    from ..test_stream import perturbed_wire, write_adversarial_file
+
+    psg, hyp, start, labels = night
+    model = ModelFiles.load()
+    norm = Normaliser.from_dict(model.config["normalisation"])
+    rec = load_recording(pair_for(psg, hyp))
+    idx = np.array([start, start + 3, start + 4, start + 11, start + 20])
+    wire = perturbed_wire(rec.epochs, idx, norm, seed=1)
+    sha = hashlib.sha256(model.tflite).hexdigest()
+    path = write_adversarial_file(tmp_path / "adv.npz", rec.name, idx, wire, labels[idx], sha)
+    r = stream(board, psg, tmp_path / "run", StreamOptions(adversarial=path), port_label="test")
+    res = rep.read_results(tmp_path / "run" / rep.RESULTS)
+    assert res.epoch.tolist() == idx.tolist() and res.expert.tolist() == labels[idx].tolist()
+    refs = References(model)
+    want = np.stack([refs.tflm(x) for x in norm.to_int8(wire)])
+    assert np.array_equal(res.onchip_scores, want), (res.onchip_scores, want)
+    assert r["bitexact_vs_tflm"] == 1.0 and r["adversarial"]["sha256"]

@@ -44,9 +44,11 @@ void board_uart_write(const uint8_t *data, size_t len)
     if (payload > PROTO_MAX_PAYLOAD || len != PROTO_HEADER_LEN + payload + PROTO_CRC_LEN) {
         abort();
     }
-    uint16_t crc = proto_crc16(0xFFFFu, data + 2, PROTO_HEADER_LEN - 2 + payload);
-    if (data[len - 2] != (uint8_t)crc || data[len - 1] != (uint8_t)(crc >> 8)) {
-        abort();
+    uint32_t crc = proto_crc32(0, data + 2, PROTO_HEADER_LEN - 2 + payload);
+    for (int i = 0; i < PROTO_CRC_LEN; ++i) {
+        if (data[len - PROTO_CRC_LEN + i] != (uint8_t)(crc >> (8 * i))) {
+            abort();
+        }
     }
     ++replies;
     reply_bytes += len;

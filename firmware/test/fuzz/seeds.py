@@ -19,6 +19,11 @@ def seeds() -> dict[str, bytes]:
         .encode()
         for k in range(24)
     )
+    # selective repeat: the same epoch in 5-sample frames, in reverse order
+    reverse = b"".join(
+        Frame(MsgType.SAMPLES, 100 + k, encode_samples(5 * k, epoch[5 * k : 5 * k + 5])).encode()
+        for k in reversed(range(600))
+    )
     return {
         "hello": Frame(MsgType.HELLO, 1, b"").encode(),
         "status": Frame(MsgType.STATUS, 2, b"").encode(),
@@ -26,7 +31,9 @@ def seeds() -> dict[str, bytes]:
         "resend": Frame(MsgType.RESEND, 4, encode_resend(0)).encode(),
         "reset": Frame(MsgType.RESET_STREAM, 5, b"").encode(),
         "samples": Frame(MsgType.SAMPLES, 6, encode_samples(0, epoch[:125])).encode(),
-        "samples_short": Frame(MsgType.SAMPLES, 7, encode_samples(0, epoch[:3])).encode(),
+        "samples_short": Frame(MsgType.SAMPLES, 7, encode_samples(0, epoch[:5])).encode(),
+        "samples_ahead": Frame(MsgType.SAMPLES, 8, encode_samples(125, epoch[125:250])).encode(),
+        "epoch_reversed": reverse,
         "epoch": stream,
         "epoch_twice": stream + stream,
     }

@@ -134,7 +134,15 @@ static void test_parser(void)
 {
     static uint8_t frame[PROTO_HEADER_LEN + PROTO_MAX_PAYLOAD + PROTO_CRC_LEN];
     static proto_parser_t parser;
-    uint8_t payload[6 + 8] = {0, 0, 0, 0, 1, 0, 1, 2, 3, 4, 5, 6, 7, 8};
+    static const uint8_t check[] = "123456789";
+    report(proto_crc32(0, check, 9) == 0xCBF43926u &&
+               proto_crc32(proto_crc32(0, check, 4), check + 4, 5) == 0xCBF43926u,
+           "CRC-32 check value (zlib's crc32), also chained", "crc ", proto_crc32(0, check, 9));
+
+    uint8_t payload[6 + 8 * PROTO_SAMPLE_BLOCK] = {0, 0, 0, 0, PROTO_SAMPLE_BLOCK, 0};
+    for (size_t i = 6; i < sizeof(payload); ++i) {
+        payload[i] = (uint8_t)i;
+    }
     size_t n = proto_encode(frame, PROTO_MSG_SAMPLES, 0x1234, payload, sizeof(payload));
     size_t events;
 
@@ -149,8 +157,16 @@ static void test_parser(void)
     ev = feed(&parser, frame, n, &events);
     report(ev == PROTO_ERROR && parser.error == PROTO_ERR_BAD_CRC, "a bad CRC is an error",
            "error ", parser.error);
-
     frame[n - 1] ^= 0x01;
+
+    /* a length that is not whole 5-sample blocks is refused with the header */
+    frame[6] = (uint8_t)(6 + 8 * 3);
+    frame[7] = 0;
+    ev = feed(&parser, frame, PROTO_HEADER_LEN, &events);
+    report(ev == PROTO_ERROR && parser.error == PROTO_ERR_BAD_LENGTH,
+           "a SAMPLES length of 3 samples is an error at the header", "error ", parser.error);
+    frame[6] = (uint8_t)sizeof(payload);
+
     frame[2] = PROTO_VERSION + 1;
     ev = feed(&parser, frame, n, &events);
     report(ev == PROTO_ERROR && parser.error == PROTO_ERR_BAD_VERSION,
