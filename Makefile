@@ -84,7 +84,7 @@ REST_ATTACK := --augment rest-published --select-attack rest-published --eps-uv 
 GAUSS_OPTS := --augment gaussian --gaussian-c 0.2 --epochs 2 --samples-per-epoch 4000
 REST_A_OPTS := $(REST_ATTACK) --epochs 4 --samples-per-epoch 1920
 REST_AS_OPTS := $(REST_ATTACK) --adversarial-fraction 0.5 --lambda-g 1e-5 --lr 1e-3 --epochs 1 \
-	--samples-per-epoch 4800 --prune-fraction 0.55 --prune-widths 4,8,16,32 --retrain-epochs 8
+	--samples-per-epoch 4800 --prune-fraction 0.45 --prune-widths 4,8,16,32 --retrain-epochs 12
 VARIANTS := gauss rest_a rest_as
 rest-variants: setup $(BUILD)/sim35/.done
 	$(FINETUNE) --init models/ulw_sleepnet --out $(REST)/gauss $(GAUSS_OPTS)
@@ -99,7 +99,7 @@ rest-variants: setup $(BUILD)/sim35/.done
 	$(MAKE) -s variant-cards
 
 ## variant-cards: firmware for each variant (emu-m4), its instruction counts, its MODEL_CARD.md
-TITLE_gauss := Gaussian-noise augmentation (REST's "Ford" baseline, unpruned)
+TITLE_gauss := Gaussian-noise augmentation (the "Ford" baseline of REST, unpruned)
 TITLE_rest_a := REST(A): published attack + spectral term
 TITLE_rest_as := REST(A+S): attack + spectral + sparsity, pruned
 variant-cards: setup

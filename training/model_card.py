@@ -23,16 +23,20 @@ _OPTION_TEXT = {
     "none": "no augmentation",
     "gaussian": "REST's Gaussian noise (c_g = {gaussian_c:g} of the training std per channel, "
     "zero-mean) on {fraction:.0%} of each batch",
-    "rest-published": "every batch replaced by the published REST attack (`rest-published`: "
+    "rest-published": "{share} replaced by the published REST attack (`rest-published`: "
     "random start in U(+-eps), {attack_iterations} steps of 0.01 uV) at eps {eps_uv:g} uV of "
     "Fpz-Cz, scaled per channel",
-    "pgd": "every batch replaced by a real L-inf PGD (`pgd`, {attack_iterations} steps) at "
+    "pgd": "{share} replaced by a real L-inf PGD (`pgd`, {attack_iterations} steps) at "
     "eps {eps_uv:g} uV of Fpz-Cz, scaled per channel",
 }
 
 
 def _recipe(ft: dict, pruned: dict | None) -> list[str]:
-    aug = _OPTION_TEXT[ft["augment"]].format(fraction=ft.get("gaussian_fraction", 0.5), **ft)
+    adv = ft.get("adversarial_fraction", 1.0)
+    share = "every batch" if adv >= 1 else f"{adv:.0%} of each batch (the rest clean)"
+    aug = _OPTION_TEXT[ft["augment"]].format(
+        fraction=ft.get("gaussian_fraction", 0.5), share=share, **ft
+    )
     n = ft["samples_per_epoch"] or "all"
     lines = [
         f"fine-tuned from `{ft['init']}`: {ft['epochs']} pass(es) over {n} training samples "
