@@ -23,6 +23,7 @@ from .protocol import (
     HEADER_LEN,
     MAX_FRAME,
     MAX_SAMPLES_PER_FRAME,
+    RESULTS_KEPT,
     SAMPLE_BLOCK,
     Ack,
     ErrorCode,
@@ -265,8 +266,10 @@ class Device:
         Reliable ("Recovery"): selective repeat. Every ACK says which blocks the board holds, so
         a lost or damaged frame is sent again as soon as an ACK of a later frame shows the gap
         (or after a timeout sized from the measured round trips); a lost RESULT is asked for
-        again (RESEND); a cut link (with ``reopen``) or a board restart is detected and the
-        stream resumes from what the board has. Every epoch's RESULT is yielded exactly once.
+        again (RESEND), and the stream never starts an epoch RESULTS_KEPT past a missing
+        RESULT (the board would forget it); a cut link (with ``reopen``) or a board restart is
+        detected and the stream resumes from what the board has. Every epoch's RESULT is
+        yielded exactly once.
         The counters ``frames_resent``, ``resyncs``, ``results_resent``, ``relinks`` and
         ``restarts`` say what it took.
         """
@@ -289,19 +292,28 @@ class Device:
                 return None
         return self.pending.pop(0)
 
-    def status(self, *, attempts: int = 8, on_frame=None) -> Status:
+    def status(self, *, budget_s: float | None = None, on_frame=None) -> Status:
         """The board's receive state (STATUS). Frames that arrive meanwhile go to
-        ``on_frame`` (or are dropped)."""
-        for attempt in range(attempts):
-            if attempt:
+        ``on_frame`` (or are dropped).
+
+        Asked again until a reply comes or ``budget_s`` (default: the device's timeout) has
+        passed. Over a faulty link each try fails with some probability (at 1 % corrupted and
+        0.5 % dropped bytes, half of them), so a fixed number of tries ends a long stream now
+        and then; a time budget ends it only when the board is gone."""
+        budget = self.timeout_s if budget_s is None else budget_s
+        deadline = time.monotonic() + budget
+        attempts = 0
+        while attempts == 0 or time.monotonic() < deadline:
+            if attempts:
                 # a corrupted length field makes a parser take what follows as payload (up to
                 # a frame's size). The board's: zeros end that frame and are skipped after. Ours:
                 # a fresh decoder (what it held is garbage by now).
                 self.send_raw(bytes(MAX_FRAME))
                 self.decoder = FrameDecoder(replies_only=True)
+            attempts += 1
             seq = self.send(MsgType.STATUS)
-            deadline = time.monotonic() + self.reply_wait_s()
-            while (left := deadline - time.monotonic()) > 0:
+            wait_until = time.monotonic() + self.reply_wait_s()
+            while (left := wait_until - time.monotonic()) > 0:
                 frame = self.next_frame(left)
                 if frame is None:
                     break
@@ -310,8 +322,8 @@ class Device:
                 if on_frame is not None:
                     on_frame(frame)
         raise DeviceError(
-            f"STATUS: no reply after {attempts} attempts; check the port, the cable and that "
-            "the board runs this firmware"
+            f"STATUS: no reply in {budget:g} s ({attempts} attempts); check the port, the cable "
+            "and that the board runs this firmware"
         )
 
     def send_epoch(self, epoch_index: int, samples: np.ndarray) -> Result:
@@ -382,7 +394,8 @@ class _Stream:
         self.spf = MAX_SAMPLES_PER_FRAME
         self.handed: dict[int, float] = {}  # epoch -> when the board took it (RESULT due)
         self.asked: dict[int, float] = {}  # epoch -> when its RESULT was last asked (RESEND)
-        self.result_wait_s = 2.0  # shortened to the inference time seen
+        self.inference_s = 0.0  # smoothed time from 'taken' to its RESULT
+        self.result_wait_s = 2.0  # before a RESULT counts as lost: from inference_s
         self.last_poll = 0.0
         self.last_rto = 0.0
         self.probe: tuple[int, int | None] | None = None  # STATUS seq, last frame sent before
@@ -391,6 +404,13 @@ class _Stream:
         self.trouble = False  # resynchronise through STATUS
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def base_result_wait(self) -> float:
+        return 2 * self.inference_s + 0.1
+
+    def next_epoch(self) -> int:
+        """The epoch take_next_epoch() would start."""
+        return self.queue[0] if self.queue else self.next_new
 
     def base(self, epoch: int) -> int:
         return (epoch - self.dev.epoch_offset) * EPOCH_SAMPLES
@@ -558,6 +578,7 @@ class _Stream:
         elif frame.type == MsgType.RESULT:
             result = decode_result(frame.payload)
             epoch = result.epoch_index + dev.epoch_offset
+            taken = self.handed.get(epoch)  # (None: the 'taken' ACK was lost)
             if epoch == self.sending:
                 # its RESULT came before the ACK that says the board took it (lost)
                 dev.samples_acked = max(dev.samples_acked, self.base(epoch) + EPOCH_SAMPLES)
@@ -565,10 +586,11 @@ class _Stream:
             if epoch >= self.want and epoch not in self.results:
                 self.results[epoch] = replace(result, epoch_index=epoch)
                 self.seen += 1
-                taken = self.handed.pop(epoch, None)
+                self.handed.pop(epoch, None)
                 if taken is not None and epoch not in self.asked:  # the inference time
-                    wait = 2 * (time.monotonic() - taken) + 0.1
-                    self.result_wait_s = wait if self.seen == 1 else max(self.result_wait_s, wait)
+                    t = time.monotonic() - taken
+                    self.inference_s = 0.75 * self.inference_s + 0.25 * t if self.inference_s else t
+                    self.result_wait_s = self.base_result_wait()
                 self.asked.pop(epoch, None)
                 # RESULTs of the epochs taken before it were sent before it: lost
                 for e in sorted(self.handed):
@@ -586,8 +608,11 @@ class _Stream:
                 pass  # a damaged frame; the ACKs of the frames after it show what it carried
             elif err.code == ErrorCode.NO_RESULT:
                 # a RESEND came before the inference ended: wait longer before asking again
-                # (had the board restarted instead, its announcement would say so)
-                self.result_wait_s *= 1.5
+                # (had the board restarted instead, its announcement would say so); at most 4x
+                # the usual wait: while a RESULT is missing the stream stops a few epochs on
+                if self.inference_s:
+                    limit = 4 * self.base_result_wait()
+                    self.result_wait_s = min(limit, 1.5 * self.result_wait_s)
             elif err.code not in self.CORRUPTION:
                 # BUSY, NO_RESULT, OUT_OF_SEQUENCE, a frame across an epoch's end: the host
                 # and the board disagree about the stream; ask the board where it is
@@ -693,7 +718,9 @@ class _Stream:
                 self.kept.pop(self.want, None)
                 self.want += 1
                 yield result
-            if self.sending is None:
+            if self.sending is None and self.next_epoch() - self.want < RESULTS_KEPT:
+                # (the board keeps the last RESULTS_KEPT RESULTs: one lost on the link can be
+                # asked for again only while the stream is at most that far ahead of it)
                 self.take_next_epoch()
             if self.sending is None and self.exhausted and self.want >= self.next_new:
                 return

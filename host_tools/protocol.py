@@ -25,6 +25,7 @@ SACK_BLOCKS = 64  # blocks after the next expected index that ACK and STATUS_REP
 N_CHANNELS = 4
 EPOCH_SAMPLES = 3000
 SAMPLE_RATE_HZ = 100
+RESULTS_KEPT = 4  # the last RESULTs a board keeps for RESEND
 
 
 class MsgType(IntEnum):

@@ -32,6 +32,7 @@ def test_c_and_python_constants_agree():
         "N_CHANNELS": py.N_CHANNELS,
         "EPOCH_SAMPLES": py.EPOCH_SAMPLES,
         "SAMPLE_RATE_HZ": py.SAMPLE_RATE_HZ,
+        "RESULTS_KEPT": py.RESULTS_KEPT,
     }
     for name, value in plain.items():
         assert c[f"PROTO_{name}"] == value, name

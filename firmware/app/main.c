@@ -61,12 +61,11 @@ static struct {
 static volatile uint8_t app_result_due;
 
 /* The last RESULT payloads, for RESEND (a reply lost on the link). */
-#define APP_KEPT_RESULTS 4
 static struct {
     uint32_t epoch;
     uint8_t valid;
     uint8_t payload[PROTO_RESULT_LEN];
-} app_kept[APP_KEPT_RESULTS];
+} app_kept[PROTO_RESULTS_KEPT];
 static uint32_t app_results_sent; /* RESULTs since the last RESET_STREAM (or reset) */
 static volatile uint8_t app_announce; /* send INFO unasked (after reset) */
 
@@ -197,9 +196,9 @@ static void send_result(void)
             stage = k;
         }
     }
-    uint8_t *p = app_kept[app_result.epoch % APP_KEPT_RESULTS].payload;
-    app_kept[app_result.epoch % APP_KEPT_RESULTS].epoch = app_result.epoch;
-    app_kept[app_result.epoch % APP_KEPT_RESULTS].valid = 1;
+    uint8_t *p = app_kept[app_result.epoch % PROTO_RESULTS_KEPT].payload;
+    app_kept[app_result.epoch % PROTO_RESULTS_KEPT].epoch = app_result.epoch;
+    app_kept[app_result.epoch % PROTO_RESULTS_KEPT].valid = 1;
     put_u32(&p[0], app_result.epoch);
     p[4] = stage;
     memcpy(&p[5], app_result.scores, ENGINE_MODEL_OUTPUTS);
@@ -219,7 +218,7 @@ static void on_resend(const proto_frame_t *f)
     uint32_t epoch = (uint32_t)f->payload[0] | ((uint32_t)f->payload[1] << 8) |
                      ((uint32_t)f->payload[2] << 16) | ((uint32_t)f->payload[3] << 24);
     const uint8_t *kept = 0;
-    for (int i = 0; i < APP_KEPT_RESULTS; ++i) {
+    for (int i = 0; i < PROTO_RESULTS_KEPT; ++i) {
         if (app_kept[i].valid && app_kept[i].epoch == epoch) {
             kept = app_kept[i].payload;
         }

@@ -14,6 +14,7 @@
 #define PROTO_N_CHANNELS 4
 #define PROTO_EPOCH_SAMPLES 3000
 #define PROTO_SAMPLE_RATE_HZ 100
+#define PROTO_RESULTS_KEPT 4 /* the last RESULTs a board keeps for RESEND */
 
 #define PROTO_MSG_HELLO 0x01
 #define PROTO_MSG_SAMPLES 0x02

@@ -8,9 +8,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from host_tools.device import Device, open_port
+from host_tools.device import Device, open_port, read_available
 from host_tools.emulator import Emulator
 from host_tools.faults import FaultSpec, FaultyLink
+from host_tools.protocol import (
+    EPOCH_SAMPLES,
+    RESULTS_KEPT,
+    FrameDecoder,
+    MsgType,
+    decode_result,
+    decode_samples,
+)
 from training.hypnogram import write_hypnogram
 from training.model import load_model
 from training.normalise import Normaliser
@@ -131,3 +139,58 @@ def test_a_board_restart_is_detected_and_the_stream_resumes(request, wire, clean
     results, dev, counts = stream(request, wire, FaultSpec(reboot_after=70_000))
     same(results, clean)
     assert counts.reboots == 1 and dev.restarts == 1
+
+
+class LosesFirstResult:
+    """A clean link that loses the board's first ``times`` RESULTs of epoch 0 (the RESULT and
+    the replies to RESEND), and fails as soon as the host sends samples of an epoch whose
+    RESULT would make the board forget epoch 0's while the host still lacks it (the board keeps
+    the last RESULTS_KEPT)."""
+
+    def __init__(self, port, times: int):
+        self.port, self.times = port, times
+        self.decoder = FrameDecoder()
+        self.lost = 0
+        self.delivered = False
+
+    def write(self, data: bytes) -> int:
+        for frame in FrameDecoder().feed(bytes(data)):
+            if frame.type == MsgType.SAMPLES and not self.delivered:
+                epoch = decode_samples(frame.payload)[0] // EPOCH_SAMPLES
+                assert epoch < RESULTS_KEPT, f"epoch {epoch} sent while epoch 0's RESULT is lost"
+        return self.port.write(data)
+
+    def read_available(self, wait_s: float) -> bytes:
+        out = []
+        for frame in self.decoder.feed(read_available(self.port, wait_s)):
+            if frame.type == MsgType.RESULT and decode_result(frame.payload).epoch_index == 0:
+                if self.lost < self.times:
+                    self.lost += 1
+                    continue
+                self.delivered = True
+            out.append(frame.encode())
+        return b"".join(out)
+
+    def close(self) -> None:
+        self.port.close()
+
+
+def test_a_result_lost_again_and_again_is_recovered_before_the_board_forgets_it(
+    request, wire, clean
+):
+    """The board keeps the last RESULTS_KEPT RESULTs. While one is missing, the host streams
+    at most that many epochs past it, and asks for it until it comes."""
+    if request.config.getoption("--port"):
+        pytest.skip("the lossy link is built on the emulated board's")
+    with Emulator("emu-m4") as emu:
+        link = LosesFirstResult(emu.connect(), times=8)
+        dev = Device(link, timeout_s=60)
+        try:
+            dev.hello()
+            dev.reset_stream()
+            results = list(dev.stream_epochs(0, wire))
+        finally:
+            link.close()
+    same(results, clean)
+    assert link.lost == 8 and link.delivered
+    assert dev.results_resent >= 8

@@ -2,10 +2,16 @@
  * the firmware's receive path compiled for the host: the frame parser, the frame handlers and
  * the epoch assembly with its preprocessing (app/main.c's app_service, app/proto.c,
  * app/preprocess.c). The board is replaced by the functions below: received bytes come from
- * the fuzz input; every reply must be a well-formed frame (else abort(), a finding).
+ * the fuzz input; every reply must be a well-formed frame (else abort(), a finding). No model
+ * runs here: a complete epoch stays in the receive buffer, as on a board still scoring the
+ * previous one.
  *
  *   make -C firmware fuzz            a short run (part of make test)
- *   make -C firmware fuzz FUZZ_SECONDS=600   a long one (make bench-fuzz) */
+ *   make -C firmware fuzz FUZZ_SECONDS=600   a long one (make bench-fuzz)
+ *
+ * Built with -DFUZZ_REPLAY (make -C firmware build/fuzz/replay) it is a replay tool instead:
+ * stdin is received as one input, from the same known state, and each reply frame is printed
+ * on stdout as a line of hex (tests/test_firmware_replay.py). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +58,12 @@ void board_uart_write(const uint8_t *data, size_t len)
     }
     ++replies;
     reply_bytes += len;
+#ifdef FUZZ_REPLAY
+    for (size_t i = 0; i < len; ++i) {
+        printf("%02x", data[i]);
+    }
+    printf("\n");
+#endif
 }
 
 int board_rx_overflowed(void)
@@ -125,3 +137,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     app_service();
     return 0;
 }
+
+#ifdef FUZZ_REPLAY
+int main(void)
+{
+    static uint8_t data[1u << 20];
+    size_t n = fread(data, 1, sizeof(data), stdin);
+    if (!feof(stdin)) {
+        fprintf(stderr, "replay: more than %zu bytes on stdin\n", sizeof(data));
+        return 2;
+    }
+    LLVMFuzzerTestOneInput(data, n);
+    return 0;
+}
+#endif
