@@ -210,32 +210,52 @@ class Device:
         )
 
     def request(
-        self, operation: str, type_: int, payload: bytes, want: MsgType, *, attempts: int = 20
+        self,
+        operation: str,
+        type_: int,
+        payload: bytes,
+        want: MsgType,
+        *,
+        budget_s: float | None = None,
+        on_frame=None,
     ) -> Frame:
-        """Send a request the board may receive more than once (RESET_STREAM, PROFILE) until
-        its reply comes: over a faulty link the request or its reply may be lost or damaged.
-        Frames still on their way (a RESULT, the board's announcement) are skipped. An ERROR
-        reply about the request raises, unless it says the frame arrived damaged."""
-        for attempt in range(attempts):
-            if attempt:  # end a frame the board's parser may still be in (a damaged length)
+        """Send a request the board may receive more than once (RESET_STREAM, PROFILE, STATUS)
+        until its reply comes, and return the reply.
+
+        Over a faulty link the request or its reply may be lost or damaged (at 1 % corrupted
+        and 0.5 % dropped bytes, about half the time), so it is sent again until ``budget_s``
+        (default: the device's timeout) has passed: a fixed number of tries would end a long
+        stream now and then, a time budget only when the board is gone. Before each new try,
+        zero bytes end a frame the board's parser may still be in (a corrupted length makes a
+        parser take what follows as payload, up to a frame's size; the board skips zeros
+        after), and the reply decoder starts afresh (what it held is garbage by now). Other
+        frames that arrive meanwhile go to ``on_frame`` (or are dropped). An ERROR reply about
+        the request raises, unless it says the frame arrived damaged."""
+        budget = self.timeout_s if budget_s is None else budget_s
+        deadline = time.monotonic() + budget
+        attempts = 0
+        while attempts == 0 or time.monotonic() < deadline:
+            if attempts:
                 self.send_raw(bytes(MAX_FRAME))
+                self.decoder = FrameDecoder(replies_only=True)
+            attempts += 1
             seq = self.send(type_, payload)
-            deadline = time.monotonic() + self.reply_wait_s()
-            while (left := deadline - time.monotonic()) > 0:
+            wait_until = time.monotonic() + self.reply_wait_s()
+            while (left := wait_until - time.monotonic()) > 0:
                 frame = self.next_frame(left)
                 if frame is None:
                     break
-                if frame.seq != seq:
-                    continue
-                if frame.type == want:
+                if frame.seq == seq and frame.type == want:
                     return frame
-                if frame.type == MsgType.ERROR:
+                if frame.seq == seq and frame.type == MsgType.ERROR:
                     err = decode_error(frame.payload)
                     if err.code not in _Stream.CORRUPTION:
                         raise BoardErrorReply(operation, err)
+                if on_frame is not None:
+                    on_frame(frame)
         raise DeviceError(
-            f"{operation}: no reply after {attempts} attempts; check the port, the cable and "
-            "that the board runs this firmware"
+            f"{operation}: no reply in {budget:g} s ({attempts} attempts); check the port, the "
+            "cable and that the board runs this firmware"
         )
 
     def reply_wait_s(self) -> float:
@@ -293,38 +313,16 @@ class Device:
         return self.pending.pop(0)
 
     def status(self, *, budget_s: float | None = None, on_frame=None) -> Status:
-        """The board's receive state (STATUS). Frames that arrive meanwhile go to
-        ``on_frame`` (or are dropped).
-
-        Asked again until a reply comes or ``budget_s`` (default: the device's timeout) has
-        passed. Over a faulty link each try fails with some probability (at 1 % corrupted and
-        0.5 % dropped bytes, half of them), so a fixed number of tries ends a long stream now
-        and then; a time budget ends it only when the board is gone."""
-        budget = self.timeout_s if budget_s is None else budget_s
-        deadline = time.monotonic() + budget
-        attempts = 0
-        while attempts == 0 or time.monotonic() < deadline:
-            if attempts:
-                # a corrupted length field makes a parser take what follows as payload (up to
-                # a frame's size). The board's: zeros end that frame and are skipped after. Ours:
-                # a fresh decoder (what it held is garbage by now).
-                self.send_raw(bytes(MAX_FRAME))
-                self.decoder = FrameDecoder(replies_only=True)
-            attempts += 1
-            seq = self.send(MsgType.STATUS)
-            wait_until = time.monotonic() + self.reply_wait_s()
-            while (left := wait_until - time.monotonic()) > 0:
-                frame = self.next_frame(left)
-                if frame is None:
-                    break
-                if frame.type == MsgType.STATUS_REPLY and frame.seq == seq:
-                    return decode_status(frame.payload)
-                if on_frame is not None:
-                    on_frame(frame)
-        raise DeviceError(
-            f"STATUS: no reply in {budget:g} s ({attempts} attempts); check the port, the cable "
-            "and that the board runs this firmware"
+        """The board's receive state (STATUS), asked as request() does."""
+        reply = self.request(
+            "STATUS",
+            MsgType.STATUS,
+            b"",
+            MsgType.STATUS_REPLY,
+            budget_s=budget_s,
+            on_frame=on_frame,
         )
+        return decode_status(reply.payload)
 
     def send_epoch(self, epoch_index: int, samples: np.ndarray) -> Result:
         """One epoch of int16 samples (3000, 4), in frames; returns the board's RESULT."""
