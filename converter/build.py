@@ -16,15 +16,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from sleepdata import hypnogen
+from sleepdata.normalise import INPUT_SCALE, input_transform
+from sleepdata.psg import Recording, discover_pairs, load_recording, pair_for
+from sleepdata.simulator import simulate_from_hypnogram
+from sleepdata.tflm import TflmRunner
 from training.model import load_model
-from training.normalise import INPUT_SCALE, input_transform
-from training.psg import Recording, discover_pairs, load_recording, pair_for
 
 from . import codegen
 from .export import export_onnx, keras_parity, to_int8_tflite
 from .graph import make_plan, param_arrays, read_tflite
 from .native import NativeEngine, first_mismatches
-from .tflm import TflmRunner
 
 TARGETS = {
     "tflm_bitexact": 1.0,
@@ -36,11 +38,8 @@ TARGETS = {
 
 def simulated_recordings(n_nights: int, seed: int) -> list[Recording]:
     """Nights of generated subjects (90+), simulated and loaded: labelled, never trained on."""
-    from training.cli import generated_hypnograms
-    from training.simulator import simulate_from_hypnogram
-
     with tempfile.TemporaryDirectory(prefix="converter-") as tmp:
-        hyps = generated_hypnograms(Path(tmp), n_nights, seed)
+        hyps = hypnogen.generated_hypnograms(Path(tmp), n_nights, seed)
         recs = []
         for hyp in tqdm(hyps, desc="simulate check nights", unit="night"):
             psg, hyp_copy = simulate_from_hypnogram(hyp, Path(tmp) / "psg", seed=seed)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from training.errors import DataError
+from sleepdata.errors import DataError
 
 from .export import ConversionError
 from .graph import UnsupportedModelError

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sleepdata.normalise import INPUT_SCALE
 from training.model import ULWSleepNet, generic_kernels
-from training.normalise import INPUT_SCALE
 
 from .keras_mirror import build_keras, to_nhwc
 

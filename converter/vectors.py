@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from sleepdata.normalise import Normaliser
+from sleepdata.tflm import TflmRunner
 from training.model import load_model
-from training.normalise import Normaliser
-
-from .tflm import TflmRunner
 
 N_INPUTS = 4
 CHANNELS = 4

@@ -11,6 +11,7 @@ import numpy as np
 
 from .device import Device
 from .protocol import CounterKind
+from .reference import MODEL_DIR, ModelFiles
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,16 +26,13 @@ def layer_names() -> list[str]:
 
 def fixed_epochs(n: int, seed: int = 0) -> np.ndarray:
     """n int16 wire epochs (n, 3000, 4) from a simulated night of a generated subject."""
-    from training.cli import generated_hypnograms
-    from training.model import load_model
-    from training.normalise import Normaliser
-    from training.psg import load_recording, pair_for
-    from training.simulator import simulate_from_hypnogram
+    from sleepdata.normalise import Normaliser
+    from sleepdata.psg import load_recording, pair_for
+    from sleepdata.simulator import simulate_generated
 
-    norm = Normaliser.from_dict(load_model(REPO / "models" / "ulw_sleepnet")[1]["normalisation"])
+    norm = Normaliser.from_dict(ModelFiles.load(MODEL_DIR).config["normalisation"])
     with tempfile.TemporaryDirectory() as tmp:
-        (hyp,) = generated_hypnograms(Path(tmp), 1, seed)
-        psg, hyp = simulate_from_hypnogram(hyp, Path(tmp), seed=seed)
+        ((psg, hyp),) = simulate_generated(tmp, 1, seed=seed)
         rec = load_recording(pair_for(psg, hyp))
     idx = np.linspace(0, len(rec) - 1, n).astype(int)  # spread over the night
     return norm.to_wire(rec.epochs[idx]).transpose(0, 2, 1).copy()

@@ -113,7 +113,7 @@ def cmd_info(args) -> int:
 def cmd_stream(args) -> int:
     from tqdm import tqdm
 
-    from training.psg import pair_for
+    from sleepdata.psg import pair_for
 
     from .report import summary_text
     from .stream import StreamInterrupted, StreamOptions, stream
@@ -268,7 +268,7 @@ def _faults(text: str):
 
 
 def _noise(text: str):
-    from training.noise import NoiseSpec
+    from sleepdata.noise import NoiseSpec
 
     try:
         return NoiseSpec.parse(text)
@@ -389,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from training.errors import DataError
+    from sleepdata.errors import DataError
 
     from .device import DeviceError
     from .emulator import EmulatorError

@@ -1,7 +1,8 @@
 """Layer 1 of the host tools: wire framing and payload codecs, no I/O.
 
 The source of truth is docs/protocol.md (version 3); the constants below are checked
-against firmware/app/protocol_defs.h by tests/test_protocol.py. Everything is little-endian.
+against firmware/app/protocol_defs.h by tests/host_tools/test_protocol_constants.py. Everything
+is little-endian.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.normalise import INPUT_SCALE
+from sleepdata.normalise import INPUT_SCALE
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_DIR = REPO / "models" / "ulw_sleepnet"

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from training.layout import EPOCH_S
-from training.metrics import scores
-from training.stages import N_STAGES, STAGE_NAMES
+from sleepdata.layout import EPOCH_S
+from sleepdata.metrics import scores
+from sleepdata.stages import N_STAGES, STAGE_NAMES
+from sleepdata.tflm import int8_probs
 
 RESULTS = "results.csv"
 RUN = "run.json"
@@ -270,17 +271,10 @@ def _stats(x: np.ndarray) -> dict:
     }
 
 
-def _softmax_int8(scores: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    z = (np.asarray(scores, np.float64) - zero_point) * scale
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def onchip_probs(results: Results, meta: dict) -> np.ndarray:
     """Hypnodensity from the board's int8 scores: softmax of the dequantised logits."""
     q = meta["model"]["output_quantisation"]
-    return _softmax_int8(results.onchip_scores, q["scale"], q["zero_point"])
+    return int8_probs(results.onchip_scores, q["scale"], q["zero_point"])
 
 
 def _energy(count_per_epoch: float, kind: str) -> dict:
@@ -649,9 +643,9 @@ def plot_run(path: str | Path, results: Results, meta: dict) -> None:
     """Expert, on-chip and float hypnograms, and the on-chip hypnodensity."""
     import matplotlib.pyplot as plt
 
-    # The private step helpers of training.plots draw exactly like plot_hypnogram (which takes
+    # The private step helpers of sleepdata.plots draw exactly like plot_hypnogram (which takes
     # one predicted hypnogram only).
-    from training.plots import _CLINICAL, _COLORS, _ROW, _save, _steps
+    from sleepdata.plots import _CLINICAL, _COLORS, _ROW, _save, _steps
 
     onsets = results.onset_s
     panels = [("expert", results.expert), ("on-chip", results.onchip)]
@@ -675,12 +669,12 @@ def plot_run(path: str | Path, results: Results, meta: dict) -> None:
 
 
 def write_edf(path: str | Path, results: Results, meta: dict) -> None:
-    """The on-chip stages as a Sleep-EDF style EDF+ hypnogram (training.hypnogram format).
+    """The on-chip stages as a Sleep-EDF style EDF+ hypnogram (sleepdata.hypnogram format).
 
     It starts at the PSG's start, like Sleep-EDF hypnograms: the time before the first streamed
     epoch and any gaps between kept epochs are "Sleep stage ?"."""
-    from training.hypnogram import write_hypnogram
-    from training.stages import UNSCORED
+    from sleepdata.hypnogram import write_hypnogram
+    from sleepdata.stages import UNSCORED
 
     start = dt.datetime.fromisoformat(meta["recording"]["start"])
     onsets = results.onset_s
@@ -697,17 +691,12 @@ def write_edf(path: str | Path, results: Results, meta: dict) -> None:
 
 
 def write_tsv(path: str | Path, results: Results, meta: dict) -> None:
-    """One row per epoch, the columns of training.evaluate's per-night TSV: onset and
-    duration (s), expert and predicted (on-chip) stage, p(stage) from the on-chip scores."""
+    """The on-chip stages as TSV (sleepdata.hypnogram.write_stage_tsv), p(stage) from the
+    on-chip scores."""
+    from sleepdata.hypnogram import write_stage_tsv
+
     probs = onchip_probs(results, meta)
-    head = ["onset_s", "duration_s", "expert", "predicted", *[f"p_{s}" for s in _S]]
-    lines = ["\t".join(head)]
-    for onset, truth, pred, p in zip(
-        results.onset_s, results.expert, results.onchip, probs, strict=True
-    ):
-        row = [f"{onset:g}", str(EPOCH_S), _S[truth], _S[pred], *[f"{v:.4f}" for v in p]]
-        lines.append("\t".join(row))
-    Path(path).write_text("\n".join(lines) + "\n")
+    write_stage_tsv(path, results.onset_s, results.expert, results.onchip, probs)
 
 
 def write_outputs(

@@ -10,7 +10,7 @@ board with the same noise, condition by condition:
 - no noise: the union of both subsets, one stream per night (the "no noise" and "no noise
   (attack subset)" rows select their epochs from it);
 - gaussian / gaussian-mean / shot at each level: the main subset, noise drawn on the host by
-  ``training.noise`` with the run's statistics and seed (epoch i of a recording from
+  ``sleepdata.noise`` with the run's statistics and seed (epoch i of a recording from
   ``epoch_rng(seed, i)``): the same int16 wire samples the TFLM column of the run saw;
 - each attack and eps with files in DIR/adversarial/<attack>-eps<E>/<record>.npz: the attack
   subset, the files' wire samples (``host_tools stream --adversarial``).
@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from training.metrics import scores
-from training.noise import KINDS, NoiseSpec, SignalStats
-from training.psg import RecordingPair, discover_pairs
+from sleepdata.metrics import scores
+from sleepdata.noise import KINDS, NoiseSpec, SignalStats
+from sleepdata.psg import RecordingPair, discover_pairs
 
 from . import report as rep
 from .device import Device

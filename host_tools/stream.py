@@ -2,8 +2,8 @@
 
 ``stream(device, psg, out)`` is what ``host_tools stream NIGHT.edf`` runs:
 
-1. read the PSG + hypnogram with the training data layer (``training.psg``), optionally add
-   noise in microvolts (``training.noise``, REST's definitions), convert to the int16 wire
+1. read the PSG + hypnogram with the data layer (``sleepdata.psg``), optionally add
+   noise in microvolts (``sleepdata.noise``, REST's definitions), convert to the int16 wire
    samples with the model's ``Normaliser``; or take the int16 wire samples of an adversarial
    epoch file (``training robustness --write-adversarial``) instead of the recording's own;
 2. check the board's INFO against the host's model (hash, channels, rate, epoch length,
@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
-import json
 import os
 import platform
 import time
@@ -34,8 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from training.layout import EPOCH_S, EPOCH_SAMPLES, MODEL_FS_HZ
-from training.noise import NoiseSpec, SignalStats, add_noise, epoch_rng
+from sleepdata import adversarial
+from sleepdata.adversarial import AdversarialEpochs
+from sleepdata.layout import EPOCH_S, EPOCH_SAMPLES, MODEL_FS_HZ
+from sleepdata.noise import NoiseSpec, SignalStats, add_noise, epoch_rng
 
 from . import __version__
 from . import report as rep
@@ -65,10 +65,6 @@ class StreamInterrupted(Exception):
             f"interrupted: {folder / rep.RESULTS} holds {done} of {total} epochs; "
             "run the same command with --resume to continue"
         )
-
-
-#: ``format`` of the adversarial epoch files (training/robustness.py, docs/robustness.md).
-ADVERSARIAL_FORMAT = "ulw-sleepnet adversarial wire epochs v1"
 
 
 @dataclass(frozen=True)
@@ -129,7 +125,7 @@ def check_board(info: Info, model: ModelFiles, norm) -> None:
 
 
 def is_simulated(psg: Path) -> bool:
-    """True for PSG files written by training.simulator (it marks the EDF header)."""
+    """True for PSG files written by sleepdata.simulator (it marks the EDF header)."""
     with open(psg, "rb") as f:
         header = f.read(256)
     return SIMULATOR_MARK in header[88:168]
@@ -191,79 +187,12 @@ def wire_epochs(
     return out
 
 
-@dataclass(frozen=True)
-class AdversarialEpochs:
-    """An adversarial epoch file (docs/robustness.md): int16 ``wire`` (n, 4, 3000) at the
-    recording's kept epochs ``index`` (n,), expert ``labels`` (n,), its ``meta`` and the
-    file's SHA-256."""
-
-    path: Path
-    wire: np.ndarray
-    index: np.ndarray
-    labels: np.ndarray
-    meta: dict
-    sha256: str
-
-    def rows(self, indices: np.ndarray) -> np.ndarray:
-        """The file's wire samples of the recording epochs ``indices`` (each in the file)."""
-        pos = np.searchsorted(self.index, indices)
-        return self.wire[pos]
-
-    def describe(self) -> dict:
-        """What run.json and the report record about the file."""
-        m = self.meta
-        keys = ("attack", "eps_uv", "eps_uv_per_channel", "iterations", "step_uv", "seed")
-        return {
-            "file": str(self.path.resolve()),
-            "sha256": self.sha256,
-            **{k: m.get(k) for k in keys},
-            "crafted_on": m.get("crafted_on"),
-            "record": m.get("record"),
-            "int8_model_sha256": m.get("int8_model_sha256"),
-            "epochs_in_file": len(self.index),
-        }
-
-
 def read_adversarial_file(path: str | Path) -> AdversarialEpochs:
-    """Read and check the layout of an adversarial epoch file; StreamError names the file and
-    what is wrong with it."""
-    path = Path(path)
-    if not path.is_file():
+    """Read and check an adversarial epoch file (``--adversarial``); the error names the file
+    and what is wrong with it."""
+    if not Path(path).is_file():
         raise StreamError(f"--adversarial {path}: no such file")
-    raw = path.read_bytes()
-    try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as f:
-            missing = [k for k in ("wire", "epoch_index", "labels", "meta") if k not in f.files]
-            if missing:
-                raise StreamError(
-                    f"{path}: not an adversarial epoch file (no {', '.join(missing)}); write "
-                    "one with python -m training robustness --write-adversarial"
-                )
-            wire, index, labels = f["wire"], f["epoch_index"], f["labels"]
-            meta = json.loads(str(f["meta"]))
-    except (OSError, ValueError) as exc:
-        raise StreamError(f"{path}: cannot be read as an adversarial epoch file ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != ADVERSARIAL_FORMAT:
-        raise StreamError(f"{path}: not an adversarial epoch file (format {ADVERSARIAL_FORMAT!r})")
-    n = len(index)
-    if wire.dtype != np.int16 or wire.ndim != 3 or wire.shape[::2] != (n, EPOCH_SAMPLES) or not n:
-        raise StreamError(
-            f"{path}: wire is {wire.dtype} {wire.shape} for {n} epoch indices; expected int16 "
-            f"({n}, channels, {EPOCH_SAMPLES}) with at least one epoch"
-        )
-    if labels.shape != (n,) or (np.diff(index) <= 0).any():
-        raise StreamError(
-            f"{path}: labels {labels.shape} / epoch_index {index.shape} do not fit, or the "
-            "epoch indices are not strictly increasing"
-        )
-    return AdversarialEpochs(
-        path,
-        wire,
-        index.astype(np.int64),
-        labels.astype(np.int64),
-        meta,
-        hashlib.sha256(raw).hexdigest(),
-    )
+    return adversarial.read(path)
 
 
 def check_adversarial(adv: AdversarialEpochs, record: str, model: ModelFiles) -> None:
@@ -349,7 +278,7 @@ def _new_meta(pair, rec, plan_meta, options, stats, model, refs, board_meta, adv
             "kept_epochs": len(rec),
             "simulated": simulated,
             "note": (
-                "simulated recording (training.simulator): the figures show that the pipeline "
+                "simulated recording (sleepdata.simulator): the figures show that the pipeline "
                 "works; they are not results on real sleep data"
                 if simulated
                 else "recording as given (not produced by this toolkit's simulator)"
@@ -492,8 +421,8 @@ def stream(
     content. ``on_result(row, done, total)`` is called after each row is written;
     ``started`` (time.perf_counter) counts earlier set-up, e.g. booting an emulator, into the
     wall time. Raises StreamInterrupted on KeyboardInterrupt, after saving everything."""
-    from training.normalise import Normaliser
-    from training.psg import load_recording, pair_for
+    from sleepdata.normalise import Normaliser
+    from sleepdata.psg import load_recording, pair_for
 
     options = options or StreamOptions()
     t_wall0 = time.perf_counter() if started is None else started

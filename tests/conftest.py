@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import simulator
-from training.hypnogram import write_hypnogram
-from training.layout import SLEEP_CASSETTE_SIGNALS
+from sleepdata import simulator
+from sleepdata.hypnogram import write_hypnogram
+from sleepdata.layout import SLEEP_CASSETTE_SIGNALS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "sleep-edf"

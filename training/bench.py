@@ -10,8 +10,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sleepdata.normalise import Normaliser
+
 from .model import ULWSleepNet
-from .normalise import Normaliser
 from .train import as_float, load_recordings, model_inputs
 
 

@@ -16,15 +16,10 @@ import numpy as np
 import pyedflib
 from tqdm import tqdm
 
-from . import cache, hypnogen, simulator
-from .errors import DataError
-from .hypnogram import write_hypnogram
-from .psg import Recording, discover_pairs, pair_for
-from .stages import N_STAGES, STAGE_NAMES
-
-#: Generated subjects are numbered from 90 so they never collide with real Sleep-EDF subjects.
-FIRST_GENERATED_SUBJECT = 90
-MAX_GENERATED_NIGHTS = 2 * (100 - FIRST_GENERATED_SUBJECT)
+from sleepdata import cache, hypnogen, simulator
+from sleepdata.errors import DataError
+from sleepdata.psg import Recording, discover_pairs, pair_for
+from sleepdata.stages import N_STAGES, STAGE_NAMES
 
 
 def stage_table(rows: Sequence[tuple[str, np.ndarray]]) -> str:
@@ -66,30 +61,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def generated_hypnograms(out: Path, n_nights: int, seed: int) -> list[Path]:
-    """Write ``n_nights`` generated hypnograms (two nights per generated subject) into ``out``."""
-    if not 1 <= n_nights <= MAX_GENERATED_NIGHTS:
-        raise ValueError(f"--nights must be between 1 and {MAX_GENERATED_NIGHTS}")
-    stats = hypnogen.load_stats()
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for k in range(n_nights):
-        subject, night = FIRST_GENERATED_SUBJECT + k // 2, 1 + k % 2
-        labels, start = hypnogen.generate(stats, np.random.default_rng([seed, subject, night]))
-        path = out / f"SC4{subject:02d}{night}EG-Hypnogram.edf"
-        tail = max(hypnogen.HYPNOGRAM_SPAN_S - labels.size * 30, 0)
-        write_hypnogram(path, start, labels, unscored_tail_s=tail)
-        paths.append(path)
-    return paths
-
-
 def cmd_simulate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.hypnograms is not None:
         hyps = hypnogram_files(Path(args.hypnograms))[: args.nights]
         origin = f"real hypnograms from {args.hypnograms}"
     else:
-        hyps = generated_hypnograms(out, args.nights or 2, args.seed)
+        hyps = hypnogen.generated_hypnograms(out, args.nights or 2, args.seed)
         origin = "generated hypnograms (statistics of real Sleep-EDF nights)"
     for hyp in tqdm(hyps, desc="simulate", unit="night"):
         simulator.simulate_from_hypnogram(hyp, out, seed=args.seed)
@@ -115,7 +93,7 @@ def cmd_bench_data(args: argparse.Namespace) -> int:
         if args.hypnogram is not None:
             hyp = Path(args.hypnogram)
         else:
-            hyp = generated_hypnograms(work / "hyp", 1, args.seed)[0]
+            hyp = hypnogen.generated_hypnograms(work / "hyp", 1, args.seed)[0]
         t0 = time.perf_counter()
         psg, hyp_copy = simulator.simulate_from_hypnogram(hyp, work / "night", seed=args.seed)
         t_sim = time.perf_counter() - t0
@@ -150,8 +128,8 @@ def cmd_bench_data(args: argparse.Namespace) -> int:
 
 def _nights(text: str) -> int:
     n = int(text)
-    if not 1 <= n <= MAX_GENERATED_NIGHTS:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_GENERATED_NIGHTS}")
+    if not 1 <= n <= hypnogen.MAX_GENERATED_NIGHTS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {hypnogen.MAX_GENERATED_NIGHTS}")
     return n
 
 
@@ -201,7 +179,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         val_subjects=_subjects(args.val_subjects),
         cache_dir=args.cache,
     )
-    from .metrics import format_scores
+    from sleepdata.metrics import format_scores
 
     print(format_scores(result))
     print(f"pooled over test subjects; details in {args.out}/metrics.json")
@@ -211,7 +189,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_finetune(args: argparse.Namespace) -> int:
     import torch
 
-    from .metrics import format_scores
+    from sleepdata.metrics import format_scores
+
     from .train import RobustConfig, finetune
 
     torch.set_num_threads(args.threads)
@@ -271,8 +250,9 @@ def cmd_robustness_table(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from sleepdata.metrics import format_scores
+
     from .evaluate import evaluate
-    from .metrics import format_scores
 
     out = args.out or Path(args.model) / "evaluation"
     result = evaluate(args.model, args.data, out, cache_dir=args.cache)
@@ -364,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--nights",
         type=_nights,
-        help=f"at most this many nights (generated: default 2, at most {MAX_GENERATED_NIGHTS})",
+        help="at most this many nights (generated: default 2, at most "
+        f"{hypnogen.MAX_GENERATED_NIGHTS})",
     )
     p.set_defaults(func=cmd_simulate)
 

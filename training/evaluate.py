@@ -8,34 +8,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import cache
-from .layout import EPOCH_S
-from .metrics import scores, sleep_statistics, write_confusion_csv
+from sleepdata import cache
+from sleepdata.hypnogram import write_stage_tsv
+from sleepdata.metrics import scores, sleep_statistics, write_confusion_csv
+from sleepdata.normalise import input_transform
+from sleepdata.plots import plot_confusion, plot_hypnogram
+from sleepdata.psg import discover_pairs
+
 from .model import load_model
-from .normalise import input_transform
-from .plots import plot_confusion, plot_hypnogram
-from .psg import Recording, discover_pairs
-from .stages import STAGE_NAMES
 from .train import predict
-
-
-def write_hypnogram_tsv(path: Path, rec: Recording, probs: np.ndarray) -> None:
-    """One row per scored epoch: onset and duration (s), expert and predicted stage, p(stage)."""
-    head = ["onset_s", "duration_s", "expert", "predicted", *[f"p_{s}" for s in STAGE_NAMES]]
-    lines = ["\t".join(head)]
-    for onset, truth, p in zip(rec.onsets_s, rec.labels, probs, strict=True):
-        lines.append(
-            "\t".join(
-                [
-                    f"{onset:g}",
-                    str(EPOCH_S),
-                    STAGE_NAMES[truth],
-                    STAGE_NAMES[int(p.argmax())],
-                    *[f"{v:.4f}" for v in p],
-                ]
-            )
-        )
-    path.write_text("\n".join(lines) + "\n")
 
 
 def evaluate(
@@ -51,7 +32,13 @@ def evaluate(
         rec = cache.load(pair, cache_dir)
         probs = predict(model, transform(rec.epochs))
         pred = probs.argmax(axis=1)
-        write_hypnogram_tsv(out / "hypnograms" / f"{rec.name}.tsv", rec, probs)
+        write_stage_tsv(
+            out / "hypnograms" / f"{rec.name}.tsv",
+            rec.onsets_s,
+            rec.labels,
+            probs.argmax(axis=1),
+            probs,
+        )
         plot_hypnogram(
             out / "plots" / f"{rec.name}.png",
             rec.onsets_s,

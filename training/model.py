@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layout import EPOCH_SAMPLES
-from .stages import N_STAGES
+from sleepdata.layout import EPOCH_SAMPLES
+from sleepdata.stages import N_STAGES
 
 BN_EPS = 1e-3
 

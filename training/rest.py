@@ -29,9 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sleepdata.noise import SignalStats
+from sleepdata.normalise import INPUT_SCALE, Normaliser
+
 from .model import DSSC, ModelConfig, ULWSleepNet
-from .noise import SignalStats
-from .normalise import INPUT_SCALE, Normaliser
 
 #: Attack names: REST's published setting (step 0.01 uV: effectively uniform noise in +-eps)
 #: and a real L-inf PGD (step 2.5 * eps / iterations).

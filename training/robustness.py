@@ -5,7 +5,7 @@ test subjects (the split stored in its config.json) under:
 
 - no noise;
 - Gaussian noise c_g = 0.1 / 0.2 / 0.3 and shot noise c_s = 5000 / 2500 / 1000, drawn by
-  ``training.noise`` exactly as ``host_tools stream --noise`` draws them (per-channel training
+  ``sleepdata.noise`` exactly as ``host_tools stream --noise`` draws them (per-channel training
   statistics, epoch ``i`` of a recording from ``epoch_rng(seed, i)``), so the host and on-chip
   figures see the same noisy wire samples;
 - white-box attacks ``rest-published`` and ``pgd`` at eps 2 / 6 / 12 uV (of Fpz-Cz, scaled per
@@ -39,19 +39,26 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import cache
-from .metrics import scores
+from sleepdata import adversarial, cache
+from sleepdata.metrics import scores
+from sleepdata.names import parse_name
+from sleepdata.noise import (
+    GAUSSIAN_LEVELS,
+    SHOT_LEVELS,
+    NoiseSpec,
+    SignalStats,
+    add_noise,
+    epoch_rng,
+)
+from sleepdata.normalise import Normaliser
+from sleepdata.psg import Recording, discover_pairs
+
 from .model import load_model
-from .names import parse_name
-from .noise import GAUSSIAN_LEVELS, SHOT_LEVELS, NoiseSpec, SignalStats, add_noise, epoch_rng
-from .normalise import Normaliser
-from .psg import Recording, discover_pairs
 from .rest import ATTACKS, Attack, DifferentiableInput, attack, channel_scale
 from .train import predict, subject_key
 
 LEVEL_NAMES = ("low", "med", "high")
 EPS_LEVELS_UV = {"low": 2.0, "med": 6.0, "high": 12.0}
-ADVERSARIAL_FORMAT = "ulw-sleepnet adversarial wire epochs v1"
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,7 @@ def _int8_runner(path: Path | None):
             f"{path}: no int8 model; build it with python -m converter build --model DIR "
             "--out DIR and pass --tflite DIR/model_int8.tflite, or use --no-int8"
         )
-    from converter.tflm import TflmRunner
+    from sleepdata.tflm import TflmRunner
 
     return TflmRunner(path.read_bytes())
 
@@ -284,7 +291,7 @@ def robustness(
             "the kept-epoch indices scored per test recording: 'main' for the clean, Gaussian "
             "and shot conditions, 'attack' for the attacks and the attack-subset baseline; "
             "metrics pool them over the recordings in this order. Noise of epoch i of a "
-            "recording: training.noise.epoch_rng(noise_seed, i) with signal_stats"
+            "recording: sleepdata.noise.epoch_rng(noise_seed, i) with signal_stats"
         ),
         "attack_eps_scale": scale.tolist(),
         "options": {k: v for k, v in asdict(opts).items()},
@@ -307,9 +314,7 @@ def robustness(
 def _write_adversarial(
     path: Path, rec: Recording, idx, wire, spec: Attack, scale, model_dir, tflite_hash, seed
 ) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
-        "format": ADVERSARIAL_FORMAT,
         "record": rec.name,
         "attack": spec.kind,
         "eps_uv": spec.eps_uv,
@@ -320,25 +325,7 @@ def _write_adversarial(
         "crafted_on": f"float model {model_dir}",
         "int8_model_sha256": tflite_hash,
     }
-    tmp = path.with_suffix(".part.npz")
-    np.savez_compressed(
-        tmp,
-        wire=np.asarray(wire, dtype=np.int16),
-        epoch_index=np.asarray(idx, dtype=np.int64),
-        labels=rec.labels[idx].astype(np.int8),
-        meta=np.array(json.dumps(meta)),
-    )
-    tmp.replace(path)
-
-
-def read_adversarial(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """(wire int16 (n, 4, 3000), recording epoch indices (n,), labels (n,), meta) of a file
-    written with ``--write-adversarial``."""
-    with np.load(path) as f:
-        meta = json.loads(str(f["meta"]))
-        if meta.get("format") != ADVERSARIAL_FORMAT:
-            raise ValueError(f"{path}: not an adversarial epoch file ({ADVERSARIAL_FORMAT})")
-        return f["wire"], f["epoch_index"], f["labels"], meta
+    adversarial.write(path, wire=wire, index=idx, labels=rec.labels[idx], meta=meta)
 
 
 # ------------------------------------------------------------------------------------------

@@ -23,14 +23,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import cache
-from .metrics import scores, write_confusion_csv
+from sleepdata import cache
+from sleepdata.metrics import scores, write_confusion_csv
+from sleepdata.noise import SignalStats
+from sleepdata.normalise import INPUT_SCALE, Normaliser, zscore_int8
+from sleepdata.plots import plot_confusion, plot_learning_curves
+from sleepdata.psg import Recording, discover_pairs
+from sleepdata.stages import N_STAGES, STAGE_NAMES
+
 from .model import ModelConfig, ULWSleepNet, save_model
-from .noise import SignalStats
-from .normalise import INPUT_SCALE, Normaliser, zscore_int8
-from .plots import plot_confusion, plot_learning_curves
-from .psg import Recording, discover_pairs
-from .stages import N_STAGES, STAGE_NAMES
 
 
 @dataclass(frozen=True)
@@ -487,7 +488,8 @@ def _robust_stage(
 ) -> list[dict]:
     """One fine-tuning stage; resumes from folder/checkpoint.pt; the best epoch goes to
     folder/model."""
-    from .noise import gaussian_noise
+    from sleepdata.noise import gaussian_noise
+
     from .rest import Attack, DifferentiableInput, attack, bn_l1, channel_scale, spectral_penalty
 
     folder.mkdir(parents=True, exist_ok=True)

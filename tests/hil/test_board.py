@@ -9,7 +9,6 @@ import re
 import numpy as np
 import pytest
 
-from converter.tflm import TflmRunner
 from host_tools.device import BoardErrorReply, Device
 from host_tools.emulator import Emulator
 from host_tools.protocol import (
@@ -23,12 +22,13 @@ from host_tools.protocol import (
     decode_result,
     encode_samples,
 )
-from training.hypnogram import write_hypnogram
+from sleepdata.hypnogram import write_hypnogram
+from sleepdata.normalise import Normaliser
+from sleepdata.psg import load_recording, pair_for
+from sleepdata.simulator import simulate_night, traits_for, write_psg
+from sleepdata.stages import N1, N2, N3, REM, W
+from sleepdata.tflm import TflmRunner
 from training.model import load_model
-from training.normalise import Normaliser
-from training.psg import load_recording, pair_for
-from training.simulator import simulate_night, traits_for, write_psg
-from training.stages import N1, N2, N3, REM, W
 
 from ..conftest import REPO, START
 

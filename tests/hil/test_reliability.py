@@ -19,12 +19,12 @@ from host_tools.protocol import (
     decode_result,
     decode_samples,
 )
-from training.hypnogram import write_hypnogram
+from sleepdata.hypnogram import write_hypnogram
+from sleepdata.normalise import Normaliser
+from sleepdata.psg import load_recording, pair_for
+from sleepdata.simulator import simulate_night, traits_for, write_psg
+from sleepdata.stages import N2, N3, REM, W
 from training.model import load_model
-from training.normalise import Normaliser
-from training.psg import load_recording, pair_for
-from training.simulator import simulate_night, traits_for, write_psg
-from training.stages import N2, N3, REM, W
 
 from ..conftest import REPO, START
 

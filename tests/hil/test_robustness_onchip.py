@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from ..conftest import REPO
-from ..test_robustness_onchip import shared_run
+from ..host_tools.test_robustness import shared_run
 
 pytestmark = pytest.mark.hil
 

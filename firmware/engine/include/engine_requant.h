@@ -54,7 +54,7 @@ static inline int32_t engine_sat_rounding_doubling_high_mul(int32_t a, int32_t b
      * and 1 - 2^30 for ab < 0. Both cases equal floor((ab + 2^30) / 2^31): for ab < 0,
      * truncation of a negative quotient is ceil(x / m) = floor((x + m - 1) / m) with
      * x = ab + 1 - 2^30, m = 2^31. So one arithmetic shift does it, bit for bit, with no
-     * sign-dependent correction (tests/test_kernels.py checks it against the TFLM formula). */
+     * sign-dependent correction (tests/firmware/test_kernels.py checks it against the TFLM formula). */
     const int32_t hi = (int32_t)((ab + (INT64_C(1) << 30)) >> 31);
     return overflow ? INT32_MAX : hi;
 }
@@ -128,7 +128,7 @@ static inline int32_t engine_multiply_by_quantized_multiplier_smaller_than_one_e
  * SMMLAR d, 2 * acc, multiplier, c computes (c * 2^32 + 2 * acc * multiplier + 2^31) >> 32
  * = c + floor((acc * multiplier + 2^30) / 2^31) = c + hi. ACLE (arm_acle.h) has no intrinsic
  * for SMMLAR, so it is the one instruction written as inline assembly (pure: no volatile).
- * tests/test_kernels.py checks the portable formula against TFLM's on random and edge inputs;
+ * tests/firmware/test_kernels.py checks the portable formula against TFLM's on random and edge inputs;
  * the HIL tests check the DSP build end to end against the TFLM runtime.
  */
 #define ENGINE_FAST_SHIFT_MAX 21
@@ -137,7 +137,7 @@ static inline int32_t engine_multiply_by_quantized_multiplier_smaller_than_one_e
 /*
  * RoundingDivideByPOT as one add and one shift, (1) above: x / 2^e rounded half away from zero,
  * for 1 <= e <= 31 and x <= INT32_MAX - 2^(e-1) (so that the sum does not overflow). Equal to
- * engine_rounding_divide_by_pot(x, e) there (tests/test_kernels.py: exhaustively over a range
+ * engine_rounding_divide_by_pot(x, e) there (tests/firmware/test_kernels.py: exhaustively over a range
  * of x for every e, and on random x).
  */
 static inline int32_t engine_rounding_divide_by_pot_fast(int32_t x, int exponent)

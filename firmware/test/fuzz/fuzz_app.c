@@ -11,7 +11,7 @@
  *
  * Built with -DFUZZ_REPLAY (make -C firmware build/fuzz/replay) it is a replay tool instead:
  * stdin is received as one input, from the same known state, and each reply frame is printed
- * on stdout as a line of hex (tests/test_firmware_replay.py). */
+ * on stdout as a line of hex (tests/firmware/test_firmware_replay.py). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -7,10 +7,10 @@ import sys
 
 import numpy as np
 
+from sleepdata.stages import N1, N2, N3, REM, W
 from training.cli import main
-from training.stages import N1, N2, N3, REM, W
 
-from .conftest import write_pair
+from ..conftest import write_pair
 
 NIGHT = [W] * 4 + [N1] * 3 + [N2] * 8 + [N3] * 5 + [REM] * 6 + [W] * 4
 

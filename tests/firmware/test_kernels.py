@@ -23,7 +23,7 @@ import pytest
 from converter.graph import SHORTCUT_SCRATCH_BYTES, pointwise_lut
 from converter.native import ARM_M4_CFLAGS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ENGINE = REPO / "firmware" / "engine"
 INCLUDE = ENGINE / "include"
 KERNELS = ENGINE / "kernels"

@@ -6,8 +6,8 @@ import numpy as np
 import pyedflib
 import pytest
 
-from training import cache
-from training.errors import (
+from sleepdata import cache
+from sleepdata.errors import (
     DataError,
     HypnogramError,
     MissingChannelError,
@@ -16,13 +16,13 @@ from training.errors import (
     SamplingRateError,
     UnreadableFileError,
 )
-from training.hypnogram import write_hypnogram
-from training.layout import CHANNEL_NAMES, EPOCH_SAMPLES
-from training.psg import discover_pairs, emg_to_model_rate, load_recording, pair_for
-from training.simulator import simulate_from_hypnogram
-from training.stages import N1, N2, N3, REM, UNSCORED, W
+from sleepdata.hypnogram import write_hypnogram
+from sleepdata.layout import CHANNEL_NAMES, EPOCH_SAMPLES
+from sleepdata.psg import discover_pairs, emg_to_model_rate, load_recording, pair_for
+from sleepdata.simulator import simulate_from_hypnogram
+from sleepdata.stages import N1, N2, N3, REM, UNSCORED, W
 
-from .conftest import START, relabel, write_pair
+from ..conftest import START, relabel, write_pair
 
 REAL_NIGHTS = ("SC4001EC", "SC4022EJ", "SC4131EC")  # SC4131: subject 13's only night
 SHORT_NIGHT = [W] * 4 + [N1] * 2 + [N2] * 6 + [N3] * 4 + [REM] * 4 + [W] * 4

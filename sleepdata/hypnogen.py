@@ -3,7 +3,7 @@
 ``fit`` learns from real Sleep-EDF hypnograms: the epoch-to-epoch stage transition matrix in each
 third of the sleep period (N3 dominates early, REM late), the lengths of the wake stretch before
 sleep, of the sleep period and of the wake after it, and the clock time recordings start. The
-package ships those statistics (``training/data/hypnogram_stats.json``, made with
+package ships those statistics (``sleepdata/data/hypnogram_stats.json``, made with
 ``python -m training hypnostats``); ``generate`` draws a night from them as a Markov chain.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .hypnogram import read_hypnogram
+from .hypnogram import read_hypnogram, write_hypnogram
 from .layout import EPOCH_S
 from .stages import N1, N_STAGES, SLEEP_STAGES, STAGE_NAMES, W
 
@@ -25,6 +25,9 @@ N_THIRDS = 3
 STATS_RESOURCE = "hypnogram_stats.json"
 #: Sleep-EDF hypnograms are padded with "?" to this many seconds after the start.
 HYPNOGRAM_SPAN_S = 86400
+#: Generated subjects are numbered from 90 so they never collide with real Sleep-EDF subjects.
+FIRST_GENERATED_SUBJECT = 90
+MAX_GENERATED_NIGHTS = 2 * (100 - FIRST_GENERATED_SUBJECT)
 
 
 def fit(paths: Iterable[Path]) -> dict:
@@ -78,7 +81,7 @@ def load_stats(path: str | Path | None = None) -> dict:
     """The shipped statistics, or those in ``path``."""
     if path is not None:
         return json.loads(Path(path).read_text())
-    return json.loads(resources.files("training.data").joinpath(STATS_RESOURCE).read_text())
+    return json.loads(resources.files("sleepdata.data").joinpath(STATS_RESOURCE).read_text())
 
 
 def _draw(summary: dict, rng: np.random.Generator) -> int:
@@ -105,3 +108,20 @@ def generate(stats: dict, rng: np.random.Generator) -> tuple[np.ndarray, dt.date
     clock = _draw(stats["start_clock_s"], rng)
     day = dt.datetime(1989, 1, 1) + dt.timedelta(days=int(rng.integers(0, 365)))
     return labels, day + dt.timedelta(seconds=clock - clock % 60)
+
+
+def generated_hypnograms(out: Path, n_nights: int, seed: int) -> list[Path]:
+    """Write ``n_nights`` generated hypnograms (two nights per generated subject) into ``out``."""
+    if not 1 <= n_nights <= MAX_GENERATED_NIGHTS:
+        raise ValueError(f"--nights must be between 1 and {MAX_GENERATED_NIGHTS}")
+    stats = load_stats()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k in range(n_nights):
+        subject, night = FIRST_GENERATED_SUBJECT + k // 2, 1 + k % 2
+        labels, start = generate(stats, np.random.default_rng([seed, subject, night]))
+        path = out / f"SC4{subject:02d}{night}EG-Hypnogram.edf"
+        tail = max(HYPNOGRAM_SPAN_S - labels.size * 30, 0)
+        write_hypnogram(path, start, labels, unscored_tail_s=tail)
+        paths.append(path)
+    return paths

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from .conftest import REPO
+from ..conftest import REPO
 
 FIRMWARE = REPO / "firmware"
 pytestmark = pytest.mark.skipif(

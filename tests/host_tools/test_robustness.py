@@ -17,12 +17,12 @@ from host_tools.cli import main as host_main
 from host_tools.reference import MODEL_DIR, ModelFiles
 from host_tools.robustness import Night, SweepError, first_pooled, plan_sweep, run_sweep
 from host_tools.stream import StreamError
+from sleepdata.psg import RecordingPair
+from sleepdata.stages import N1, N2, N3, REM, W
 from training.cli import main as training_main
-from training.psg import RecordingPair
 from training.robustness import onchip_cell
-from training.stages import N1, N2, N3, REM, W
 
-from .conftest import write_pair
+from ..conftest import write_pair
 from .test_stream import FakeBoard
 
 NIGHT = [W] * 6 + [N1] * 3 + [N2] * 6 + [N3] * 5 + [REM] * 5 + [W] * 3

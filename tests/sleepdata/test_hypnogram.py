@@ -6,11 +6,11 @@ import numpy as np
 import pyedflib
 import pytest
 
-from training.errors import HypnogramError
-from training.hypnogram import read_hypnogram, write_hypnogram
-from training.stages import MOVEMENT, N1, N2, N3, REM, RK_TO_AASM, UNSCORED, W
+from sleepdata.errors import HypnogramError
+from sleepdata.hypnogram import read_hypnogram, write_hypnogram
+from sleepdata.stages import MOVEMENT, N1, N2, N3, REM, RK_TO_AASM, UNSCORED, W
 
-from .conftest import START
+from ..conftest import START
 
 
 def test_rk_stages_map_to_aasm():

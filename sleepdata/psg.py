@@ -267,7 +267,7 @@ def select_epochs(
 
 
 def load_recording(pair: RecordingPair) -> Recording:
-    """Read and epoch one PSG/hypnogram pair (no cache; see training.cache.load)."""
+    """Read and epoch one PSG/hypnogram pair (no cache; see sleepdata.cache.load)."""
     signals, start, source = read_signals(pair.psg)
     hyp = read_hypnogram(pair.hypnogram)
     onsets, labels = hyp.epochs()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.normalise import ChannelNorm, Normaliser, input_transform
+from sleepdata.normalise import ChannelNorm, Normaliser, input_transform
 
 NORM = Normaliser(
     (

@@ -17,7 +17,7 @@ import serial
 
 from host_tools.device import Device
 
-from .conftest import REPO
+from ..conftest import REPO
 
 PIO = Path(sys.executable).with_name("pio")
 pytestmark = pytest.mark.skipif(

@@ -30,7 +30,7 @@ from converter.graph import (
 )
 from converter.native import ARM_M4_CFLAGS, ENGINE, first_mismatches
 
-from .conftest import REPO
+from ..conftest import REPO
 
 
 @pytest.fixture(scope="module")

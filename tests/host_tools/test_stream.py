@@ -1,6 +1,7 @@
 """host_tools stream, host-only: noise generators, the results.csv resume logic, report
 rendering, the EDF+ output, board checks, and the whole operation against a stand-in board
-whose scores come from TFLite Micro (the real and emulated boards: tests/hil/test_stream.py)."""
+whose scores come from TFLite Micro (the real and emulated boards:
+tests/hil/test_stream_onboard.py)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ from host_tools.stream import (
     stream,
     wire_epochs,
 )
-from training.hypnogram import read_hypnogram
-from training.noise import (
+from sleepdata import adversarial as adversarial_file
+from sleepdata.hypnogram import read_hypnogram
+from sleepdata.noise import (
     SHOT_LEVELS,
     NoiseSpec,
     SignalStats,
@@ -35,10 +37,10 @@ from training.noise import (
     epoch_rng,
     shot_noise,
 )
-from training.normalise import Normaliser
-from training.stages import N1, N2, N3, REM, W
+from sleepdata.normalise import Normaliser
+from sleepdata.stages import N1, N2, N3, REM, W
 
-from .conftest import REPO, write_pair
+from ..conftest import REPO, write_pair
 
 STATS = SignalStats(
     mean_uv=np.array([0.5, -1.0, 2.0, 1.5]),
@@ -547,9 +549,8 @@ def test_plan_epochs_takes_a_sorted_list_of_kept_epochs():
 
 
 def write_adversarial_file(path: Path, record: str, idx, wire, labels, sha256: str | None):
-    """An adversarial epoch file in the documented format (docs/robustness.md)."""
+    """An adversarial epoch file for ``record`` (a made-up PGD attack)."""
     meta = {
-        "format": stream_module.ADVERSARIAL_FORMAT,
         "record": record,
         "attack": "pgd",
         "eps_uv": 6.0,
@@ -560,15 +561,7 @@ def write_adversarial_file(path: Path, record: str, idx, wire, labels, sha256: s
         "crafted_on": "float model (test)",
         "int8_model_sha256": sha256,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        path,
-        wire=np.asarray(wire, np.int16),
-        epoch_index=np.asarray(idx, np.int64),
-        labels=np.asarray(labels, np.int8),
-        meta=np.array(json.dumps(meta)),
-    )
-    return path
+    return adversarial_file.write(path, wire=wire, index=idx, labels=labels, meta=meta)
 
 
 def perturbed_wire(epochs_uv, idx, norm, seed: int = 0) -> np.ndarray:
@@ -584,7 +577,7 @@ def adversarial(night, tmp_path_factory):
     model."""
     import hashlib
 
-    from training.psg import load_recording, pair_for
+    from sleepdata.psg import load_recording, pair_for
 
     psg, _ = night
     model = ModelFiles.load()
@@ -596,12 +589,6 @@ def adversarial(night, tmp_path_factory):
     sha = hashlib.sha256(model.tflite).hexdigest()
     write_adversarial_file(path, rec.name, idx, wire, rec.labels[idx], sha)
     return psg, path, idx, wire, rec
-
-
-def test_adversarial_format_is_the_one_training_writes():
-    from training.robustness import ADVERSARIAL_FORMAT
-
-    assert stream_module.ADVERSARIAL_FORMAT == ADVERSARIAL_FORMAT
 
 
 def test_stream_adversarial_sends_the_files_wire_samples_and_resumes(adversarial, tmp_path):
@@ -673,7 +660,7 @@ def test_adversarial_files_of_another_record_or_model_are_refused(adversarial, t
         opts = StreamOptions(adversarial=path, noise=NoiseSpec("gaussian", 0.1))
         stream(FakeBoard(model), psg, tmp_path / "run", opts)
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(StreamError, match=r"junk\.npz: cannot be read"):
+    with pytest.raises(adversarial_file.AdversarialFileError, match=r"junk\.npz: cannot be read"):
         stream_module.read_adversarial_file(tmp_path / "junk.npz")
     # the command line: one line, before any board is opened (loop:// would answer nothing)
     for bad, match in cases[:2]:
@@ -686,7 +673,7 @@ def test_adversarial_files_of_another_record_or_model_are_refused(adversarial, t
 
 
 def test_noise_statistics_can_be_given(night, tmp_path):
-    from training.psg import load_recording, pair_for
+    from sleepdata.psg import load_recording, pair_for
 
     psg, _ = night
     model = ModelFiles.load()

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from training import hypnogen
-from training.psg import load_recording, pair_for
-from training.stages import N1, N2, N3, REM, STAGE_NAMES, W
+from sleepdata import hypnogen
+from sleepdata.psg import load_recording, pair_for
+from sleepdata.stages import N1, N2, N3, REM, STAGE_NAMES, W
 
-from .conftest import write_pair
+from ..conftest import write_pair
 
 BLOCK = 40  # epochs per stage in the test night
 NIGHT = [W] * 60 + [N1] * BLOCK + [N2] * BLOCK + [N3] * BLOCK + [REM] * BLOCK + [W] * BLOCK
@@ -120,7 +120,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
 
 
 def test_subjects_differ_and_share_traits_across_nights():
-    from training.simulator import traits_for
+    from sleepdata.simulator import traits_for
 
     a1, _ = traits_for("SC4001E0", 0)
     a2, _ = traits_for("SC4002E0", 0)

@@ -40,6 +40,7 @@ import scipy.fft
 import scipy.ndimage
 import scipy.signal
 
+from . import hypnogen
 from .hypnogram import read_hypnogram
 from .layout import EPOCH_S, RECORD_DURATION_S, SLEEP_CASSETTE_SIGNALS, SignalSpec
 from .names import parse_name
@@ -523,3 +524,13 @@ def simulate_from_hypnogram(
     if hyp_copy.resolve() != hyp_path.resolve():
         shutil.copyfile(hyp_path, hyp_copy)
     return psg_path, hyp_copy
+
+
+def simulate_generated(
+    out_dir: str | Path, n_nights: int, *, seed: int = 0
+) -> list[tuple[Path, Path]]:
+    """``n_nights`` simulated nights of generated subjects (90 and up, two nights each), from
+    generated hypnograms: (PSG, hypnogram) pairs, both written into ``out_dir``."""
+    out_dir = Path(out_dir)
+    hyps = hypnogen.generated_hypnograms(out_dir, n_nights, seed)
+    return [simulate_from_hypnogram(hyp, out_dir, seed=seed) for hyp in hyps]

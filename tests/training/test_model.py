@@ -107,20 +107,18 @@ def test_missing_model_folder_is_a_clear_error(tmp_path):
 def test_shipped_model_loads_and_scores_an_unseen_simulated_subject(tmp_path):
     """The committed weights work: a night of a generated subject (not in the training cohort)
     is scored far above chance through the shipped normalisation."""
-    from training.cli import generated_hypnograms
-    from training.normalise import input_transform
-    from training.psg import load_recording, pair_for
-    from training.simulator import simulate_from_hypnogram
+    from sleepdata.normalise import input_transform
+    from sleepdata.psg import load_recording, pair_for
+    from sleepdata.simulator import simulate_generated
     from training.train import predict
 
-    from .conftest import REPO
+    from ..conftest import REPO
 
     model, config = load_model(REPO / "models" / "ulw_sleepnet")
     assert count_params(model) == 13_337
     metrics = json.loads((REPO / "models" / "ulw_sleepnet" / "metrics.json").read_text())
     assert {"acc", "macro_f1", "kappa", "per_class_f1", "n_epochs", "pooled"} <= set(metrics)
-    (hyp,) = generated_hypnograms(tmp_path, 1, seed=7)
-    psg, hyp = simulate_from_hypnogram(hyp, tmp_path, seed=7)
+    ((psg, hyp),) = simulate_generated(tmp_path, 1, seed=7)
     rec = load_recording(pair_for(psg, hyp))
     pred = predict(model, input_transform(config["normalisation"])(rec.epochs)).argmax(axis=1)
     assert (pred == rec.labels).mean() > 0.7

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from sleepdata.stages import N1, N2, N3, REM, W
 from training.cli import main
-from training.stages import N1, N2, N3, REM, W
 from training.train import TrainConfig, kfold_splits, run
 
-from .conftest import write_pair
+from ..conftest import write_pair
 
 NIGHT = [W] * 30 + [N1] * 10 + [N2] * 30 + [N3] * 25 + [REM] * 25 + [W] * 10
 

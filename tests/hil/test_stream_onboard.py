@@ -16,9 +16,9 @@ import pytest
 from host_tools import report as rep
 from host_tools.bench import layer_names
 from host_tools.stream import StreamInterrupted, StreamOptions, stream
-from training.hypnogram import read_hypnogram
-from training.psg import load_recording, pair_for
-from training.simulator import simulate_from_hypnogram
+from sleepdata.hypnogram import read_hypnogram
+from sleepdata.psg import load_recording, pair_for
+from sleepdata.simulator import simulate_from_hypnogram, simulate_generated
 
 from ..conftest import REPO, SHARED
 
@@ -33,12 +33,9 @@ def night(tmp_path_factory):
     folder = tmp_path_factory.mktemp("night")
     real = SHARED / "hypnograms" / "SC4001EC-Hypnogram.edf"
     if real.is_file():
-        hyp = real
+        psg, hyp = simulate_from_hypnogram(real, folder, seed=0)
     else:
-        from training.cli import generated_hypnograms
-
-        (hyp,) = generated_hypnograms(folder / "hyp", 1, seed=0)
-    psg, hyp = simulate_from_hypnogram(hyp, folder, seed=0)
+        ((psg, hyp),) = simulate_generated(folder, 1, seed=0)
     labels = load_recording(pair_for(psg, hyp)).labels
     n_stages = [len(set(labels[s : s + EPOCHS].tolist())) for s in range(len(labels) - EPOCHS)]
     start = int(np.argmax(n_stages))
@@ -200,9 +197,9 @@ def test_stream_adversarial_epochs_on_the_board(board, night, tmp_path):
     import hashlib
 
     from host_tools.reference import ModelFiles, References
-    from training.normalise import Normaliser
+    from sleepdata.normalise import Normaliser
 
-    from ..test_stream import perturbed_wire, write_adversarial_file
+    from ..host_tools.test_stream import perturbed_wire, write_adversarial_file
 
     psg, hyp, start, labels = night
     model = ModelFiles.load()

@@ -7,15 +7,15 @@ import csv
 import numpy as np
 import pytest
 
-from training import plots
-from training.metrics import (
+from sleepdata import plots
+from sleepdata.metrics import (
     confusion_matrix,
     format_scores,
     scores,
     sleep_statistics,
     write_confusion_csv,
 )
-from training.stages import N1, N2, N3, REM, STAGE_NAMES, W
+from sleepdata.stages import N1, N2, N3, REM, STAGE_NAMES, W
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -11,7 +11,7 @@ import pyedflib
 
 from .errors import HypnogramError
 from .layout import EPOCH_S
-from .stages import AASM_TO_RK, MOVEMENT, RK_TO_AASM, UNSCORED
+from .stages import AASM_TO_RK, MOVEMENT, RK_TO_AASM, STAGE_NAMES, UNSCORED
 
 
 @dataclass(frozen=True)
@@ -120,3 +120,20 @@ def write_hypnogram(
             writer.writeAnnotation(len(labels) * EPOCH_S, unscored_tail_s, "Sleep stage ?")
     finally:
         writer.close()
+
+
+def write_stage_tsv(
+    path: str | Path,
+    onsets_s: np.ndarray,
+    expert: np.ndarray,
+    predicted: np.ndarray,
+    probs: np.ndarray,
+) -> None:
+    """A scored night as TSV, one row per epoch: onset and duration (s), expert and predicted
+    AASM stage, and p(stage) for each of the five stages (``probs`` (n, 5))."""
+    head = ["onset_s", "duration_s", "expert", "predicted", *[f"p_{s}" for s in STAGE_NAMES]]
+    lines = ["\t".join(head)]
+    for onset, truth, pred, p in zip(onsets_s, expert, predicted, probs, strict=True):
+        row = [f"{onset:g}", str(EPOCH_S), STAGE_NAMES[truth], STAGE_NAMES[pred]]
+        lines.append("\t".join([*row, *[f"{v:.4f}" for v in p]]))
+    Path(path).write_text("\n".join(lines) + "\n")

@@ -7,7 +7,7 @@ import re
 
 from host_tools import protocol as py
 
-from .conftest import REPO
+from ..conftest import REPO
 
 
 def c_defines() -> dict[str, int]:

@@ -7,8 +7,8 @@ import datetime as dt
 import pyedflib
 import pytest
 
-from training.layout import SLEEP_CASSETTE_SIGNALS, read_wfdb_header, wfdb_fields
-from training.simulator import simulate_from_hypnogram
+from sleepdata.layout import SLEEP_CASSETTE_SIGNALS, read_wfdb_header, wfdb_fields
+from sleepdata.simulator import simulate_from_hypnogram
 
 
 def test_layout_reproduces_physionet_header(shared_sleep_edf):

@@ -26,7 +26,7 @@ from host_tools.protocol import (
     encode_samples,
 )
 
-from .conftest import REPO
+from ..conftest import REPO
 
 REPLAY = REPO / "firmware" / "build" / "fuzz" / "replay"
 

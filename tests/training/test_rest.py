@@ -10,10 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sleepdata import adversarial
+from sleepdata.noise import SignalStats, gaussian_noise, shot_noise
+from sleepdata.normalise import Normaliser
+from sleepdata.stages import N1, N2, N3, REM, W
 from training.cli import main
 from training.model import ModelConfig, ULWSleepNet, save_model, summary
-from training.noise import SignalStats, gaussian_noise, shot_noise
-from training.normalise import Normaliser
 from training.rest import (
     Attack,
     DifferentiableInput,
@@ -25,10 +27,8 @@ from training.rest import (
     prune,
     spectral_penalty,
 )
-from training.robustness import read_adversarial
-from training.stages import N1, N2, N3, REM, W
 
-from .conftest import write_pair
+from ..conftest import write_pair
 
 NIGHT = [W] * 8 + [N1] * 4 + [N2] * 8 + [N3] * 6 + [REM] * 6 + [W] * 4
 
@@ -248,8 +248,8 @@ def test_robustness_command_end_to_end(tmp_path):
     data = tmp_path / "psg"
     write_pair(data, NIGHT, name="SC4001E", seed=0)  # subject 0: test
     write_pair(data, NIGHT[::-1], name="SC4011E", seed=1)  # subject 1: training (statistics)
-    from training.cache import load
-    from training.psg import discover_pairs
+    from sleepdata.cache import load
+    from sleepdata.psg import discover_pairs
 
     recs = [load(p, tmp_path / "cache") for p in discover_pairs(data)]
     norm = Normaliser.fit([r.epochs for r in recs])
@@ -270,7 +270,8 @@ def test_robustness_command_end_to_end(tmp_path):
     assert "training split" in res["signal_stats"]["source"]
     assert (out / "macro_f1.png").stat().st_size > 1000
     assert "gaussian high (0.3)" in (out / "table.md").read_text()
-    wire, idx, labels, meta = read_adversarial(out / "adversarial" / "pgd-eps12" / "SC4001E0.npz")
+    adv = adversarial.read(out / "adversarial" / "pgd-eps12" / "SC4001E0.npz")
+    wire, idx, labels, meta = adv.wire, adv.index, adv.labels, adv.meta
     assert wire.dtype == np.int16 and wire.shape == (6, 4, 3000) and len(idx) == 6
     assert meta["attack"] == "pgd" and meta["eps_uv"] == 12.0
     rec = recs[0]
