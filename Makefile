@@ -10,7 +10,7 @@ SEED ?= 0
 SHARED_HYPNOGRAMS ?= $(wildcard ../shared/sleep-edf/hypnograms)
 DEMO_HYPNOGRAM := $(if $(SHARED_HYPNOGRAMS),$(SHARED_HYPNOGRAMS)/SC4001EC-Hypnogram.edf)
 
-.PHONY: setup test lint format demo demo-stream bench-stream bench-faults bench bench-train model convert firmware firmware-test firmware-fuzz bench-fuzz firmware-model rest-variants variant-cards robustness robustness-onchip clean distclean
+.PHONY: setup test lint format demo demo-stream bench-host bench-stream bench-faults bench bench-train model convert firmware firmware-test firmware-fuzz bench-fuzz firmware-model rest-variants variant-cards robustness robustness-onchip clean distclean
 
 setup:
 	@scripts/setup.sh
@@ -59,6 +59,11 @@ bench-faults: setup
 		--faults corrupt=0.01,drop=0.005,seed=$(SEED) $(if $(FAULT_EPOCHS),--epochs $(FAULT_EPOCHS)) \
 		--out $(BUILD)/bench-faults
 
+## bench-host: the host-tools-only install (target: a fresh venv with only '.[host]' <= 300 MB, no
+##             torch or TensorFlow, a night streamed bit-exact through emu-m4 from the wheel)
+bench-host: setup
+	scripts/bench_host_venv.sh
+
 ## bench: the data-path benchmark (targets: simulate <= 10 s, load <= 10 s, cached <= 3 s)
 bench: setup
 	$(PY) -m training bench-data $(if $(DEMO_HYPNOGRAM),--hypnogram $(DEMO_HYPNOGRAM)) --seed $(SEED)
@@ -94,7 +99,8 @@ rest-variants: setup $(BUILD)/sim35/.done
 		mkdir -p models/ulw_sleepnet_$$v && \
 		cp $(REST)/$$v/model/{config.json,weights.pt,metrics.json} models/ulw_sleepnet_$$v/ && \
 		$(PY) -m converter build --model models/ulw_sleepnet_$$v --out $(REST)/convert/$$v && \
-		cp $(REST)/convert/$$v/{model_int8.tflite,model.onnx} models/ulw_sleepnet_$$v/ || exit 1; \
+		cp $(REST)/convert/$$v/{model_int8.tflite,model.onnx,engine_layers.json} \
+			models/ulw_sleepnet_$$v/ || exit 1; \
 	done
 	$(MAKE) -s variant-cards
 
@@ -162,7 +168,8 @@ firmware-test:
 firmware-model: convert
 	cp $(BUILD)/model/engine_model.c $(BUILD)/model/engine_model.h $(BUILD)/model/model_norm.h \
 		firmware/engine/model/
-	cp $(BUILD)/model/model_int8.tflite $(BUILD)/model/model.onnx models/ulw_sleepnet/
+	cp $(BUILD)/model/model_int8.tflite $(BUILD)/model/model.onnx $(BUILD)/model/engine_layers.json \
+		models/ulw_sleepnet/
 
 # The simulated cohort: one night per real Sleep-EDF-20 hypnogram (needs ../shared/sleep-edf).
 $(BUILD)/sim35/.done:

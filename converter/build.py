@@ -1,8 +1,9 @@
 """``python -m converter build``: every artefact from a model folder, each one checked.
 
-Outputs in OUT: model.onnx, model_int8.tflite, model_data.c/.h, engine_model.c/.h, report.json,
-report.md. Calibration and checks use simulated epochs of generated subjects (never in the
-training cohort), or the recordings of ``--data`` when given.
+Outputs in OUT: model.onnx, model_int8.tflite, model_data.c/.h, engine_model.c/.h,
+model_norm.h, engine_layers.json, report.json, report.md. Calibration and checks use simulated
+epochs of generated subjects (never in the training cohort), or the recordings of ``--data``
+when given.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from training.model import load_model
 
 from . import codegen
 from .export import export_onnx, keras_parity, to_int8_tflite
-from .graph import make_plan, param_arrays, read_tflite
+from .graph import read_tflite
+from .lowering import param_arrays
 from .native import NativeEngine, first_mismatches
+from .plan import make_plan
 
 TARGETS = {
     "tflm_bitexact": 1.0,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+#: The engine's C sources are not part of the Python package: they are read from the source
+#: checkout this module sits in (firmware/engine beside converter/).
 REPO = Path(__file__).resolve().parents[1]
 ENGINE = REPO / "firmware" / "engine"
 CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-shared", "-fPIC"]
@@ -26,11 +28,29 @@ ARM_M4_CFLAGS = [
 ]
 
 
+def engine_kernel_sources() -> list[Path]:
+    """The engine's kernel sources (firmware/engine/kernels/*.c) from the source checkout;
+    FileNotFoundError saying so when the converter runs from an installed package without it."""
+    kernels = ENGINE / "kernels"
+    sources = sorted(kernels.glob("*.c"))
+    if not (ENGINE / "include").is_dir() or not sources:
+        raise FileNotFoundError(
+            f"the firmware engine's C sources are not at {kernels} (and {ENGINE / 'include'}): "
+            "checking the generated engine against TFLite Micro compiles them, which needs a "
+            "source checkout of the repository (the installed converter package does not "
+            "contain firmware/)"
+        )
+    return sources
+
+
 class NativeEngine:
+    """engine_model.c of ``model_dir`` and the engine's kernels, compiled by the host gcc into
+    ``build_dir``/libengine_model.so and loaded."""
+
     def __init__(self, model_dir: Path, build_dir: Path):
+        sources = [*engine_kernel_sources(), model_dir / "engine_model.c"]
         build_dir.mkdir(parents=True, exist_ok=True)
         lib = build_dir / "libengine_model.so"
-        sources = [*sorted((ENGINE / "kernels").glob("*.c")), model_dir / "engine_model.c"]
         cmd = [
             "gcc",
             *CFLAGS,

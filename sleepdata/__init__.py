@@ -1,6 +1,7 @@
 """The sleep-staging data and domain core, shared by training, converter and host tools.
 
-Needs only numpy, scipy, pyedflib, matplotlib and tqdm (never torch or TensorFlow). Modules by
+Needs only numpy, pyedflib, matplotlib and tqdm (never torch or TensorFlow); the simulator also
+needs scipy (the ``simulate`` extra). Modules by
 topic:
 
 - ``stages`` (AASM classes and the R&K mapping), ``layout`` (the Sleep-EDF PSG layout and the

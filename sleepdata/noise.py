@@ -1,4 +1,5 @@
-"""Input noise for robustness evaluation, as the REST paper defines it (../shared/docs/rest.md).
+"""Input noise for robustness evaluation, as the REST paper defines it (Duggal et al., WWW 2020,
+https://arxiv.org/abs/2001.11363).
 
 Noise is added to the signals in microvolts, before anything else sees them (the host's wire
 conversion, the board's integer preprocessing, the model). Two kinds, each with REST's levels:

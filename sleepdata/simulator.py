@@ -36,9 +36,6 @@ from pathlib import Path
 
 import numpy as np
 import pyedflib
-import scipy.fft
-import scipy.ndimage
-import scipy.signal
 
 from . import hypnogen
 from .hypnogram import read_hypnogram
@@ -132,6 +129,20 @@ class SubjectTraits:
 # Stage mixtures
 
 
+def _scipy():
+    """scipy, which only the simulator needs (the ``simulate`` extra; the rest of the core and
+    the host tools do without it)."""
+    try:
+        import scipy.fft
+        import scipy.ndimage
+        import scipy.signal
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            "the PSG simulator needs scipy: pip install 'ulw-sleepnet-mcu[simulate]'"
+        ) from exc
+    return scipy
+
+
 def state_mixture(stages: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """(n_epochs, 6) state weights (rows sum to 1) for a sequence of scored stages.
 
@@ -187,7 +198,7 @@ def state_mixture(stages: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _component_shapes(traits: SubjectTraits) -> np.ndarray:
     """(n_components + 1, 3001) power shapes over a 60-s segment's rfft bins, each scaled so
     that an rms weight of 1 gives unit variance in the time domain (last row: white noise)."""
-    f = scipy.fft.rfftfreq(2 * L, 1.0 / FS)
+    f = _scipy().fft.rfftfreq(2 * L, 1.0 / FS)
     band = (f >= 0.3) & (f <= 45.0)
 
     def gauss(centre: float, width: float) -> np.ndarray:
@@ -226,7 +237,7 @@ def synthesise_background(
     coeffs = rng.standard_normal(amp.shape, dtype=np.float32) * amp + 1j * (
         rng.standard_normal(amp.shape, dtype=np.float32) * amp
     )
-    segs = scipy.fft.irfft(coeffs, n=2 * L, axis=1, workers=-1) * _segment_window()
+    segs = _scipy().fft.irfft(coeffs, n=2 * L, axis=1, workers=-1) * _segment_window()
     blocks = np.zeros((n + 3, L), dtype=np.float32)
     blocks[:-1] += segs[:, :L]
     blocks[1:] += segs[:, L:]
@@ -371,7 +382,7 @@ def _jitter(n: int, rng: np.random.Generator, sd: float = 0.2, rho: float = 0.8)
     """Slowly varying lognormal factors, one per epoch (AR(1) in the log domain)."""
     e = rng.standard_normal(n) * sd * np.sqrt(1 - rho**2)
     e[0] = rng.standard_normal() * sd  # start in the stationary distribution
-    return np.exp(scipy.signal.lfilter([1.0], [1.0, -rho], e))
+    return np.exp(_scipy().signal.lfilter([1.0], [1.0, -rho], e))
 
 
 def simulate_night(
@@ -406,7 +417,7 @@ def simulate_night(
         * np.sin(2 * np.pi * np.cumsum(breath_hz))
         * (1 + 0.15 * rng.standard_normal(secs.size))
     )
-    temp_drift = scipy.ndimage.uniform_filter1d(asleep, 1800, mode="nearest")  # 30-min lag
+    temp_drift = _scipy().ndimage.uniform_filter1d(asleep, 1800, mode="nearest")  # 30-min lag
     temp = 37.3 + 0.3 * np.sin(2 * np.pi * secs / 86400.0) - 0.5 * temp_drift
     temp += 0.01 * rng.standard_normal(secs.size)
     marker = np.zeros(secs.size)
