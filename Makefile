@@ -22,10 +22,12 @@ test: setup lint firmware firmware-test firmware-fuzz
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(MAKE) -s -C firmware format-check
 
 format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+	$(MAKE) -s -C firmware format
 
 ## demo: simulate a Sleep-EDF-format night from a real hypnogram, stream it through the
 ##       emulated Cortex-M4 board, compare with TFLite Micro, the float model and the expert

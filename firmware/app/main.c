@@ -58,6 +58,7 @@ static struct {
     uint32_t preprocess_count;
     uint32_t inference_count;
 } app_result;
+
 static volatile uint8_t app_result_due;
 
 /* The last RESULT payloads, for RESEND (a reply lost on the link). */
@@ -66,12 +67,12 @@ static struct {
     uint8_t valid;
     uint8_t payload[PROTO_RESULT_LEN];
 } app_kept[PROTO_RESULTS_KEPT];
-static uint32_t app_results_sent; /* RESULTs since the last RESET_STREAM (or reset) */
+
+static uint32_t app_results_sent;     /* RESULTs since the last RESET_STREAM (or reset) */
 static volatile uint8_t app_announce; /* send INFO unasked (after reset) */
 
 static proto_parser_t app_parser;
 static uint8_t app_tx[PROTO_HEADER_LEN + 1 + 8 * ENGINE_MODEL_LAYERS + PROTO_CRC_LEN];
-extern int profile_enabled;
 _Static_assert(sizeof(app_tx) >= PROTO_HEADER_LEN + PROTO_INFO_LEN + PROTO_CRC_LEN,
                "app_tx is too small for INFO");
 
@@ -149,6 +150,18 @@ static void send_ack(uint16_t seq)
     send_ack_from(seq, 0);
 }
 
+/* The wire code of the board's counter kind (INFO and RESULT). The protocol numbers the kinds
+ * as board.h does, so the mapping is the identity, checked at compile time. */
+_Static_assert(PROTO_COUNTER_INSTRUCTIONS == BOARD_COUNTER_INSTRUCTIONS,
+               "protocol counter code differs from board.h");
+_Static_assert(PROTO_COUNTER_CYCLES == BOARD_COUNTER_CYCLES,
+               "protocol counter code differs from board.h");
+
+static uint8_t counter_kind_code(void)
+{
+    return (uint8_t)board_counter_kind();
+}
+
 static void send_info(uint16_t seq)
 {
     uint8_t p[PROTO_INFO_LEN];
@@ -168,7 +181,7 @@ static void send_info(uint16_t seq)
         put_u32(&n[4], (uint32_t)model_norm_multiplier[c]);
     }
     put_u32(&p[66], (uint32_t)((uintptr_t)&_ebss - (uintptr_t)&_sdata));
-    p[70] = board_counter_kind();
+    p[70] = counter_kind_code();
     put_u32(&p[71], board_core_clock_hz());
     put_str(&p[75], board_name(), 16);
     put_u32(&p[91], board_stack_peak());
@@ -204,7 +217,7 @@ static void send_result(void)
     memcpy(&p[5], app_result.scores, ENGINE_MODEL_OUTPUTS);
     put_u32(&p[10], app_result.preprocess_count);
     put_u32(&p[14], app_result.inference_count);
-    p[18] = board_counter_kind();
+    p[18] = counter_kind_code();
     send(PROTO_MSG_RESULT, app_result.seq, p, PROTO_RESULT_LEN);
     app_results_sent++;
 }

@@ -6,9 +6,9 @@ enum { WAIT_SYNC0, WAIT_SYNC1, HEADER, PAYLOAD, CRC };
 
 static int known_type(uint8_t type)
 {
-    return type == PROTO_MSG_HELLO || type == PROTO_MSG_SAMPLES ||
-           type == PROTO_MSG_RESET_STREAM || type == PROTO_MSG_PROFILE ||
-           type == PROTO_MSG_STATUS || type == PROTO_MSG_RESEND || type == PROTO_MSG_REBOOT;
+    return type == PROTO_MSG_HELLO || type == PROTO_MSG_SAMPLES || type == PROTO_MSG_RESET_STREAM ||
+           type == PROTO_MSG_PROFILE || type == PROTO_MSG_STATUS || type == PROTO_MSG_RESEND ||
+           type == PROTO_MSG_REBOOT;
 }
 
 /* The payload lengths a message type can have. Checked when the header is complete, so that a
@@ -127,8 +127,7 @@ proto_event_t proto_parser_push(proto_parser_t *p, uint8_t byte)
     }
 }
 
-size_t proto_encode(uint8_t *out, uint8_t type, uint16_t seq, const uint8_t *payload,
-                    uint16_t len)
+size_t proto_encode(uint8_t *out, uint8_t type, uint16_t seq, const uint8_t *payload, uint16_t len)
 {
     out[0] = PROTO_SYNC0;
     out[1] = PROTO_SYNC1;

@@ -42,7 +42,6 @@ proto_event_t proto_parser_push(proto_parser_t *p, uint8_t byte);
 uint32_t proto_crc32(uint32_t crc, const uint8_t *data, size_t len);
 /* Encodes a frame into out (room for PROTO_HEADER_LEN + len + PROTO_CRC_LEN bytes); returns its
  * length. */
-size_t proto_encode(uint8_t *out, uint8_t type, uint16_t seq, const uint8_t *payload,
-                    uint16_t len);
+size_t proto_encode(uint8_t *out, uint8_t type, uint16_t seq, const uint8_t *payload, uint16_t len);
 
 #endif /* PROTO_H */

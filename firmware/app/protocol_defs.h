@@ -1,5 +1,6 @@
-/* Wire protocol constants (docs/protocol.md is the source of truth; tests/host_tools/test_protocol_constants.py
- * checks this header against host_tools/protocol.py). */
+/* Wire protocol constants (docs/protocol.md is the source of truth;
+ * tests/host_tools/test_protocol_constants.py checks this header against host_tools/protocol.py).
+ */
 #ifndef PROTOCOL_DEFS_H
 #define PROTOCOL_DEFS_H
 

@@ -34,8 +34,14 @@ void board_counter_restart(void);
 /* Thread-mode work since the last restart, interrupt handlers excluded: instructions
  * (emulated boards) or cycles (real boards). */
 uint64_t board_counter_read(void);
-/* PROTO_COUNTER_INSTRUCTIONS or PROTO_COUNTER_CYCLES. */
-uint8_t board_counter_kind(void);
+
+/* What board_counter_read() counts. The application maps it to its wire protocol's code. */
+typedef enum {
+    BOARD_COUNTER_INSTRUCTIONS = 0, /* executed instructions (emulated boards: exact) */
+    BOARD_COUNTER_CYCLES = 1,       /* core clock cycles (real boards) */
+} board_counter_kind_t;
+
+board_counter_kind_t board_counter_kind(void);
 uint32_t board_core_clock_hz(void);
 /* Deepest stack use since reset, bytes (the free RAM is painted at reset). */
 uint32_t board_stack_peak(void);

@@ -21,7 +21,7 @@ static inline void semihost_puts(const char *s)
 static inline void semihost_exit(int code)
 {
     const uint32_t block[2] = {0x20026u, (uint32_t)code}; /* ADP_Stopped_ApplicationExit */
-    semihost_call(0x20, block);                          /* SYS_EXIT_EXTENDED */
+    semihost_call(0x20, block);                           /* SYS_EXIT_EXTENDED */
     for (;;) {
     }
 }

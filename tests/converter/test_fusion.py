@@ -5,19 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 from converter.fusion import (
-    FUSED_MAX_CHANNELS,
-    SHORTCUT_SCRATCH_BYTES,
     fuse_steps,
     separable_lead_bytes,
 )
-
-from ..conftest import REPO
-
-
-def test_fused_kernel_limits_are_the_firmware_constants():
-    header = (REPO / "firmware/engine/include/engine_kernels.h").read_text()
-    assert f"#define ENGINE_FUSED_MAX_CHANNELS {FUSED_MAX_CHANNELS}\n" in header
-    assert f"#define ENGINE_SHORTCUT_SCRATCH_BYTES {SHORTCUT_SCRATCH_BYTES} " in header
 
 
 def test_separable_lead_bytes():

@@ -20,15 +20,15 @@
 #include <stdint.h>
 
 /* Provided by each board.c. */
-uint32_t board_raw_now(void);               /* raw free-running counter */
+uint32_t board_raw_now(void);                /* raw free-running counter */
 uint32_t board_units_since(uint32_t raw_t0); /* units since raw_t0 (rounded; short windows) */
-uint64_t board_units_total(void);           /* units since board_units_restart() */
+uint64_t board_units_total(void);            /* units since board_units_restart() */
 void board_units_restart(void);
 /* Moves received bytes to irq_rx_push() while it accepts them; when it refuses (ring full),
  * disables the UART's receive interrupt, leaving the bytes in the UART (the link's own flow
  * control, or an overrun on a UART without any). */
 void board_uart_irq_service(void);
-void board_uart_rx_irq(int enable);         /* the UART's receive interrupt on or off */
+void board_uart_rx_irq(int enable); /* the UART's receive interrupt on or off */
 
 /* Provided by common/irq.c. */
 extern volatile uint32_t irq_units;

@@ -49,7 +49,6 @@ void Default_Handler(void)
     }
 }
 
-
 typedef void (*vector_t)(void);
 
 /* 16 system exceptions, then 64 external interrupt lines (enough for every board here: the

@@ -16,7 +16,7 @@ void SysTick_Handler(void)
 
 void systick_start(uint32_t units_per_wrap)
 {
-    SYST_CSR = 0;           /* disable before changing the clock source (QEMU quirk) */
+    SYST_CSR = 0; /* disable before changing the clock source (QEMU quirk) */
     SYST_RVR = 0x00FFFFFFu;
     SYST_CVR = 0;
     SYST_CSR = 0x4u;        /* processor clock, written on its own */

@@ -5,7 +5,6 @@
  * give 1.6, too few to recover the instructions of a handler's window exactly). */
 #include "../board.h"
 
-#include "../../app/protocol_defs.h"
 #include "../common/irq.h"
 #include "../common/systick.h"
 
@@ -76,9 +75,9 @@ void board_uart_write(const uint8_t *data, size_t len)
 #define SYSTICK_UNITS_DEN 16u
 #include "../common/systick_counter.h"
 
-uint8_t board_counter_kind(void)
+board_counter_kind_t board_counter_kind(void)
 {
-    return PROTO_COUNTER_INSTRUCTIONS;
+    return BOARD_COUNTER_INSTRUCTIONS;
 }
 
 uint32_t board_core_clock_hz(void)

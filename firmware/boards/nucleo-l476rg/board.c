@@ -3,7 +3,6 @@
  * written for this board only: no vendor SDK. Counts are real cycles. */
 #include "../board.h"
 
-#include "../../app/protocol_defs.h"
 #include "../common/irq.h"
 
 #define REG(addr) (*(volatile uint32_t *)(addr))
@@ -45,12 +44,12 @@ static void clock_80mhz(void)
     FLASH_ACR = (FLASH_ACR & ~0x7u) | 4u | (1u << 8) | (1u << 9) | (1u << 10);
     while ((FLASH_ACR & 0x7u) != 4u) {
     }
-    RCC_PLLCFGR = (1u << 0)       /* PLLSRC = MSI */
-                  | (0u << 4)     /* PLLM = 1 */
-                  | (40u << 8)    /* PLLN = 40 */
-                  | (0u << 25)    /* PLLR = 2 */
-                  | (1u << 24);   /* PLLREN */
-    RCC_CR |= 1u << 24;           /* PLLON */
+    RCC_PLLCFGR = (1u << 0)          /* PLLSRC = MSI */
+                  | (0u << 4)        /* PLLM = 1 */
+                  | (40u << 8)       /* PLLN = 40 */
+                  | (0u << 25)       /* PLLR = 2 */
+                  | (1u << 24);      /* PLLREN */
+    RCC_CR |= 1u << 24;              /* PLLON */
     while (!(RCC_CR & (1u << 25))) { /* PLLRDY */
     }
     RCC_CFGR = (RCC_CFGR & ~0x3u) | 0x3u; /* SYSCLK = PLL */
@@ -63,15 +62,15 @@ void board_init(void)
     clock_80mhz();
     RCC_AHB2ENR |= 1u << 0;   /* GPIOA */
     RCC_APB1ENR1 |= 1u << 17; /* USART2 (clocked from PCLK1 = 80 MHz) */
-    GPIOA_MODER = (GPIOA_MODER & ~(0xFu << 4)) | (0xAu << 4);      /* PA2, PA3: alternate */
+    GPIOA_MODER = (GPIOA_MODER & ~(0xFu << 4)) | (0xAu << 4); /* PA2, PA3: alternate */
     GPIOA_OSPEEDR |= 0xFu << 4;
-    GPIOA_AFRL = (GPIOA_AFRL & ~(0xFFu << 8)) | (0x77u << 8);       /* AF7 = USART2 */
+    GPIOA_AFRL = (GPIOA_AFRL & ~(0xFFu << 8)) | (0x77u << 8); /* AF7 = USART2 */
     USART2_CR1 = 0;
     USART2_BRR = (CORE_CLOCK_HZ + BAUD / 2) / BAUD;
-    USART2_CR1 = (1u << 3) | (1u << 2) | (1u << 0);                 /* TE, RE, UE */
-    DEMCR |= 1u << 24;                                              /* TRCENA */
+    USART2_CR1 = (1u << 3) | (1u << 2) | (1u << 0); /* TE, RE, UE */
+    DEMCR |= 1u << 24;                              /* TRCENA */
     DWT_CYCCNT = 0;
-    DWT_CTRL |= 1u;                                                 /* CYCCNTENA */
+    DWT_CTRL |= 1u; /* CYCCNTENA */
 }
 
 void board_rx_start(void)
@@ -139,9 +138,9 @@ void board_units_restart(void)
     DWT_CYCCNT = 0;
 }
 
-uint8_t board_counter_kind(void)
+board_counter_kind_t board_counter_kind(void)
 {
-    return PROTO_COUNTER_CYCLES;
+    return BOARD_COUNTER_CYCLES;
 }
 
 uint32_t board_core_clock_hz(void)

@@ -58,8 +58,8 @@ engine_status_t engine_depthwise_conv_s8(const int8_t *in, int len_in, int chann
                                          const int8_t *filter, const int32_t *bias, int kernel,
                                          int stride, int pad_left, int32_t input_offset,
                                          int32_t output_offset, const int32_t *out_mult,
-                                         const int32_t *out_shift, int32_t act_min,
-                                         int32_t act_max, int8_t *out, int len_out);
+                                         const int32_t *out_shift, int32_t act_min, int32_t act_max,
+                                         int8_t *out, int len_out);
 
 /*
  * Pointwise convolution (TFLM CONV_2D, 1x1 kernel, stride 1, no padding, per-channel int8).
@@ -72,11 +72,11 @@ engine_status_t engine_depthwise_conv_s8(const int8_t *in, int len_in, int chann
  *                    + output_offset)
  * Ranges: len, in_channels, out_channels >= 1.
  */
-engine_status_t engine_conv_1x1_s8(const int8_t *in, int len, int in_channels,
-                                   const int8_t *filter, const int32_t *bias, int out_channels,
-                                   int32_t input_offset, int32_t output_offset,
-                                   const int32_t *out_mult, const int32_t *out_shift,
-                                   int32_t act_min, int32_t act_max, int8_t *out);
+engine_status_t engine_conv_1x1_s8(const int8_t *in, int len, int in_channels, const int8_t *filter,
+                                   const int32_t *bias, int out_channels, int32_t input_offset,
+                                   int32_t output_offset, const int32_t *out_mult,
+                                   const int32_t *out_shift, int32_t act_min, int32_t act_max,
+                                   int8_t *out);
 
 /*
  * 1-D max pooling (TFLM MAX_POOL_2D int8). Input and output share scale and zero point.
@@ -127,12 +127,12 @@ engine_status_t engine_add_s8(const int8_t *a, const int8_t *b, int n, int32_t a
  *                + output_offset)
  * Ranges: in_features, out_features >= 1; out_shift[o] in [-31, 31].
  */
-engine_status_t engine_fully_connected_s8(const int8_t *in, int in_features,
-                                          const int8_t *weights, const int32_t *bias,
-                                          int out_features, int32_t input_offset,
-                                          int32_t filter_offset, int32_t output_offset,
-                                          const int32_t *out_mult, const int32_t *out_shift,
-                                          int32_t act_min, int32_t act_max, int8_t *out);
+engine_status_t engine_fully_connected_s8(const int8_t *in, int in_features, const int8_t *weights,
+                                          const int32_t *bias, int out_features,
+                                          int32_t input_offset, int32_t filter_offset,
+                                          int32_t output_offset, const int32_t *out_mult,
+                                          const int32_t *out_shift, int32_t act_min,
+                                          int32_t act_max, int8_t *out);
 
 /* ------------------------------------------------------------------------------------------
  * Fused kernels. Each one equals, bit for bit, the composition of the kernels above that it
@@ -165,11 +165,11 @@ engine_status_t engine_fully_connected_s8(const int8_t *in, int in_features,
  * -dw_output_offset (it is one tensor). Arrays as documented for those two kernels.
  */
 typedef struct {
-    int in_channels;  /* depthwise channels = pointwise input channels */
-    int out_channels; /* pointwise output channels */
-    int kernel;       /* depthwise taps along time, >= 1 */
-    int stride;       /* depthwise stride, >= 1 */
-    int pad_left;     /* depthwise virtual samples before t = 0, >= 0 */
+    int in_channels;          /* depthwise channels = pointwise input channels */
+    int out_channels;         /* pointwise output channels */
+    int kernel;               /* depthwise taps along time, >= 1 */
+    int stride;               /* depthwise stride, >= 1 */
+    int pad_left;             /* depthwise virtual samples before t = 0, >= 0 */
     const int8_t *dw_filter;  /* [kernel * in_channels], filter[k * in_channels + c] */
     const int32_t *dw_bias;   /* [in_channels] or NULL */
     const int32_t *dw_mult;   /* [in_channels] */
@@ -236,9 +236,9 @@ typedef struct {
  * outputs is written, and later steps read later rows.) Any other overlap: ENGINE_ERR_ARG.
  * Ranges: len_in, len_mid, len_out >= 1; the unit as documented for engine_separable_s8_t.
  */
-engine_status_t engine_separable_s8(const engine_separable_s8_t *unit, const int8_t *in,
-                                    int len_in, int len_mid, const engine_max_pool2_s8_t *pool,
-                                    int8_t *out, int len_out);
+engine_status_t engine_separable_s8(const engine_separable_s8_t *unit, const int8_t *in, int len_in,
+                                    int len_mid, const engine_max_pool2_s8_t *pool, int8_t *out,
+                                    int len_out);
 
 /*
  * A residual block's shortcut stream and its ADD, per output position:
@@ -269,8 +269,7 @@ engine_status_t engine_shortcut_add_s8(const engine_separable_s8_t *first,
                                        const engine_separable_s8_t *second,
                                        const engine_add_s8_params_t *add, const int8_t *in,
                                        int len_in, int len_first, const int8_t *main_in,
-                                       int8_t *out, int len_out, void *scratch,
-                                       int scratch_bytes);
+                                       int8_t *out, int len_out, void *scratch, int scratch_bytes);
 
 #ifdef __cplusplus
 }

@@ -15,11 +15,11 @@
  * [oc * in_channels + ic], bias [out_channels] or NULL, out_mult/out_shift [out_channels]
  * (shift in [-31, 31]), out [len * out_channels] at [t * out_channels + oc].
  */
-engine_status_t engine_conv_1x1_s8(const int8_t *in, int len, int in_channels,
-                                   const int8_t *filter, const int32_t *bias, int out_channels,
-                                   int32_t input_offset, int32_t output_offset,
-                                   const int32_t *out_mult, const int32_t *out_shift,
-                                   int32_t act_min, int32_t act_max, int8_t *out)
+engine_status_t engine_conv_1x1_s8(const int8_t *in, int len, int in_channels, const int8_t *filter,
+                                   const int32_t *bias, int out_channels, int32_t input_offset,
+                                   int32_t output_offset, const int32_t *out_mult,
+                                   const int32_t *out_shift, int32_t act_min, int32_t act_max,
+                                   int8_t *out)
 {
     if ((in == NULL) || (filter == NULL) || (out_mult == NULL) || (out_shift == NULL) ||
         (out == NULL)) {

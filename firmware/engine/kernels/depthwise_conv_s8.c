@@ -18,8 +18,8 @@ engine_status_t engine_depthwise_conv_s8(const int8_t *in, int len_in, int chann
                                          const int8_t *filter, const int32_t *bias, int kernel,
                                          int stride, int pad_left, int32_t input_offset,
                                          int32_t output_offset, const int32_t *out_mult,
-                                         const int32_t *out_shift, int32_t act_min,
-                                         int32_t act_max, int8_t *out, int len_out)
+                                         const int32_t *out_shift, int32_t act_min, int32_t act_max,
+                                         int8_t *out, int len_out)
 {
     if ((in == NULL) || (filter == NULL) || (out_mult == NULL) || (out_shift == NULL) ||
         (out == NULL)) {

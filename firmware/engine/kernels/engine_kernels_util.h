@@ -1,5 +1,7 @@
 /*
- * engine_kernels_util.h - private helpers shared by the kernel files (not a public header).
+ * engine_kernels_util.h - private helpers shared by the kernel files (not a public header):
+ * argument checks (run once per call, never in a hot loop) and word-sized loads and DSP
+ * widening instructions.
  */
 #ifndef ENGINE_KERNELS_UTIL_H
 #define ENGINE_KERNELS_UTIL_H
@@ -9,7 +11,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "engine_kernels.h"
 #include "engine_requant.h"
+#include "engine_requant_fast.h"
 
 #if defined(__ARM_FEATURE_DSP)
 #include <arm_acle.h>
@@ -56,8 +60,7 @@ static inline int engine_window_geometry_valid(int len_in, int channels, int win
  * Taps [*k_start, *k_end) of a window starting at input index `origin` that fall inside
  * [0, len_in) (empty range when none does). origin >= -INT_MAX.
  */
-static inline void engine_window_taps(int origin, int window, int len_in, int *k_start,
-                                      int *k_end)
+static inline void engine_window_taps(int origin, int window, int len_in, int *k_start, int *k_end)
 {
     *k_start = (origin < 0) ? -origin : 0;
     *k_end = (origin < len_in - window) ? window : len_in - origin;
@@ -72,6 +75,44 @@ static inline int engine_pool_args_valid(const int8_t *in, const int8_t *out, in
            (stride >= 1) && (pad_left >= 0) && (len_out >= 1) &&
            engine_window_geometry_valid(len_in, channels, window, stride, len_out) &&
            engine_act_range_valid_s8(act_min, act_max);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Checks shared by the fused kernels. */
+
+/* Offsets the fused kernels accept: +-(int8 zero point), i.e. [-128, 128]. */
+static inline int engine_offset_valid(int32_t offset)
+{
+    return (offset >= -128) && (offset <= 128);
+}
+
+/* Pointers, channel counts, geometry basics, shifts, activation ranges, offsets of a unit. */
+static inline int engine_separable_unit_valid(const engine_separable_s8_t *u)
+{
+    if ((u == NULL) || (u->dw_filter == NULL) || (u->dw_mult == NULL) || (u->dw_shift == NULL) ||
+        (u->pw_filter == NULL) || (u->pw_mult == NULL) || (u->pw_shift == NULL)) {
+        return 0;
+    }
+    if ((u->in_channels < 1) || (u->in_channels > ENGINE_FUSED_MAX_CHANNELS) ||
+        (u->out_channels < 1) || (u->out_channels > ENGINE_FUSED_MAX_CHANNELS) || (u->kernel < 1) ||
+        (u->stride < 1) || (u->pad_left < 0)) {
+        return 0;
+    }
+    return engine_offset_valid(u->dw_input_offset) && engine_offset_valid(u->dw_output_offset) &&
+           engine_offset_valid(u->pw_output_offset) &&
+           engine_act_range_valid_s8(u->dw_act_min, u->dw_act_max) &&
+           engine_act_range_valid_s8(u->pw_act_min, u->pw_act_max) &&
+           engine_shifts_valid(u->dw_shift, u->in_channels, ENGINE_SHIFT_MIN, ENGINE_SHIFT_MAX) &&
+           engine_shifts_valid(u->pw_shift, u->out_channels, ENGINE_SHIFT_MIN, ENGINE_SHIFT_MAX);
+}
+
+/* 1 if both layers of a unit may use the fast requantisation (engine_requant_fast.h). */
+static inline int engine_unit_fast_ok(const engine_separable_s8_t *u)
+{
+    return engine_rq_fast_ok(u->dw_mult, u->dw_shift, u->dw_bias, u->in_channels, u->kernel,
+                             u->dw_output_offset, u->dw_act_min, u->dw_act_max) &&
+           engine_rq_fast_ok(u->pw_mult, u->pw_shift, u->pw_bias, u->out_channels, u->in_channels,
+                             u->pw_output_offset, u->pw_act_min, u->pw_act_max);
 }
 
 /* Four bytes as one word, at any alignment. */

@@ -48,12 +48,12 @@ static int32_t engine_fc_dot(const int8_t *w, const int8_t *x, int n, int32_t in
  * (shifts in [-31, 31]; a per-tensor layer repeats its one value); filter_offset = -weights
  * zero point.
  */
-engine_status_t engine_fully_connected_s8(const int8_t *in, int in_features,
-                                          const int8_t *weights, const int32_t *bias,
-                                          int out_features, int32_t input_offset,
-                                          int32_t filter_offset, int32_t output_offset,
-                                          const int32_t *out_mult, const int32_t *out_shift,
-                                          int32_t act_min, int32_t act_max, int8_t *out)
+engine_status_t engine_fully_connected_s8(const int8_t *in, int in_features, const int8_t *weights,
+                                          const int32_t *bias, int out_features,
+                                          int32_t input_offset, int32_t filter_offset,
+                                          int32_t output_offset, const int32_t *out_mult,
+                                          const int32_t *out_shift, int32_t act_min,
+                                          int32_t act_max, int8_t *out)
 {
     if ((in == NULL) || (weights == NULL) || (out == NULL) || (out_mult == NULL) ||
         (out_shift == NULL)) {

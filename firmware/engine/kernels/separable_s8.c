@@ -4,7 +4,7 @@
  * semantics, in-place rule and ranges: see engine_separable_s8 in engine_kernels.h.
  *
  * Work is done tile by tile: the depthwise outputs of a run of positions go to a 1 KB stack
- * tile (engine_fused_util.h), then every output channel runs over the tile. With pooling a
+ * tile (engine_tile.h), then every output channel runs over the tile. With pooling a
  * step owns two positions; both dot products share the widened weights, and in the fast path
  * only the larger accumulator is requantised (the fast requantisation is non-decreasing in the
  * accumulator because multipliers are >= 0, so requant(max(a, b)) = max(requant(a),
@@ -13,9 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine_fused_util.h"
 #include "engine_kernels.h"
 #include "engine_kernels_util.h"
+#include "engine_tile.h"
 
 /*
  * The in-place rule of engine_separable_s8: 1 if out and in do not overlap, or out starts d >= 0
@@ -81,9 +81,9 @@ static ENGINE_COLD void engine_separable_exact(const engine_separable_s8_t *u, c
                     const int32_t acc =
                         (int32_t)((uint32_t)engine_dot1(w, tile + r * row_words, c_in, 0) +
                                   (uint32_t)bias);
-                    const int32_t v = engine_rq_exact(acc, u->pw_mult[oc], u->pw_shift[oc],
-                                                      u->pw_output_offset, u->pw_act_min,
-                                                      u->pw_act_max);
+                    const int32_t v =
+                        engine_rq_exact(acc, u->pw_mult[oc], u->pw_shift[oc], u->pw_output_offset,
+                                        u->pw_act_min, u->pw_act_max);
                     y = (v > y) ? v : y;
                 }
                 if (pool != NULL) {
@@ -144,14 +144,14 @@ static ENGINE_ALWAYS_INLINE void engine_dw3_run(const int8_t *x, uint8_t *dst, i
 #undef ENGINE_DW3_ACC
 }
 
-#define ENGINE_DW3_RUN(c)                                                                      \
-    static ENGINE_NOINLINE void engine_dw3_run_##c(const int8_t *x, uint8_t *dst, int n,       \
-                                                   const engine_dw_chan_t *p, int x_step,      \
-                                                   int row_bytes)                              \
-    {                                                                                          \
-        (void)x_step;                                                                          \
-        (void)row_bytes;                                                                       \
-        engine_dw3_run(x, dst, n, p, c, 4 * ((c + 1) / 2));                                    \
+#define ENGINE_DW3_RUN(c)                                                                          \
+    static ENGINE_NOINLINE void engine_dw3_run_##c(const int8_t *x, uint8_t *dst, int n,           \
+                                                   const engine_dw_chan_t *p, int x_step,          \
+                                                   int row_bytes)                                  \
+    {                                                                                              \
+        (void)x_step;                                                                              \
+        (void)row_bytes;                                                                           \
+        engine_dw3_run(x, dst, n, p, c, 4 * ((c + 1) / 2));                                        \
     }
 ENGINE_DW3_RUN(1)
 ENGINE_DW3_RUN(4)
@@ -160,15 +160,13 @@ ENGINE_DW3_RUN(16)
 ENGINE_DW3_RUN(32)
 
 static ENGINE_NOINLINE void engine_dw3_run_any(const int8_t *x, uint8_t *dst, int n,
-                                               const engine_dw_chan_t *p, int x_step,
-                                               int row_bytes)
+                                               const engine_dw_chan_t *p, int x_step, int row_bytes)
 {
     engine_dw3_run(x, dst, n, p, x_step, row_bytes);
 }
 
 static ENGINE_NOINLINE void engine_dw1_run_any(const int8_t *x, uint8_t *dst, int n,
-                                               const engine_dw_chan_t *p, int x_step,
-                                               int row_bytes)
+                                               const engine_dw_chan_t *p, int x_step, int row_bytes)
 {
     engine_dw1_run(x, dst, n, p, x_step, row_bytes);
 }
@@ -179,22 +177,20 @@ static ENGINE_NOINLINE void engine_dw1_run_any(const int8_t *x, uint8_t *dst, in
 typedef void (*engine_pw_tile_fn)(const engine_separable_s8_t *u, const uint32_t *tile, int pairs,
                                   int pooled, int8_t *out);
 
-#define ENGINE_PW_TILE(c)                                                                      \
-    static ENGINE_NOINLINE void engine_pw_tile_##c(const engine_separable_s8_t *u,              \
-                                                   const uint32_t *tile, int pairs, int pooled, \
-                                                   int8_t *out)                                 \
-    {                                                                                          \
-        (void)pooled;                                                                          \
-        engine_pw_tile_rows(u, tile, pairs, out, 1, c);                                        \
+#define ENGINE_PW_TILE(c)                                                                          \
+    static ENGINE_NOINLINE void engine_pw_tile_##c(                                                \
+        const engine_separable_s8_t *u, const uint32_t *tile, int pairs, int pooled, int8_t *out)  \
+    {                                                                                              \
+        (void)pooled;                                                                              \
+        engine_pw_tile_rows(u, tile, pairs, out, 1, c);                                            \
     }
 ENGINE_PW_TILE(4)
 ENGINE_PW_TILE(8)
 ENGINE_PW_TILE(16)
 ENGINE_PW_TILE(32)
 
-static ENGINE_NOINLINE void engine_pw_tile_any(const engine_separable_s8_t *u,
-                                               const uint32_t *tile, int pairs, int pooled,
-                                               int8_t *out)
+static ENGINE_NOINLINE void engine_pw_tile_any(const engine_separable_s8_t *u, const uint32_t *tile,
+                                               int pairs, int pooled, int8_t *out)
 {
     if (pooled) {
         engine_pw_tile_rows(u, tile, pairs, out, 1, u->in_channels);
@@ -223,7 +219,7 @@ static void engine_separable_fast(const engine_separable_s8_t *u, const int8_t *
     } else if (u->kernel == 1) {
         dw_run = engine_dw1_run_any;
     }
-    const engine_pw_tile_fn pw_tile = !pooled       ? engine_pw_tile_any
+    const engine_pw_tile_fn pw_tile = !pooled        ? engine_pw_tile_any
                                       : (c_in == 4)  ? engine_pw_tile_4
                                       : (c_in == 8)  ? engine_pw_tile_8
                                       : (c_in == 16) ? engine_pw_tile_16
@@ -314,8 +310,7 @@ static ENGINE_NOINLINE void engine_separable_lut_run(const engine_separable_s8_t
 /* The lookup-table path without pw_lut: the table built on the stack, exactly as the fast path
  * computes the pointwise outputs. */
 static ENGINE_NOINLINE void engine_separable_lut(const engine_separable_s8_t *u, const int8_t *in,
-                                                 int len_in, int len_mid, int8_t *out,
-                                                 int len_out)
+                                                 int len_in, int len_mid, int8_t *out, int len_out)
 {
     const int c_out = u->out_channels;
     const int32_t mid = u->dw_output_offset;
@@ -332,9 +327,9 @@ static ENGINE_NOINLINE void engine_separable_lut(const engine_separable_s8_t *u,
     engine_separable_lut_run(u, table, in, len_in, len_mid, out, len_out);
 }
 
-engine_status_t engine_separable_s8(const engine_separable_s8_t *unit, const int8_t *in,
-                                    int len_in, int len_mid, const engine_max_pool2_s8_t *pool,
-                                    int8_t *out, int len_out)
+engine_status_t engine_separable_s8(const engine_separable_s8_t *unit, const int8_t *in, int len_in,
+                                    int len_mid, const engine_max_pool2_s8_t *pool, int8_t *out,
+                                    int len_out)
 {
     if ((in == NULL) || (out == NULL) || !engine_separable_unit_valid(unit)) {
         return ENGINE_ERR_ARG;
@@ -355,8 +350,8 @@ engine_status_t engine_separable_s8(const engine_separable_s8_t *unit, const int
     } else if (len_out != len_mid) {
         return ENGINE_ERR_ARG;
     }
-    if (!engine_separable_alias_ok(in, (int64_t)len_in * c_in, out, (int64_t)len_out * c_out,
-                                   c_in, c_out, q, unit->stride, unit->pad_left, len_out)) {
+    if (!engine_separable_alias_ok(in, (int64_t)len_in * c_in, out, (int64_t)len_out * c_out, c_in,
+                                   c_out, q, unit->stride, unit->pad_left, len_out)) {
         return ENGINE_ERR_ARG;
     }
 

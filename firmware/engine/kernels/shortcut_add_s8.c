@@ -14,10 +14,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine_fused_util.h"
 #include "engine_kernels.h"
 #include "engine_kernels_util.h"
 #include "engine_requant.h"
+#include "engine_requant_fast.h"
+#include "engine_tile.h"
 
 static int engine_add_params_valid(const engine_add_s8_params_t *p)
 {
@@ -55,9 +56,9 @@ static ENGINE_COLD int32_t engine_add_exact(int32_t a, int32_t b, const engine_a
 
 static ENGINE_COLD void engine_shortcut_exact(const engine_separable_s8_t *first,
                                               const engine_separable_s8_t *second,
-                                              const engine_add_s8_params_t *add,
-                                              const int8_t *in, int len_in,
-                                              const int8_t *main_in, int8_t *out, int len_out)
+                                              const engine_add_s8_params_t *add, const int8_t *in,
+                                              int len_in, const int8_t *main_in, int8_t *out,
+                                              int len_out)
 {
     const int c_in = first->in_channels;
     const int c_mid = first->out_channels;
@@ -70,8 +71,7 @@ static ENGINE_COLD void engine_shortcut_exact(const engine_separable_s8_t *first
     uint32_t *tile_b = tile + rows_per_tile * words_a;
     for (int v0 = 0; v0 < len_out; v0 += rows_per_tile) {
         const int rows = (len_out - v0 < rows_per_tile) ? len_out - v0 : rows_per_tile;
-        engine_dw_rows_exact(first, in, len_in, v0 * second->stride, second->stride, rows,
-                             tile_a);
+        engine_dw_rows_exact(first, in, len_in, v0 * second->stride, second->stride, rows, tile_a);
         for (int oc = 0; oc < c_mid; ++oc) {
             const int8_t *w = first->pw_filter + oc * c_in;
             const uint32_t bias = (uint32_t)((first->pw_bias != NULL) ? first->pw_bias[oc] : 0);
@@ -83,13 +83,12 @@ static ENGINE_COLD void engine_shortcut_exact(const engine_separable_s8_t *first
                 const int32_t y1 =
                     engine_rq_exact(acc, first->pw_mult[oc], first->pw_shift[oc],
                                     first->pw_output_offset, first->pw_act_min, first->pw_act_max);
-                const int32_t acc2 = (int32_t)(
-                    (uint32_t)(second->dw_filter[oc] * (y1 + second->dw_input_offset)) +
-                    (uint32_t)bias2);
-                const int32_t y2 =
-                    engine_rq_exact(acc2, second->dw_mult[oc], second->dw_shift[oc],
-                                    second->dw_output_offset, second->dw_act_min,
-                                    second->dw_act_max);
+                const int32_t acc2 =
+                    (int32_t)((uint32_t)(second->dw_filter[oc] * (y1 + second->dw_input_offset)) +
+                              (uint32_t)bias2);
+                const int32_t y2 = engine_rq_exact(acc2, second->dw_mult[oc], second->dw_shift[oc],
+                                                   second->dw_output_offset, second->dw_act_min,
+                                                   second->dw_act_max);
                 engine_store_s16(dst + r * 4 * words_b, y2 - second->dw_output_offset);
             }
         }
@@ -99,10 +98,9 @@ static ENGINE_COLD void engine_shortcut_exact(const engine_separable_s8_t *first
             for (int r = 0; r < rows; ++r) {
                 const int32_t acc =
                     (int32_t)((uint32_t)engine_dot1(w, tile_b + r * words_b, c_mid, 0) + bias);
-                const int32_t b =
-                    engine_rq_exact(acc, second->pw_mult[oc], second->pw_shift[oc],
-                                    second->pw_output_offset, second->pw_act_min,
-                                    second->pw_act_max);
+                const int32_t b = engine_rq_exact(acc, second->pw_mult[oc], second->pw_shift[oc],
+                                                  second->pw_output_offset, second->pw_act_min,
+                                                  second->pw_act_max);
                 const int i = (v0 + r) * c_out + oc;
                 out[i] = (int8_t)engine_add_exact(main_in[i], b, add);
             }
@@ -164,8 +162,7 @@ static ENGINE_NOINLINE void engine_add_run(const int8_t *a, const int8_t *b, int
 }
 
 static ENGINE_NOINLINE void engine_sc_dw1_run(const int8_t *x, uint8_t *dst, int n,
-                                              const engine_dw_chan_t *p, int x_step,
-                                              int row_bytes)
+                                              const engine_dw_chan_t *p, int x_step, int row_bytes)
 {
     engine_dw1_run(x, dst, n, p, x_step, row_bytes);
 }
@@ -175,9 +172,8 @@ static ENGINE_NOINLINE void engine_sc_dw1_run(const int8_t *x, uint8_t *dst, int
 typedef void (*engine_sc_pw_fn)(const engine_separable_s8_t *u, const uint32_t *tile, int rows,
                                 int8_t *dst);
 
-static ENGINE_ALWAYS_INLINE void engine_sc_pw(const engine_separable_s8_t *u,
-                                              const uint32_t *tile, int rows, int8_t *dst,
-                                              const int c_in)
+static ENGINE_ALWAYS_INLINE void engine_sc_pw(const engine_separable_s8_t *u, const uint32_t *tile,
+                                              int rows, int8_t *dst, const int c_in)
 {
     const int pairs = rows / 2;
     engine_pw_tile_rows(u, tile, pairs, dst, 0, c_in);
@@ -187,11 +183,11 @@ static ENGINE_ALWAYS_INLINE void engine_sc_pw(const engine_separable_s8_t *u,
     }
 }
 
-#define ENGINE_SC_PW(c)                                                                        \
-    static ENGINE_NOINLINE void engine_sc_pw_##c(const engine_separable_s8_t *u,                \
-                                                 const uint32_t *tile, int rows, int8_t *dst)  \
-    {                                                                                          \
-        engine_sc_pw(u, tile, rows, dst, c);                                                   \
+#define ENGINE_SC_PW(c)                                                                            \
+    static ENGINE_NOINLINE void engine_sc_pw_##c(const engine_separable_s8_t *u,                   \
+                                                 const uint32_t *tile, int rows, int8_t *dst)      \
+    {                                                                                              \
+        engine_sc_pw(u, tile, rows, dst, c);                                                       \
     }
 ENGINE_SC_PW(1)
 ENGINE_SC_PW(4)
@@ -199,8 +195,8 @@ ENGINE_SC_PW(8)
 ENGINE_SC_PW(16)
 ENGINE_SC_PW(32)
 
-static ENGINE_NOINLINE void engine_sc_pw_any(const engine_separable_s8_t *u,
-                                             const uint32_t *tile, int rows, int8_t *dst)
+static ENGINE_NOINLINE void engine_sc_pw_any(const engine_separable_s8_t *u, const uint32_t *tile,
+                                             int rows, int8_t *dst)
 {
     engine_sc_pw(u, tile, rows, dst, u->in_channels);
 }
@@ -218,8 +214,7 @@ static engine_sc_pw_fn engine_sc_pw_for(int c_in)
 static void engine_shortcut_fast(const engine_separable_s8_t *first,
                                  const engine_separable_s8_t *second,
                                  const engine_add_s8_params_t *add, const int8_t *in, int len_in,
-                                 const int8_t *main_in, int8_t *out, int len_out,
-                                 int32_t *scratch)
+                                 const int8_t *main_in, int8_t *out, int len_out, int32_t *scratch)
 {
     const int c_in = first->in_channels;
     const int c_mid = first->out_channels;
@@ -243,9 +238,8 @@ static void engine_shortcut_fast(const engine_separable_s8_t *first,
     engine_add_table(table_a, add->a_offset, add->a_mult, add->a_shift, add->left_shift);
     engine_add_table(table_b, add->b_offset, add->b_mult, add->b_shift, add->left_shift);
     const int32_t out_shift = -add->out_shift;
-    const engine_chan_t out_q = {0, add->out_mult,
-                                 engine_requant_fast_round((int)out_shift, add->out_offset),
-                                 out_shift};
+    const engine_chan_t out_q = {
+        0, add->out_mult, engine_requant_fast_round((int)out_shift, add->out_offset), out_shift};
     const engine_sc_pw_fn pw1 = engine_sc_pw_for(c_in);
     const engine_sc_pw_fn pw2 = engine_sc_pw_for(c_mid);
     const int step = first->stride * second->stride; /* input rows per output position */
@@ -276,8 +270,8 @@ engine_status_t engine_shortcut_add_s8(const engine_separable_s8_t *first,
         return ENGINE_ERR_ARG;
     }
     if ((first->kernel != 1) || (second->kernel != 1) || (first->pad_left != 0) ||
-        (second->pad_left != 0) || (first->out_channels != second->in_channels) ||
-        (len_in < 1) || (len_first < 1) || (len_out < 1)) {
+        (second->pad_left != 0) || (first->out_channels != second->in_channels) || (len_in < 1) ||
+        (len_first < 1) || (len_out < 1)) {
         return ENGINE_ERR_ARG;
     }
     const int c_in = first->in_channels;

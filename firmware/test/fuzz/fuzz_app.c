@@ -92,9 +92,9 @@ uint64_t board_counter_read(void)
     return 0;
 }
 
-uint8_t board_counter_kind(void)
+board_counter_kind_t board_counter_kind(void)
 {
-    return PROTO_COUNTER_INSTRUCTIONS;
+    return BOARD_COUNTER_INSTRUCTIONS;
 }
 
 uint32_t board_core_clock_hz(void)

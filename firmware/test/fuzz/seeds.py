@@ -15,8 +15,9 @@ def seeds() -> dict[str, bytes]:
     rng = np.random.default_rng(0)
     epoch = rng.normal(0, 800, size=(3000, 4)).clip(-32768, 32767).astype(np.int16)
     stream = b"".join(
-        Frame(MsgType.SAMPLES, 2 + k, encode_samples(125 * k, epoch[125 * k : 125 * (k + 1)]))
-        .encode()
+        Frame(
+            MsgType.SAMPLES, 2 + k, encode_samples(125 * k, epoch[125 * k : 125 * (k + 1)])
+        ).encode()
         for k in range(24)
     )
     # selective repeat: the same epoch in 5-sample frames, in reverse order

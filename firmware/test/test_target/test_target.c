@@ -1,16 +1,17 @@
 /* On-target unit tests: the engine (DSP paths included) against TFLite Micro's scores, the
- * integer preprocessing against the Python reference, the frame parser and encoder. Each check prints one line, "PASS name" or
- * "FAIL name: detail"; the last line is "ON-TARGET TESTS: <n> passed, <m> failed" and is what
- * the runners (firmware/Makefile `test`, PlatformIO's test_custom_runner.py) look for. */
+ * integer preprocessing against the Python reference, the frame parser and encoder. Each check
+ * prints one line, "PASS name" or "FAIL name: detail"; the last line is "ON-TARGET TESTS: <n>
+ * passed, <m> failed" and is what the runners (firmware/Makefile `test`, PlatformIO's
+ * test_custom_runner.py) look for. */
 #include <stdint.h>
 #include <string.h>
 
+#include "../semihost.h"
 #include "board.h"
 #include "engine_model.h"
 #include "model_norm.h"
 #include "preprocess.h"
 #include "proto.h"
-#include "../semihost.h"
 #include "vectors.h"
 
 static int passed, failed;
@@ -176,8 +177,8 @@ static void test_parser(void)
     frame[6] = 0xFF;
     frame[7] = 0xFF;
     ev = feed(&parser, frame, PROTO_HEADER_LEN, &events);
-    report(ev == PROTO_ERROR && parser.error == PROTO_ERR_TOO_LONG, "an oversized length is an error",
-           "error ", parser.error);
+    report(ev == PROTO_ERROR && parser.error == PROTO_ERR_TOO_LONG,
+           "an oversized length is an error", "error ", parser.error);
 
     static const uint8_t junk[] = {0x00, 0xA5, 0x13, 0x5A, 0xA5};
     n = proto_encode(frame, PROTO_MSG_HELLO, 7, 0, 0);

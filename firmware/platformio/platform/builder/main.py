@@ -1,11 +1,31 @@
 """SCons builder of the in-repo PlatformIO platform: the system arm-none-eabi tools, the
-board's linker script, and `pio run -t upload` booting emulated boards in QEMU."""
+board's linker script, and `pio run -t upload` booting emulated boards in QEMU. What QEMU runs
+and the core clock come from the board table, firmware/boards/boards.ini."""
+
+import configparser
+import os
 
 from SCons.Script import AlwaysBuild, Default, DefaultEnvironment
 
 env = DefaultEnvironment()
 board = env.BoardConfig()
 cpu = board.get("build.cpu", "cortex-m4")
+
+
+def board_table_section(pio_board):
+    """The board table's section whose pio_board is this PlatformIO board id."""
+    path = os.path.join(env.subst("$PROJECT_DIR"), "firmware", "boards", "boards.ini")
+    table = configparser.ConfigParser()
+    if not table.read(path):
+        env.Exit(f"board table {path} not found (needed for board {pio_board})")
+    for name in table.sections():
+        if table[name].get("pio_board") == pio_board:
+            return table[name]
+    env.Exit(f"no section of {path} has pio_board = {pio_board}")
+    return None
+
+
+facts = board_table_section(env.subst("$BOARD"))
 
 env.Replace(
     AR="arm-none-eabi-ar",
@@ -17,27 +37,34 @@ env.Replace(
     RANLIB="arm-none-eabi-ranlib",
     SIZETOOL="arm-none-eabi-size",
     PROGSUFFIX=".elf",
+    BOARD_F_CPU=f"{facts['core_clock_hz']}L",  # printed by PlatformIO as the board's clock
 )
-machine = ["-mcpu=%s" % cpu, "-mthumb", "-mfloat-abi=soft"]
+machine = [f"-mcpu={cpu}", "-mthumb", "-mfloat-abi=soft"]
 env.Append(
-    CCFLAGS=machine + ["-ffunction-sections", "-fdata-sections", "-g"],
-    LINKFLAGS=machine + ["-nostartfiles", "-Wl,--gc-sections", "--specs=nano.specs",
-                         "--specs=nosys.specs"],
+    CCFLAGS=[*machine, "-ffunction-sections", "-fdata-sections", "-g"],
+    LINKFLAGS=[
+        *machine,
+        "-nostartfiles",
+        "-Wl,--gc-sections",
+        "--specs=nano.specs",
+        "--specs=nosys.specs",
+    ],
 )
 # The board's build.ldscript is passed to the linker by PlatformIO itself.
 elf = env.BuildProgram()
 size = env.Alias("size", elf, env.VerboseAction("$SIZETOOL $SOURCES", "Program size"))
 AlwaysBuild(size)
 
-machine_name = board.get("debug.qemu_machine", "")
-icount_shift = board.get("debug.qemu_icount_shift", "6")
-if machine_name:
+if "qemu_machine" in facts:
     port = env.subst("$UPLOAD_PORT") or "5555"  # pio run -t upload --upload-port N
-    env.Replace(UPLOADCMD=(
-        "echo 'serial URL: socket://127.0.0.1:%s' && qemu-system-arm -M %s -display none "
-        "-monitor none -icount shift=%s,align=off,sleep=off -kernel $SOURCE "
-        "-serial tcp:127.0.0.1:%s,server=on,wait=on,nodelay=on"
-        % (port, machine_name, icount_shift, port)))
+    env.Replace(
+        UPLOADCMD=(
+            f"echo 'serial URL: socket://127.0.0.1:{port}' && qemu-system-arm"
+            f" -M {facts['qemu_machine']} -display none -monitor none"
+            f" -icount shift={facts['icount_shift']},align=off,sleep=off -kernel $SOURCE"
+            f" -serial tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"
+        )
+    )
     AlwaysBuild(env.Alias("upload", elf, env.VerboseAction("$UPLOADCMD", "Booting in QEMU")))
 
 Default([elf, size])

@@ -1,7 +1,8 @@
 /*
- * engine_fused_util.h - private building blocks of the fused kernels (separable_s8.c,
- * shortcut_add_s8.c): the depthwise-output tile, dot products, per-layer requantisation
- * setup. Not a public header.
+ * engine_tile.h - the tile of the fused kernels (separable_s8.c, shortcut_add_s8.c) and the
+ * loops that fill it (depthwise rows) and consume it (pointwise dot products). Private to the
+ * kernels. Their argument checks are in engine_kernels_util.h, the fast requantisation and its
+ * per-layer set-up in engine_requant_fast.h.
  *
  * The tile. A fused kernel never stores a whole intermediate tensor: it computes a few
  * positions ("rows") of a depthwise output, keeps them in a small tile on the stack, and runs
@@ -20,8 +21,8 @@
  * result equals TFLM's int32 accumulator whenever TFLM's own sum does not overflow (which TFLM
  * requires), whatever the order of the terms.
  */
-#ifndef ENGINE_FUSED_UTIL_H
-#define ENGINE_FUSED_UTIL_H
+#ifndef ENGINE_TILE_H
+#define ENGINE_TILE_H
 
 #include <stdint.h>
 #include <string.h>
@@ -29,6 +30,7 @@
 #include "engine_kernels.h"
 #include "engine_kernels_util.h"
 #include "engine_requant.h"
+#include "engine_requant_fast.h"
 
 #if defined(__GNUC__)
 #define ENGINE_ALWAYS_INLINE inline __attribute__((always_inline))
@@ -77,7 +79,6 @@ static inline int32_t engine_sat_s8(int32_t v)
 #endif
 }
 
-
 #if defined(__ARM_FEATURE_DSP)
 /* a + w[0..3] . row[0..1] (one group of four, tile order) for two rows: SXTB16 widens the
  * weights once for both. */
@@ -97,8 +98,8 @@ static ENGINE_ALWAYS_INLINE void engine_group2(uint32_t w4, const uint32_t *row_
  * two at a time (eight channels per loop iteration).
  */
 static ENGINE_ALWAYS_INLINE void engine_dot2(const int8_t *w, const uint32_t *row_a,
-                                             const uint32_t *row_b, int channels,
-                                             int32_t *acc_a, int32_t *acc_b)
+                                             const uint32_t *row_b, int channels, int32_t *acc_a,
+                                             int32_t *acc_b)
 {
     const int groups = channels >> 2;
     int g = 0;
@@ -107,8 +108,7 @@ static ENGINE_ALWAYS_INLINE void engine_dot2(const int8_t *w, const uint32_t *ro
     int32_t b = *acc_b;
     for (; g + 2 <= groups; g += 2) {
         engine_group2(engine_load_u32(w + 4 * g), row_a + 2 * g, row_b + 2 * g, &a, &b);
-        engine_group2(engine_load_u32(w + 4 * g + 4), row_a + 2 * g + 2, row_b + 2 * g + 2, &a,
-                      &b);
+        engine_group2(engine_load_u32(w + 4 * g + 4), row_a + 2 * g + 2, row_b + 2 * g + 2, &a, &b);
     }
     if (g < groups) {
         engine_group2(engine_load_u32(w + 4 * g), row_a + 2 * g, row_b + 2 * g, &a, &b);
@@ -170,73 +170,10 @@ static inline void engine_store_s16(uint8_t *dst, int32_t value)
     memcpy(dst, &v, sizeof v);
 }
 
-/* ------------------------------------------------------------------------------------------
- * Checks shared by the fused kernels. */
-
-/* Offsets the fused kernels accept: +-(int8 zero point), i.e. [-128, 128]. */
-static inline int engine_offset_valid(int32_t offset)
-{
-    return (offset >= -128) && (offset <= 128);
-}
-
-/* Pointers, channel counts, geometry basics, shifts, activation ranges, offsets of a unit. */
-static inline int engine_separable_unit_valid(const engine_separable_s8_t *u)
-{
-    if ((u == NULL) || (u->dw_filter == NULL) || (u->dw_mult == NULL) || (u->dw_shift == NULL) ||
-        (u->pw_filter == NULL) || (u->pw_mult == NULL) || (u->pw_shift == NULL)) {
-        return 0;
-    }
-    if ((u->in_channels < 1) || (u->in_channels > ENGINE_FUSED_MAX_CHANNELS) ||
-        (u->out_channels < 1) || (u->out_channels > ENGINE_FUSED_MAX_CHANNELS) ||
-        (u->kernel < 1) || (u->stride < 1) || (u->pad_left < 0)) {
-        return 0;
-    }
-    return engine_offset_valid(u->dw_input_offset) && engine_offset_valid(u->dw_output_offset) &&
-           engine_offset_valid(u->pw_output_offset) &&
-           engine_act_range_valid_s8(u->dw_act_min, u->dw_act_max) &&
-           engine_act_range_valid_s8(u->pw_act_min, u->pw_act_max) &&
-           engine_shifts_valid(u->dw_shift, u->in_channels, ENGINE_SHIFT_MIN, ENGINE_SHIFT_MAX) &&
-           engine_shifts_valid(u->pw_shift, u->out_channels, ENGINE_SHIFT_MIN, ENGINE_SHIFT_MAX);
-}
-
-/*
- * 1 if one layer (n output channels) may use the fast requantisation: every multiplier >= 0,
- * every shift a right shift in [1, ENGINE_FAST_SHIFT_MAX], the offset an int8 zero point, the
- * activation the whole int8 range, and every accumulator bounded by ENGINE_FAST_ACC_MAX:
- * |acc| <= |bias| + taps * 128 * 256 (|weight| <= 128, |input + input_offset| <= 256).
- */
-static inline int engine_rq_fast_ok(const int32_t *mult, const int32_t *shift, const int32_t *bias,
-                                    int n, int taps, int32_t offset, int32_t act_min,
-                                    int32_t act_max)
-{
-    if ((act_min != INT8_MIN) || (act_max != INT8_MAX) || (offset < INT8_MIN) ||
-        (offset > INT8_MAX)) {
-        return 0;
-    }
-    const int64_t bias_max = (int64_t)ENGINE_FAST_ACC_MAX - (int64_t)taps * 128 * 256;
-    for (int i = 0; i < n; ++i) {
-        const int64_t b = (bias != NULL) ? bias[i] : 0;
-        if ((mult[i] < 0) || (shift[i] > -1) || (shift[i] < -ENGINE_FAST_SHIFT_MAX) ||
-            (b > bias_max) || (-b > bias_max)) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* 1 if both layers of a unit may use the fast requantisation. */
-static inline int engine_unit_fast_ok(const engine_separable_s8_t *u)
-{
-    return engine_rq_fast_ok(u->dw_mult, u->dw_shift, u->dw_bias, u->in_channels, u->kernel,
-                             u->dw_output_offset, u->dw_act_min, u->dw_act_max) &&
-           engine_rq_fast_ok(u->pw_mult, u->pw_shift, u->pw_bias, u->out_channels,
-                             u->in_channels, u->pw_output_offset, u->pw_act_min, u->pw_act_max);
-}
-
 /* Rows j_lo .. j_hi - 1 of a run of depthwise positions whose taps are all in range:
  * 0 <= origin0 + j * step_in <= len_in - kernel. */
-static inline void engine_interior_rows(int origin0, int step_in, int kernel, int len_in,
-                                        int rows, int *j_lo, int *j_hi)
+static inline void engine_interior_rows(int origin0, int step_in, int kernel, int len_in, int rows,
+                                        int *j_lo, int *j_hi)
 {
     int lo = (origin0 >= 0) ? 0 : (step_in - 1 - origin0) / step_in;
     int hi = engine_floor_div(len_in - kernel - origin0, step_in) + 1;
@@ -310,26 +247,7 @@ static ENGINE_ALWAYS_INLINE int32_t engine_rqf_apply(int32_t acc2, int32_t mult,
     return engine_sat_s8(engine_requant_fast_x2(acc2, mult, round, (int)shift));
 }
 
-/* One output channel of a pointwise layer: doubled bias and engine_requant_fast_x2's
- * parameters. */
-typedef struct {
-    int32_t bias2;
-    int32_t mult;
-    int32_t round; /* engine_requant_fast_round(shift, output offset) */
-    int32_t shift; /* right shift, >= 1 */
-} engine_chan_t;
-
-static inline engine_chan_t engine_chan_setup(const int32_t *bias, const int32_t *mult,
-                                              const int32_t *shift, int32_t offset, int c)
-{
-    engine_chan_t q;
-    q.bias2 = 2 * ((bias != NULL) ? bias[c] : 0);
-    q.mult = mult[c];
-    q.shift = -shift[c];
-    q.round = engine_requant_fast_round((int)q.shift, offset);
-    return q;
-}
-
+/* engine_rqf_apply with one channel's parameters (engine_chan_setup). */
 static ENGINE_ALWAYS_INLINE int32_t engine_chan_apply(int32_t acc2, const engine_chan_t *q)
 {
     return engine_rqf_apply(acc2, q->mult, q->round, q->shift);
@@ -378,9 +296,9 @@ static ENGINE_ALWAYS_INLINE void engine_dw1_run(const int8_t *x, uint8_t *dst, i
 typedef void (*engine_dw_run_fn)(const int8_t *x, uint8_t *dst, int n, const engine_dw_chan_t *p,
                                  int x_step, int row_bytes);
 
-static inline void engine_dw_rows_fast(const engine_separable_s8_t *u, const int8_t *in,
-                                       int len_in, int origin0, int step_in, int rows,
-                                       uint32_t *tile, engine_dw_run_fn run)
+static inline void engine_dw_rows_fast(const engine_separable_s8_t *u, const int8_t *in, int len_in,
+                                       int origin0, int step_in, int rows, uint32_t *tile,
+                                       engine_dw_run_fn run)
 {
     const int channels = u->in_channels;
     const int kernel = u->kernel;
@@ -390,8 +308,8 @@ static inline void engine_dw_rows_fast(const engine_separable_s8_t *u, const int
     engine_interior_rows(origin0, step_in, kernel, len_in, rows, &j_lo, &j_hi);
     for (int c = 0; c < channels; ++c) {
         engine_dw_chan_t p;
-        const engine_chan_t q = engine_chan_setup(u->dw_bias, u->dw_mult, u->dw_shift,
-                                                  u->dw_output_offset, c);
+        const engine_chan_t q =
+            engine_chan_setup(u->dw_bias, u->dw_mult, u->dw_shift, u->dw_output_offset, c);
         p.mult = q.mult;
         p.round = q.round;
         p.shift = q.shift;
@@ -585,4 +503,4 @@ static inline void engine_pw_row(const engine_separable_s8_t *u, const uint32_t 
     }
 }
 
-#endif /* ENGINE_FUSED_UTIL_H */
+#endif /* ENGINE_TILE_H */
