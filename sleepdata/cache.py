@@ -24,6 +24,13 @@ LOADER_VERSION = "1"
 _CHUNK = 1 << 22
 
 
+def default_cache() -> Path:
+    """The epoch cache folder used when none is given: $XDG_CACHE_HOME (else ~/.cache)
+    /ulw-sleepnet-mcu/epochs."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ulw-sleepnet-mcu" / "epochs"
+
+
 def file_digest(*paths: Path) -> str:
     h = hashlib.sha256(LOADER_VERSION.encode())
     for path in paths:

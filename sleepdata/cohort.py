@@ -8,7 +8,6 @@ keys, and model folders store their split as lists of them (config.json ``split`
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -18,13 +17,6 @@ from .errors import DataError
 from .names import parse_name
 from .psg import HYPNOGRAM_SUFFIX, Recording, RecordingPair, discover_pairs
 from .stages import N_STAGES, STAGE_NAMES
-
-
-def default_cache() -> Path:
-    """The epoch cache folder used when none is given: $XDG_CACHE_HOME (else ~/.cache)
-    /ulw-sleepnet-mcu/epochs."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "ulw-sleepnet-mcu" / "epochs"
 
 
 def subject_name(subject: int) -> str:

@@ -1,19 +1,68 @@
-"""Benchmark: one training epoch over a data folder, and where the time goes."""
+"""Benchmarks: the data path on one night (simulate, load, load from the cache), and one
+training epoch over a data folder with where its time goes."""
 
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import pyedflib
 import torch
 import torch.nn.functional as F
 
+from sleepdata import cache, hypnogen, simulator
 from sleepdata.normalise import Normaliser
+from sleepdata.psg import pair_for
 
+from .loop import as_float
 from .model import ULWSleepNet
-from .train import as_float, load_recordings, model_inputs
+from .splits import load_recordings, model_inputs
+
+#: Seconds the data path may take on one night.
+DATA_TARGETS_S = {"simulate_s": 10, "load_uncached_s": 10, "load_cached_s": 3}
+
+
+def bench_data(hypnogram: str | Path | None, seed: int) -> tuple[dict, bool]:
+    """Times the data path on one night in a temporary folder: simulate its PSG from
+    ``hypnogram`` (None: a generated one), load it without cache, load it from the cache.
+    Returns the figures (seconds, rounded, with ``targets``: `DATA_TARGETS_S`) and whether every
+    unrounded time met its target."""
+    work = Path(tempfile.mkdtemp(prefix="bench-data-"))
+    try:
+        if hypnogram is not None:
+            hyp = Path(hypnogram)
+        else:
+            hyp = hypnogen.generated_hypnograms(work / "hyp", 1, seed)[0]
+        t0 = time.perf_counter()
+        psg, hyp_copy = simulator.simulate_from_hypnogram(hyp, work / "night", seed=seed)
+        t_sim = time.perf_counter() - t0
+        pair = pair_for(psg, hyp_copy)
+        t0 = time.perf_counter()
+        rec = cache.load(pair, work / "cache")
+        t_cold = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        cache.load(pair, work / "cache")
+        t_warm = time.perf_counter() - t0
+        with pyedflib.EdfReader(str(psg)) as reader:
+            hours = reader.file_duration / 3600
+        times = {"simulate_s": t_sim, "load_uncached_s": t_cold, "load_cached_s": t_warm}
+        met = all(times[k] <= limit for k, limit in DATA_TARGETS_S.items())
+        result = {
+            "night": psg.name,
+            "recorded_hours": round(hours, 2),
+            "epochs": len(rec),
+            "simulate_s": round(t_sim, 2),
+            "load_uncached_s": round(t_cold, 2),
+            "load_cached_s": round(t_warm, 3),
+            "targets": dict(DATA_TARGETS_S),
+        }
+        return result, met
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _timed(fn, repeats: int) -> float:

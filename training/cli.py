@@ -1,53 +1,64 @@
-"""``python -m training``: data preparation, simulation and benchmarks from the command line."""
+"""``python -m training``: the training side of ULW-SleepNet from the command line.
+
+Data: ``prepare`` (epoch every PSG/hypnogram pair of a folder into the cache, with a per-stage
+table), ``simulate`` (Sleep-EDF-format PSG files from real or generated hypnograms),
+``hypnostats`` (the hypnogram statistics that generated nights are drawn from).
+Models: ``train`` (subject-wise cross-validation or a fixed subject split, resumable),
+``finetune`` (REST: noise or adversarial fine-tuning, pruning, retraining), ``evaluate`` (score a
+folder of recordings: metrics, hypnograms, plots), ``summary`` (parameters and MACs per layer),
+``model-card`` (MODEL_CARD.md of a fine-tuned model folder).
+Robustness: ``robustness`` (REST's noise and attack evaluation, float and int8),
+``robustness-table`` (one table and plot over several such runs).
+Benchmarks: ``bench-train`` (one training epoch), ``bench-data`` (simulate and load one night).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
-import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import pyedflib
 from tqdm import tqdm
 
 from sleepdata import cache, hypnogen, simulator
+from sleepdata.cache import default_cache
+from sleepdata.cohort import hypnogram_files, parse_subjects, stage_table
 from sleepdata.errors import DataError
-from sleepdata.psg import Recording, discover_pairs, pair_for
-from sleepdata.stages import N_STAGES, STAGE_NAMES
+from sleepdata.psg import discover_pairs
+
+# ------------------------------------------------------------------------------------------
+# Argument types
 
 
-def stage_table(rows: Sequence[tuple[str, np.ndarray]]) -> str:
-    """A per-stage epoch count table: one row per recording, then the total."""
-    head = f"{'recording':<12}" + "".join(f"{s:>8}" for s in STAGE_NAMES) + f"{'total':>9}"
-    lines = [head, "-" * len(head)]
-    total = np.zeros(N_STAGES, dtype=int)
-    for name, labels in rows:
-        c = np.bincount(labels, minlength=N_STAGES)
-        total += c
-        lines.append(f"{name:<12}" + "".join(f"{v:>8}" for v in c) + f"{c.sum():>9}")
-    lines.append("-" * len(head))
-    lines.append(f"{'all':<12}" + "".join(f"{v:>8}" for v in total) + f"{total.sum():>9}")
-    return "\n".join(lines)
+def _nights(text: str) -> int:
+    n = int(text)
+    if not 1 <= n <= hypnogen.MAX_GENERATED_NIGHTS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {hypnogen.MAX_GENERATED_NIGHTS}")
+    return n
 
 
-def hypnogram_files(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise DataError(path, "no such file or folder")
-    files = sorted(p for p in path.iterdir() if p.name.lower().endswith("-hypnogram.edf"))
-    if not files:
-        raise DataError(path, "no *-Hypnogram.edf file in this folder")
-    return files
+def _int_list(text: str) -> tuple[int, ...]:
+    """'4,8,16,32' -> (4, 8, 16, 32)."""
+    try:
+        values = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected integers like 4,8,16,32") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: every value must be positive")
+    return values
+
+
+def _subject_list(text: str) -> list[str]:
+    try:
+        return parse_subjects(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # ------------------------------------------------------------------------------------------
+# Commands
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -87,73 +98,12 @@ def cmd_hypnostats(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_data(args: argparse.Namespace) -> int:
-    """Time the data path on one night: simulate, load without cache, load from cache."""
-    work = Path(tempfile.mkdtemp(prefix="bench-data-"))
-    try:
-        if args.hypnogram is not None:
-            hyp = Path(args.hypnogram)
-        else:
-            hyp = hypnogen.generated_hypnograms(work / "hyp", 1, args.seed)[0]
-        t0 = time.perf_counter()
-        psg, hyp_copy = simulator.simulate_from_hypnogram(hyp, work / "night", seed=args.seed)
-        t_sim = time.perf_counter() - t0
-        pair = pair_for(psg, hyp_copy)
-        t0 = time.perf_counter()
-        rec: Recording = cache.load(pair, work / "cache")
-        t_cold = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        cache.load(pair, work / "cache")
-        t_warm = time.perf_counter() - t0
-        with pyedflib.EdfReader(str(psg)) as reader:
-            hours = reader.file_duration / 3600
-        result = {
-            "night": psg.name,
-            "recorded_hours": round(hours, 2),
-            "epochs": len(rec),
-            "simulate_s": round(t_sim, 2),
-            "load_uncached_s": round(t_cold, 2),
-            "load_cached_s": round(t_warm, 3),
-            "targets": {"simulate_s": 10, "load_uncached_s": 10, "load_cached_s": 3},
-        }
-        print(json.dumps(result, indent=1))
-        ok = t_sim <= 10 and t_cold <= 10 and t_warm <= 3
-        print("all targets met" if ok else "TARGET MISSED")
-        return 0 if ok else 1
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    from .bench import bench_data
 
-
-# ------------------------------------------------------------------------------------------
-
-
-def _nights(text: str) -> int:
-    n = int(text)
-    if not 1 <= n <= hypnogen.MAX_GENERATED_NIGHTS:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {hypnogen.MAX_GENERATED_NIGHTS}")
-    return n
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    """'4,8,16,32' -> (4, 8, 16, 32)."""
-    try:
-        values = tuple(int(t) for t in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected integers like 4,8,16,32") from None
-    if any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r}: every value must be positive")
-    return values
-
-
-def default_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "ulw-sleepnet-mcu" / "epochs"
-
-
-def _subjects(text: str | None) -> list[str]:
-    """'0,1,12' -> Sleep-EDF subject keys."""
-    if not text:
-        return []
-    return [f"subject-{int(t):02d}" for t in text.split(",")]
+    result, met = bench_data(args.hypnogram, args.seed)
+    print(json.dumps(result, indent=1))
+    print("all targets met" if met else "TARGET MISSED")
+    return 0 if met else 1
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -175,8 +125,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.out,
         cfg,
         folds=args.folds,
-        test_subjects=_subjects(args.test_subjects),
-        val_subjects=_subjects(args.val_subjects),
+        test_subjects=args.test_subjects or [],
+        val_subjects=args.val_subjects or [],
         cache_dir=args.cache,
     )
     from sleepdata.metrics import format_scores
@@ -186,12 +136,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+#: RobustConfig fields set from the command-line options of the same name (--eps-uv: eps_uv).
+_FINETUNE_OPTIONS = (
+    "augment",
+    "epochs",
+    "samples_per_epoch",
+    "batch_size",
+    "lr",
+    "eps_uv",
+    "attack_iterations",
+    "gaussian_c",
+    "adversarial_fraction",
+    "lambda_o",
+    "lambda_g",
+    "prune_fraction",
+    "prune_min_fraction",
+    "prune_widths",
+    "retrain_epochs",
+    "select_attack",
+    "seed",
+)
+
+
 def cmd_finetune(args: argparse.Namespace) -> int:
     import torch
 
     from sleepdata.metrics import format_scores
 
-    from .train import RobustConfig, finetune
+    from .finetune import RobustConfig, finetune
 
     torch.set_num_threads(args.threads)
     overrides = {k: getattr(args, k) for k in _FINETUNE_OPTIONS}
@@ -231,7 +203,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 
 
 def cmd_robustness_table(args: argparse.Namespace) -> int:
-    from .robustness import compare
+    from sleepdata.robustness_report import compare
 
     runs, onchip = {}, {}
     for option, items, into in (("--run", args.run, runs), ("--onchip", args.onchip, onchip)):
@@ -259,27 +231,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(format_scores(result))
     print(f"pooled over {len(result['nights'])} nights; hypnograms, plots and metrics in {out}")
     return 0
-
-
-_FINETUNE_OPTIONS = (
-    "augment",
-    "epochs",
-    "samples_per_epoch",
-    "batch_size",
-    "lr",
-    "eps_uv",
-    "attack_iterations",
-    "gaussian_c",
-    "adversarial_fraction",
-    "lambda_o",
-    "lambda_g",
-    "prune_fraction",
-    "prune_min_fraction",
-    "prune_widths",
-    "retrain_epochs",
-    "select_attack",
-    "seed",
-)
 
 
 def cmd_model_card(args: argparse.Namespace) -> int:
@@ -324,8 +275,16 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     return 0 if met else 1
 
 
+# ------------------------------------------------------------------------------------------
+# The parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="load every PSG/hypnogram pair of a folder into a cache")
@@ -358,8 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="folder of PSG/hypnogram pairs")
     p.add_argument("--out", required=True, help="run folder (re-run the command to resume)")
     p.add_argument("--folds", type=int, help="subject-wise folds (default 5)")
-    p.add_argument("--test-subjects", help="fixed split instead of folds: e.g. 0,1,2,3")
-    p.add_argument("--val-subjects", help="with --test-subjects: validation subjects, e.g. 4,5")
+    p.add_argument(
+        "--test-subjects", type=_subject_list, help="fixed split instead of folds: e.g. 0,1,2,3"
+    )
+    p.add_argument(
+        "--val-subjects",
+        type=_subject_list,
+        help="with --test-subjects: validation subjects, e.g. 4,5",
+    )
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
@@ -377,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", required=True, help="model folder to start from (its split is used)")
     p.add_argument("--data", required=True, help="folder of PSG/hypnogram pairs")
     p.add_argument("--out", required=True, help="run folder (re-run the command to resume)")
-    p.add_argument("--config", help="JSON file of options (RobustConfig in training/train.py)")
+    p.add_argument("--config", help="JSON file of options (RobustConfig in training/finetune.py)")
     p.add_argument("--augment", choices=["none", "gaussian", "rest-published", "pgd"])
     p.add_argument("--epochs", type=int)
     p.add_argument("--samples-per-epoch", type=int, help="training epochs drawn per epoch")

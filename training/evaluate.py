@@ -15,8 +15,8 @@ from sleepdata.normalise import input_transform
 from sleepdata.plots import plot_confusion, plot_hypnogram
 from sleepdata.psg import discover_pairs
 
+from .loop import predict
 from .model import load_model
-from .train import predict
 
 
 def evaluate(

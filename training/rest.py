@@ -1,10 +1,11 @@
 """REST for ULW-SleepNet: adversarial attacks on the raw signal, the spectral and sparsity
 regularisers, and structured pruning with physical channel removal.
 
-The recipe and its published settings are in ../shared/docs/rest.md; docs/robustness.md says what
-is done here and why it differs.
+The recipe and its published settings: Duggal et al., "REST: Robust and Efficient Neural Networks
+for Sleep Monitoring in the Wild", WWW 2020, https://arxiv.org/abs/2001.11363; docs/robustness.md
+says what is done here and why it differs.
 
-Attacks work on microvolts, before the deployment normalisation (training/normalise.py). The
+Attacks work on microvolts, before the deployment normalisation (sleepdata/normalise.py). The
 model sees ``v = q / 16`` with ``q`` the int8 input the board computes from int16 wire samples;
 `DifferentiableInput` runs that path in torch: its forward values are exactly the board's
 (same wire rounding, epoch mean, multiply-shift and saturation), and its gradient is that of the

@@ -1,4 +1,5 @@
-"""REST's noise evaluation (../shared/docs/rest.md, Table 4) for one model folder, float and int8.
+"""REST's noise evaluation (Duggal et al., WWW 2020, https://arxiv.org/abs/2001.11363,
+Table 4) of one model folder, float and int8.
 
 ``python -m training robustness --model DIR --data DIR --out DIR`` scores the model's held-out
 test subjects (the split stored in its config.json) under:
@@ -14,10 +15,11 @@ test subjects (the split stored in its config.json) under:
   samples (a transfer attack for it: the int8 model has no gradient).
 
 Each condition is scored by the float PyTorch model and by the int8 model on the TensorFlow Lite
-Micro reference runtime (``converter.tflm.TflmRunner``), both reading the int8 input the board
+Micro reference runtime (``sleepdata.tflm.TflmRunner``), both reading the int8 input the board
 computes. Outputs in OUT: ``results.json`` (every condition, both models, ACC / macro-F1 / kappa /
-per-class F1), ``table.md`` and ``macro_f1.png``; with ``write_adversarial`` the adversarial wire
-samples per night in ``adversarial/<attack>-eps<E>/<record>.npz`` (format in docs/robustness.md).
+per-class F1), ``table.md`` and ``macro_f1.png`` (drawn by ``sleepdata.robustness_report``); with
+``write_adversarial`` the adversarial wire samples per night in
+``adversarial/<attack>-eps<E>/<record>.npz`` (``sleepdata.adversarial``; docs/robustness.md).
 The training-split statistics come from config.json ``signal_stats`` or, when it has none, are
 computed from the training subjects of its split (``--data`` must then hold them).
 
@@ -40,8 +42,8 @@ import torch
 from tqdm import tqdm
 
 from sleepdata import adversarial, cache
+from sleepdata.cohort import pairs_of_subjects, subject_key
 from sleepdata.metrics import scores
-from sleepdata.names import parse_name
 from sleepdata.noise import (
     GAUSSIAN_LEVELS,
     SHOT_LEVELS,
@@ -51,11 +53,12 @@ from sleepdata.noise import (
     epoch_rng,
 )
 from sleepdata.normalise import Normaliser
-from sleepdata.psg import Recording, discover_pairs
+from sleepdata.psg import Recording
+from sleepdata.robustness_report import find_onchip, plot_macro_f1, render_table
 
+from .loop import predict
 from .model import load_model
 from .rest import ATTACKS, Attack, DifferentiableInput, attack, channel_scale
-from .train import predict, subject_key
 
 LEVEL_NAMES = ("low", "med", "high")
 EPS_LEVELS_UV = {"low": 2.0, "med": 6.0, "high": 12.0}
@@ -99,25 +102,11 @@ def _pick(recs: list[Recording], k: int | None, rng: np.random.Generator, within
     ]
 
 
-def _pairs_of(data, subjects) -> list:
-    """The PSG/hypnogram pairs of ``data`` that may belong to ``subjects`` (Sleep-EDF names are
-    filtered by name; others are kept and filtered after loading)."""
-    keep = []
-    for p in discover_pairs(data):
-        try:
-            key = f"subject-{parse_name(p.name).subject:02d}"
-        except ValueError:
-            key = None
-        if key is None or key in set(subjects):
-            keep.append(p)
-    return keep
-
-
 def _stats(config: dict, data, cache_dir, split) -> SignalStats:
     stats = SignalStats.from_config(config)
     if stats is not None:
         return stats
-    pairs = _pairs_of(data, split["train"])
+    pairs = pairs_of_subjects(data, split["train"])
     recs = [cache.load(p, cache_dir) for p in tqdm(pairs, desc="training statistics", unit="night")]
     train = [r.epochs for r in recs if subject_key(r) in set(split["train"])]
     if not train:
@@ -172,7 +161,7 @@ def robustness(
     tflite = Path(opts.tflite) if opts.tflite else model_dir / "model_int8.tflite"
     runner = _int8_runner(tflite) if opts.int8 else None
     tflite_hash = hashlib.sha256(tflite.read_bytes()).hexdigest() if tflite.is_file() else None
-    test_pairs = _pairs_of(data, split["test"])
+    test_pairs = pairs_of_subjects(data, split["test"])
     loaded = [
         (p, cache.load(p, cache_dir)) for p in tqdm(test_pairs, desc="test nights", unit="night")
     ]
@@ -326,174 +315,3 @@ def _write_adversarial(
         "int8_model_sha256": tflite_hash,
     }
     adversarial.write(path, wire=wire, index=idx, labels=rec.labels[idx], meta=meta)
-
-
-# ------------------------------------------------------------------------------------------
-# Tables and plots
-
-
-def _rows(result: dict) -> list[tuple[str, dict]]:
-    rows = []
-    for c in result["conditions"]:
-        if c["kind"] == "none":
-            label = "no noise"
-        elif c["kind"] == "none (attack subset)":
-            label = "no noise (attack subset)"
-        elif c["kind"].startswith("adversarial"):
-            label = f"{c['kind']} {c['level']} (eps {c['value']:g} uV)"
-        else:
-            label = f"{c['kind']} {c['level']} ({c['value']:g})"
-        rows.append((label, c))
-    return rows
-
-
-def render_table(
-    results: dict[str, dict],
-    *,
-    models: bool = True,
-    on_chip: bool = True,
-    onchip: dict[str, dict | None] | None = None,
-) -> str:
-    """Markdown macro-F1 table in the shape of REST's Table 4: one row per condition. With
-    ``models`` the columns are model variants (float | int8 each); otherwise one model's float
-    and int8 columns (``results`` maps a column name to the same result). ``onchip`` maps a
-    name of ``results`` to its ``host_tools robustness`` onchip.json (or None): its on-chip
-    macro-F1 fills the "on chip" column, followed by "(N)" where it was measured on fewer
-    epochs than the host figures; "-" where not measured."""
-    onchip = onchip or {}
-    if models:
-        names = list(results)
-        head = "| condition | epochs | " + " | ".join(f"{n} float | {n} int8" for n in names)
-        head += (" | " + " | ".join(f"{n} on chip" for n in names)) if on_chip else ""
-        ncol = 2 + 2 * len(names) + (len(names) if on_chip else 0)
-        lines = [head + " |", "|" + "---|" * ncol]
-        base = _rows(results[names[0]])
-        for k, (label, c0) in enumerate(base):
-            cells = []
-            for n in names:
-                c = results[n]["conditions"][k]
-                cells += [_f1(c, "float"), _f1(c, "int8")]
-            if on_chip:
-                cells += [onchip_cell(onchip.get(n), results[n]["conditions"][k]) for n in names]
-            lines.append(f"| {label} | {c0['n_epochs']:,} | " + " | ".join(cells) + " |")
-        return "\n".join(lines) + "\n"
-    res = next(iter(results.values()))
-    chip = next(iter(onchip.values()), None)
-    lines = [
-        "| condition | epochs | float macro-F1 | int8 macro-F1 (TFLM) | float ACC | int8 ACC "
-        "| float kappa | int8 kappa | on chip macro-F1 |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for label, c in _rows(res):
-        lines.append(
-            f"| {label} | {c['n_epochs']:,} | {_f1(c, 'float')} | {_f1(c, 'int8')} | "
-            f"{_m(c, 'float', 'acc')} | {_m(c, 'int8', 'acc')} | {_m(c, 'float', 'kappa')} | "
-            f"{_m(c, 'int8', 'kappa')} | {onchip_cell(chip, c)} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-ONCHIP_JSON = "onchip.json"
-
-
-def find_onchip(run: str | Path, given: str | Path | None = None) -> dict | None:
-    """The onchip.json of ``host_tools robustness`` for the robustness run ``run``: ``given``
-    (the file or its folder), else RUN/onchip.json, else RUN/onchip/onchip.json; None when
-    there is none (and ``given`` is None)."""
-    if given is not None:
-        path = Path(given)
-        path = path / ONCHIP_JSON if path.is_dir() else path
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist (host_tools robustness writes it)")
-        return json.loads(path.read_text())
-    for path in (Path(run) / ONCHIP_JSON, Path(run) / "onchip" / ONCHIP_JSON):
-        if path.is_file():
-            return json.loads(path.read_text())
-    return None
-
-
-def onchip_cell(onchip: dict | None, c: dict) -> str:
-    """The on-chip macro-F1 of condition ``c`` (a results.json condition), "(N)" added when
-    the chip saw fewer epochs than the host; "-" when not measured."""
-    if not onchip:
-        return "-"
-    key = (c["kind"], c["level"], c["value"])
-    for o in onchip.get("conditions", []):
-        if (o["kind"], o["level"], o["value"]) == key and o.get("onchip"):
-            f1 = f"{o['onchip']['macro_f1']:.3f}"
-            return f1 if o["n_epochs"] >= c["n_epochs"] else f"{f1} ({o['n_epochs']:,})"
-    return "-"
-
-
-def _m(c: dict, which: str, key: str) -> str:
-    return f"{c[which][key]:.3f}" if which in c else "-"
-
-
-def _f1(c: dict, which: str) -> str:
-    return _m(c, which, "macro_f1")
-
-
-def plot_macro_f1(path: Path, results: dict[str, dict]) -> None:
-    """Macro-F1 versus noise level: one panel per noise kind, one line per model (solid float,
-    dashed int8)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    kinds = ["gaussian", "gaussian-mean", "shot", *(f"adversarial {a}" for a in ATTACKS)]
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4 * len(kinds), 3.6), sharey=True)
-    for ax, kind in zip(axes, kinds, strict=True):
-        for k, (name, res) in enumerate(results.items()):
-            cond = {c["kind"]: c for c in res["conditions"] if c["kind"].startswith("none")}
-            base = cond["none (attack subset)" if kind.startswith("adv") else "none"]
-            pts = [base] + [c for c in res["conditions"] if c["kind"] == kind]
-            xs = ["none", *LEVEL_NAMES][: len(pts)]
-            for which, style in (("float", "-"), ("int8", "--")):
-                if which in base:
-                    ax.plot(
-                        xs,
-                        [p[which]["macro_f1"] for p in pts],
-                        style,
-                        marker="o",
-                        color=f"C{k}",
-                        label=f"{name} {which}",
-                    )
-        ax.set_title(kind)
-        ax.set_xlabel("noise level")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("macro-F1")
-    axes[0].set_ylim(0, 1)
-    axes[-1].legend(fontsize=7)
-    fig.suptitle("macro-F1 under noise (simulated nights, not Sleep-EDF)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def compare(
-    runs: dict[str, str | Path],
-    out: str | Path,
-    onchip: dict[str, str | Path] | None = None,
-) -> str:
-    """One table and one plot over several ``robustness`` output folders (name -> folder).
-    The "on chip" columns come from ``onchip`` (name -> onchip.json or its folder, written by
-    ``host_tools robustness``), else from each run's onchip.json or onchip/onchip.json."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    onchip = onchip or {}
-    unknown = sorted(set(onchip) - set(runs))
-    if unknown:
-        raise ValueError(f"--onchip {unknown[0]}=...: no --run of that name")
-    results = {n: json.loads((Path(d) / "results.json").read_text()) for n, d in runs.items()}
-    chips = {n: find_onchip(d, onchip.get(n)) for n, d in runs.items()}
-    shapes = {
-        n: [(c["kind"], c["level"], c["n_epochs"]) for c in r["conditions"]]
-        for n, r in results.items()
-    }
-    if len({json.dumps(s) for s in shapes.values()}) != 1:
-        raise ValueError("the robustness runs differ in conditions or epoch subsets")
-    table = render_table(results, onchip=chips)
-    (out / "table.md").write_text(table)
-    plot_macro_f1(out / "macro_f1.png", results)
-    return table

@@ -6,7 +6,6 @@ import numpy as np
 import pyedflib
 import pytest
 
-from sleepdata import cache
 from sleepdata.errors import (
     DataError,
     HypnogramError,
@@ -220,48 +219,6 @@ def test_unpaired_files_are_named(tmp_path):
 def test_empty_folder_is_an_error(tmp_path):
     with pytest.raises(DataError, match=r"no \*-PSG\.edf"):
         discover_pairs(tmp_path)
-
-
-# ------------------------------------------------------------------------------------------
-# Cache
-
-
-def test_cache_returns_the_same_recording_and_follows_file_content(tmp_path):
-    psg, _hyp = write_pair(tmp_path / "data", SHORT_NIGHT)
-    pair = pair_for(psg)
-    fresh = cache.load(pair, tmp_path / "cache")
-    again = cache.load(pair, tmp_path / "cache")
-    np.testing.assert_array_equal(fresh.epochs, again.epochs)
-    np.testing.assert_array_equal(fresh.labels, again.labels)
-    assert (again.name, again.subject, again.night, again.start) == (
-        fresh.name,
-        fresh.subject,
-        fresh.night,
-        fresh.start,
-    )
-    assert len(list((tmp_path / "cache").iterdir())) == 1
-    write_pair(tmp_path / "data", SHORT_NIGHT, hypnogram_stages=[N2] * len(SHORT_NIGHT))
-    changed = cache.load(pair, tmp_path / "cache")
-    assert (changed.labels == N2).all()
-    assert len(list((tmp_path / "cache").iterdir())) == 2
-
-
-def test_failed_or_interrupted_loads_leave_nothing_in_the_cache(tmp_path, monkeypatch):
-    psg, _hyp = write_pair(tmp_path / "data", SHORT_NIGHT, hypnogram_stages=[W] * 24)
-    with pytest.raises(NoSleepError):
-        cache.load(pair_for(psg), tmp_path / "cache")
-    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
-
-    write_pair(tmp_path / "data", SHORT_NIGHT)
-
-    def interrupted(f, **arrays):
-        f.write(b"partial")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(np, "savez", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        cache.load(pair_for(psg), tmp_path / "cache")
-    assert not list((tmp_path / "cache").iterdir())
 
 
 def test_channel_order_is_the_model_order():

@@ -6,9 +6,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from sleepdata.stages import N1, N2, N3, REM, W
-from training.cli import main
+from training.cli import build_parser, main
 
 from ..conftest import write_pair
 
@@ -55,3 +56,20 @@ def test_simulate_without_real_hypnograms_then_prepare(tmp_path):
         check=True,
     )
     assert "SC4901E0" in prep.stdout and "1 recordings cached" in prep.stdout
+
+
+def test_the_description_names_every_command():
+    import argparse
+
+    from training import cli
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert sorted(sub.choices) and all(f"``{name}``" in cli.__doc__ for name in sub.choices)
+
+
+def test_subject_lists_must_be_numbers(capsys):
+    argv = ["train", "--data", "d", "--out", "o", "--test-subjects", "0,x", "--val-subjects", "1"]
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    assert "--test-subjects: '0,x': expected subject numbers like 0,1,12" in capsys.readouterr().err

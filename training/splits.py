@@ -1,0 +1,92 @@
+"""What a training run learns from, selects on and is tested on.
+
+The nights of a data folder (loaded through the epoch cache), grouped by subject
+(``sleepdata.cohort``); subject-wise folds or a fixed split of subjects, so that no subject is
+in two of train / validation / test; the int8 model inputs of a set of nights; and the signal
+statistics of a training split, which the noise generators and attacks scale by.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from sleepdata import cache
+from sleepdata.layout import EPOCH_SAMPLES, MODEL_CHANNELS
+from sleepdata.noise import SignalStats
+from sleepdata.normalise import Normaliser, zscore_int8
+from sleepdata.psg import Recording, discover_pairs
+
+
+def load_recordings(data: str | Path, cache_dir: str | Path | None) -> list[Recording]:
+    """Every PSG/hypnogram pair of the folder ``data``, epoched (cached in ``cache_dir``)."""
+    pairs = discover_pairs(data)
+    return [cache.load(p, cache_dir) for p in tqdm(pairs, desc="load", unit="night")]
+
+
+def model_inputs(recs: Sequence[Recording], norm: Normaliser | None) -> np.ndarray:
+    """int8 (n, 4, 3000) inputs of all recordings, in order; norm None selects the z-score
+    alternative."""
+    parts = [zscore_int8(r.epochs) if norm is None else norm.model_input(r.epochs) for r in recs]
+    if not parts:
+        return np.zeros((0, len(MODEL_CHANNELS), EPOCH_SAMPLES), np.int8)
+    return np.concatenate(parts)
+
+
+def training_stats(recordings: Sequence[Recording], subjects: Sequence[str]) -> SignalStats:
+    """Per-channel statistics (uV) of the training split, as the noise generators and attacks
+    use them; stored in every model's config.json as ``signal_stats``."""
+    return SignalStats.fit(
+        [r.epochs for r in recordings],
+        source=f"training split ({len(recordings)} nights of {', '.join(subjects)})",
+    )
+
+
+@dataclass
+class Split:
+    """Subject keys of one fold (``name`` "fold-K") or of a fixed split (``name`` "split")."""
+
+    name: str
+    train: list[str]
+    val: list[str]
+    test: list[str]
+
+
+def kfold_splits(
+    subjects: Sequence[str], folds: int, val_fraction: float, seed: int
+) -> list[Split]:
+    """Subject-wise folds: each subject is in exactly one test fold; validation subjects are
+    drawn from the fold's training subjects (never from its test subjects)."""
+    subjects = sorted(set(subjects))
+    if not 2 <= folds <= len(subjects):
+        raise ValueError(f"--folds must be between 2 and the number of subjects ({len(subjects)})")
+    rng = np.random.default_rng(seed)
+    order = [subjects[i] for i in rng.permutation(len(subjects))]
+    splits = []
+    for k, test in enumerate(np.array_split(np.array(order, dtype=object), folds), start=1):
+        rest = [s for s in order if s not in set(test)]
+        n_val = max(1, round(val_fraction * len(rest)))
+        if n_val >= len(rest):
+            raise ValueError("too few subjects for a training and a validation split")
+        val = sorted(rng.choice(rest, size=n_val, replace=False).tolist())
+        train = sorted(s for s in rest if s not in val)
+        splits.append(Split(f"fold-{k}", train, val, sorted(test.tolist())))
+    return splits
+
+
+def fixed_split(subjects: Sequence[str], test: Sequence[str], val: Sequence[str]) -> Split:
+    """The given test and validation subjects; every other subject trains."""
+    subjects = set(subjects)
+    missing = (set(test) | set(val)) - subjects
+    if missing:
+        raise ValueError(f"subjects {sorted(missing)} are not in the data")
+    if set(test) & set(val):
+        raise ValueError("a subject cannot be both test and validation")
+    train = sorted(subjects - set(test) - set(val))
+    if not train:
+        raise ValueError("no training subjects left")
+    return Split("split", train, sorted(val), sorted(test))
