@@ -1,49 +1,74 @@
-"""Layer 3 operation: counts of N inferences on fixed simulated epochs, whole network and per
-layer, with their kind (instructions on emulated boards, cycles on real ones)."""
+"""Layer 3 operation: counts of N inferences on fixed epochs (spread over a simulated night, or
+over a recording the user names), whole network and per layer, with their kind (instructions on
+emulated boards, cycles on real ones)."""
 
 from __future__ import annotations
 
-import re
+import importlib.util
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from .device import Device
 from .protocol import CounterKind
-from .reference import MODEL_DIR, ModelFiles
-
-REPO = Path(__file__).resolve().parents[1]
+from .reference import ModelFiles
 
 
-def layer_names() -> list[str]:
-    """Layer names of the committed generated model (firmware/engine/model/engine_model.c)."""
-    text = (REPO / "firmware" / "engine" / "model" / "engine_model.c").read_text()
-    start = text.index("engine_model_layer_names")
-    block = text[start : text.index("};", start)]
-    return re.findall(r'"([^"]+)"', block)
+class BenchError(Exception):
+    """The benchmark cannot get its input epochs; says what to pass instead."""
 
 
-def fixed_epochs(n: int, seed: int = 0) -> np.ndarray:
-    """n int16 wire epochs (n, 3000, 4) from a simulated night of a generated subject."""
+def fixed_epochs(
+    model: ModelFiles, n: int, seed: int = 0, psg: str | Path | None = None
+) -> np.ndarray:
+    """n int16 wire epochs (n, 3000, 4) spread over a night, converted with ``model``'s
+    normalisation: the recording ``psg`` (its hypnogram found beside it), or by default a
+    simulated night of a generated subject (the simulator needs scipy, which ``.[host]`` lacks)."""
     from sleepdata.normalise import Normaliser
     from sleepdata.psg import load_recording, pair_for
-    from sleepdata.simulator import simulate_generated
 
-    norm = Normaliser.from_dict(ModelFiles.load(MODEL_DIR).config["normalisation"])
-    with tempfile.TemporaryDirectory() as tmp:
-        ((psg, hyp),) = simulate_generated(tmp, 1, seed=seed)
-        rec = load_recording(pair_for(psg, hyp))
+    norm = Normaliser.from_dict(model.config["normalisation"])
+    if psg is not None:
+        rec = load_recording(pair_for(psg))
+    elif importlib.util.find_spec("scipy") is None:
+        raise BenchError(
+            "bench needs input epochs: pass --psg NIGHT.edf (the default simulated night needs "
+            "scipy: pip install 'ulw-sleepnet-mcu[simulate]')"
+        )
+    else:
+        from sleepdata.simulator import simulate_generated
+
+        with tempfile.TemporaryDirectory() as tmp:
+            ((night, hyp),) = simulate_generated(tmp, 1, seed=seed)
+            rec = load_recording(pair_for(night, hyp))
     idx = np.linspace(0, len(rec) - 1, n).astype(int)  # spread over the night
     return norm.to_wire(rec.epochs[idx]).transpose(0, 2, 1).copy()
 
 
-def bench(dev: Device, n: int, seed: int = 0) -> dict:
+def bench(
+    dev: Device,
+    n: int,
+    seed: int = 0,
+    model: ModelFiles | None = None,
+    psg: str | Path | None = None,
+    *,
+    epochs: np.ndarray | None = None,
+) -> dict:
+    """Counts of ``n`` inferences on the board; ``model`` (default: the shipped model folder)
+    gives the input normalisation and, when the board runs that model, the layer names; ``psg``
+    the recording whose epochs are used (default: a simulated night), or ``epochs`` the wire
+    epochs themselves (from fixed_epochs)."""
+    model = model or ModelFiles.load()
+    if epochs is None:
+        epochs = fixed_epochs(model, n, seed, psg)
+    n = len(epochs)
     info = dev.hello()
     dev.reset_stream()
     dev.set_profile(True)
     counts, layers = [], None
-    for i, epoch in enumerate(fixed_epochs(n, seed)):
+    for i, epoch in enumerate(epochs):
         r = dev.send_epoch(i, epoch)
         counts.append((r.preprocess_count, r.inference_count))
         layers = np.array(dev.layer_counts) if layers is None else layers + dev.layer_counts
@@ -51,10 +76,12 @@ def bench(dev: Device, n: int, seed: int = 0) -> dict:
     pre, inf = np.array(counts).T
     macs = int(layers[:, 1].sum() // n)
     kind = CounterKind(info.counter_kind).name.lower()
-    names = layer_names()
+    # another model's layer names would mislabel the rows: those are only numbered
+    named = model if info.model_hash == model.model_hash else replace(model, layers=None)
+    names = named.layer_names(len(layers))
     per_layer = [
         {
-            "layer": names[i] if i < len(names) else str(i),
+            "layer": names[i],
             "count": int(c // n),
             "macs": int(m // n),
             "per_mac": round(float(c) / m, 2) if m else None,

@@ -18,6 +18,9 @@ from . import __version__
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+_MODEL_HELP = (
+    "model folder (default: the shipped model, models/ulw_sleepnet of the source checkout)"
+)
 
 
 def _open(args):
@@ -25,9 +28,10 @@ def _open(args):
     rfc2217://) or an emulated --board."""
     import serial
 
-    from .device import Device, DeviceError, open_port
+    from .device import Device, DeviceError
     from .emulator import Emulator
     from .faults import FaultyLink
+    from .transport import open_port
 
     spec = getattr(args, "faults", None)
     counts = None
@@ -53,8 +57,8 @@ def _open(args):
                     "is connected and that no other program holds the port"
                 ) from None
 
-        dev = Device(reopen(), reopen=reopen)
-        dev.faults = counts
+        port = reopen()
+        dev = Device(port, reopen=reopen, faults=counts)
         return dev, lambda: dev.port.close()
     emu = Emulator(args.board, elf=_firmware(args)).start()
     try:
@@ -62,8 +66,7 @@ def _open(args):
     except BaseException:
         emu.stop()
         raise
-    dev = Device(port, timeout_s=120, reopen=lambda: faulty(emu.connect()))
-    dev.faults = counts
+    dev = Device(port, timeout_s=120, reopen=lambda: faulty(emu.connect()), faults=counts)
 
     def close():
         try:
@@ -88,11 +91,14 @@ def _port_label(args) -> str:
 
 
 def cmd_bench(args) -> int:
-    from .bench import bench, render
+    from .bench import bench, fixed_epochs, render
+    from .reference import ModelFiles
 
+    model = ModelFiles.load(args.model)  # (a missing model folder fails before a board starts)
+    epochs = fixed_epochs(model, args.epochs, args.seed, args.psg)  # (and so does a bad recording)
     dev, close = _open(args)
     try:
-        result = bench(dev, args.epochs, args.seed)
+        result = bench(dev, model=model, epochs=epochs)
     finally:
         close()
     print(json.dumps(result, indent=1) if args.json else render(result))
@@ -115,17 +121,19 @@ def cmd_stream(args) -> int:
 
     from sleepdata.psg import pair_for
 
-    from .report import summary_text
+    from .inputs import check_adversarial, read_adversarial_file
+    from .reference import ModelFiles
+    from .rendering import faults_text, summary_text
     from .stream import StreamInterrupted, StreamOptions, stream
 
     started = time.perf_counter()
-    pair = pair_for(args.night, args.hypnogram)  # a missing file fails before a board starts
-    if args.adversarial:  # so does an adversarial file for another record or model
-        from .reference import ModelFiles
-        from .stream import check_adversarial, read_adversarial_file
-
+    # a missing file, model folder or an adversarial file for another record or model fails
+    # before a board starts
+    pair = pair_for(args.night, args.hypnogram)
+    model = ModelFiles.load(args.model)
+    if args.adversarial:
         adv = read_adversarial_file(args.adversarial)
-        check_adversarial(adv, pair.name, ModelFiles.load(args.model))
+        check_adversarial(adv, pair.name, model)
     out = Path(args.out) if args.out else Path("runs") / "stream" / Path(args.night).name[:8]
     options = StreamOptions(
         hypnogram=Path(args.hypnogram) if args.hypnogram else None,
@@ -135,7 +143,7 @@ def cmd_stream(args) -> int:
         noise=args.noise,
         seed=args.seed,
         resume=args.resume,
-        model_dir=Path(args.model),
+        model_dir=model.folder,
         adversarial=Path(args.adversarial) if args.adversarial else None,
     )
     bar = None
@@ -171,8 +179,8 @@ def cmd_stream(args) -> int:
         )
         return 0
     print(summary_text(report, out))
-    if dev.faults is not None:
-        print(fault_summary(dev, report, out))
+    if report.get("faults"):
+        print(faults_text(report))
     return 0
 
 
@@ -202,36 +210,9 @@ def cmd_robustness(args) -> int:
     return 0
 
 
-def fault_summary(dev, report: dict, out: Path) -> str:
-    """--faults: what was injected and what it took, added to report.json as "faults"."""
-    c = dev.faults
-    faults = {
-        "injected": {k: getattr(c, k) for k in ("corrupt", "drop", "duplicate", "reorder")}
-        | {"delay": c.delay, "cuts": c.cuts, "reboots": c.reboots},
-        "bytes_to_board": c.bytes_to_board,
-        "bytes_to_host": c.bytes_to_host,
-        "frames_resent": dev.frames_resent,
-        "results_resent": dev.results_resent,
-        "resyncs": dev.resyncs,
-        "relinks": dev.relinks,
-        "restarts": dev.restarts,
-        "error_replies": dict(dev.errors_seen),
-        "epochs_scored": report.get("epochs"),
-    }
-    path = out / "report.json"
-    if path.exists():
-        data = json.loads(path.read_text())
-        data["faults"] = faults
-        path.write_text(json.dumps(data, indent=1))
-    return (
-        f"faults injected: {c.total():,} ({faults['injected']}); recovered with "
-        f"{dev.frames_resent:,} frames resent, {dev.resyncs} resyncs, {dev.relinks} relinks, "
-        f"{dev.restarts} board restarts; {report.get('epochs')} epochs scored"
-    )
-
-
 def cmd_report(args) -> int:
-    from .report import render_folder, summary_text
+    from .rendering import summary_text
+    from .report import render_folder
 
     report = render_folder(args.folder)
     print(summary_text(report, args.folder))
@@ -267,6 +248,16 @@ def _faults(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _noise(text: str):
     from sleepdata.noise import NoiseSpec
 
@@ -295,8 +286,6 @@ def _board_options(p: argparse.ArgumentParser, *, port: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .reference import MODEL_DIR
-
     parser = argparse.ArgumentParser(
         prog="host_tools",
         description="Stream recordings to a board running the ULW-SleepNet firmware (a real one "
@@ -341,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out after its last epoch"
     )
-    p.add_argument("--model", default=str(MODEL_DIR), help="model folder (the shipped model)")
+    p.add_argument("--model", metavar="DIR", help=_MODEL_HELP)
     p.set_defaults(func=cmd_stream)
 
     p = sub.add_parser(
@@ -381,9 +370,21 @@ def build_parser() -> argparse.ArgumentParser:
         _board_options(p)
         p.set_defaults(func=func)
         if name == "bench":
-            p.add_argument("--epochs", type=int, default=5)
+            p.add_argument("--epochs", type=_positive_int, default=5)
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--json", action="store_true")
+            p.add_argument(
+                "--psg",
+                metavar="NIGHT.edf",
+                help="take the epochs from this recording, hypnogram beside it (default: a "
+                "simulated night, which needs scipy)",
+            )
+            p.add_argument(
+                "--model",
+                metavar="DIR",
+                help="model folder: its input normalisation and layer names (default: "
+                "models/ulw_sleepnet of the source checkout)",
+            )
     return parser
 
 
@@ -391,15 +392,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from sleepdata.errors import DataError
 
-    from .device import DeviceError
+    from .bench import BenchError
     from .emulator import EmulatorError
+    from .errors import DeviceError
+    from .inputs import StreamError
     from .reference import ModelError
-    from .report import RunFolderError
-    from .stream import StreamError
+    from .runfolder import RunFolderError
 
     try:
         return args.func(args)
-    except (DeviceError, EmulatorError, DataError, StreamError, RunFolderError, ModelError) as exc:
+    except (
+        BenchError,
+        DeviceError,
+        EmulatorError,
+        DataError,
+        StreamError,
+        RunFolderError,
+        ModelError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -1,143 +1,110 @@
-"""Layer 2: a board on a serial port (real or emulated), spoken to in frames (docs/protocol.md).
+"""Layer 2b: a board on a serial port (real or emulated), spoken to in frames (docs/protocol.md).
 
-Every request waits for its reply with a timeout; errors name the operation and what to check.
+``Device`` sends requests and waits for their replies, each with a timeout; a stream of epochs
+goes through the selective-repeat sender (``host_tools.sender``). What the link took (bytes,
+retries, recoveries) is counted in one ``LinkCounters``. Errors name the operation and what to
+check.
 """
 
 from __future__ import annotations
 
 import contextlib
-import select
-import socket
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from serial import SerialException
-from serial.urlhandler.protocol_socket import Serial as SocketSerial
 
+from .errors import BoardErrorReply, DeviceError
 from .protocol import (
-    EPOCH_SAMPLES,
-    HEADER_LEN,
+    CORRUPTION_ERRORS,
     MAX_FRAME,
-    MAX_SAMPLES_PER_FRAME,
-    RESULTS_KEPT,
-    SAMPLE_BLOCK,
-    Ack,
-    ErrorCode,
-    ErrorReply,
     Frame,
     FrameDecoder,
     Info,
     MsgType,
     Result,
     Status,
-    decode_ack,
     decode_error,
     decode_info,
-    decode_layer_counts,
-    decode_result,
     decode_status,
-    encode_resend,
-    encode_samples,
 )
+from .sender import SelectiveRepeatSender
+from .transport import read_available
+
+if TYPE_CHECKING:
+    from .faults import FaultCounts
+
+__all__ = ["BoardErrorReply", "Device", "DeviceError", "LinkCounters"]
 
 
-def open_port(url: str, baud: int = 921600, *, timeout_s: float = 0.05):
-    """A pyserial port for a device path, ``socket://host:port`` or ``rfc2217://host:port``.
+@dataclass
+class LinkCounters:
+    """What the link to a board took so far (docs/protocol.md, "Recovery"; docs/streaming.md,
+    "report.json"). Counts since the Device was made."""
 
-    On a TCP link Nagle's algorithm is turned off: with several frames in flight it would hold
-    each frame back until the previous one is acknowledged by TCP (40 ms delayed ACKs), which
-    cuts an emulated board's link from ~140 to ~25 kB/s.
-    """
-    import serial
+    bytes_sent: int = 0  # every byte written: frames, frames sent again, zero flushes
+    frames_resent: int = 0  # SAMPLES frames sent again
+    results_resent: int = 0  # RESULTs asked for again (RESEND)
+    resyncs: int = 0  # recoveries through STATUS (after an error, a timeout or a cut)
+    relinks: int = 0  # cut links reopened
+    restarts: int = 0  # board restarts survived
+    errors_seen: dict[str, int] = field(default_factory=dict)  # ERROR replies by code name
 
-    port = serial.serial_for_url(url, baudrate=baud, timeout=timeout_s)
-    sock = getattr(port, "_socket", None)  # pyserial's socket:// and rfc2217:// transports
-    if sock is not None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return port
-
-
-def read_available(port, wait_s: float) -> bytes:
-    """What the port has received, waiting up to ``wait_s`` for the first byte (b"" if none).
-
-    pyserial's ``socket://`` port reports at most 1 byte ``in_waiting`` and reads with its own
-    timeout, so it is read through its socket; other ports through ``in_waiting``. A port
-    object may also bring its own ``read_available(wait_s)`` (host_tools.faults does).
-    """
-    own = getattr(port, "read_available", None)
-    if own is not None:
-        return own(wait_s)
-    if isinstance(port, SocketSerial):
-        ready, _, _ = select.select([port._socket], [], [], wait_s)
-        if not ready:
-            return b""
-        data = port._socket.recv(65536)
-        if not data:
-            raise SerialException("the connection was closed")
-        return data
-    n = port.in_waiting
-    if n:
-        return port.read(n)
-    port.timeout = wait_s
-    return port.read(1)
+    @property
+    def retries(self) -> int:
+        """SAMPLES frames and RESULTs sent or asked for again (report.json's ``retries``)."""
+        return self.frames_resent + self.results_resent
 
 
-class DeviceError(RuntimeError):
-    """The board did not answer as the protocol says; names the operation and what to check."""
-
-
-class BoardErrorReply(DeviceError):
-    def __init__(self, operation: str, reply: ErrorReply):
-        self.reply = reply
-        super().__init__(
-            f"{operation}: the board answered ERROR {reply.code!r} "
-            f"(detail {reply.detail}, frame {reply.seq})"
-        )
-
-
-class BoardRestarted(DeviceError):
-    """The board announced itself (INFO, sequence number 0) while nothing asked for it."""
+def _counter(name: str) -> property:
+    return property(lambda self: getattr(self.counters, name), doc=f"``counters.{name}``")
 
 
 class Device:
     """A board behind a serial port. ``reopen`` (a callable returning a new port) lets a stream
-    survive a cut link: the link is reopened and the stream resynchronised."""
+    survive a cut link: the link is reopened and the stream resynchronised. ``faults``: the
+    fault injector's counts when the port is a ``host_tools.faults.FaultyLink`` (the stream
+    reports them), else None."""
 
-    def __init__(self, port, *, timeout_s: float = 30.0, reopen=None, frame_timeout_s=0.25):
+    def __init__(
+        self,
+        port,
+        *,
+        timeout_s: float = 30.0,
+        reopen=None,
+        frame_timeout_s=0.25,
+        faults: FaultCounts | None = None,
+    ):
         self.port = port
         self.timeout_s = timeout_s
         self.reopen = reopen
+        self.faults = faults
         self.frame_timeout_s = frame_timeout_s  # the shortest wait for a reply to a request
         self.rtt_s = 0.0  # round trip (frame -> reply, with its spread) a stream measured
         self.decoder = FrameDecoder(replies_only=True)
         self.pending: list[Frame] = []
         self.seq = 0
-        self.bytes_sent = 0
+        self.counters = LinkCounters()
         self.layer_counts: list[tuple[int, int]] | None = None  # of the last epoch, if profiling
         self.samples_acked = 0  # the board's next expected sample index, from its last ACK
-        # link figures of streaming (docs/streaming.md)
-        self.frames_resent = 0  # SAMPLES frames sent again
-        self.resyncs = 0  # recoveries through STATUS (after an error, a timeout or a cut)
-        self.results_resent = 0  # RESULTs asked for again (RESEND)
-        self.relinks = 0  # cut links reopened
-        self.restarts = 0  # board restarts survived
-        self.errors_seen: dict[str, int] = {}  # ERROR replies by code name
         self.epoch_offset = 0  # stream epoch = the board's epoch index + this (after a restart)
+
+    bytes_sent = _counter("bytes_sent")
+    frames_resent = _counter("frames_resent")
+    results_resent = _counter("results_resent")
+    resyncs = _counter("resyncs")
+    relinks = _counter("relinks")
+    restarts = _counter("restarts")
+    errors_seen = _counter("errors_seen")
 
     # -- framing --------------------------------------------------------------------------
 
     def send(self, type_: int, payload: bytes = b"") -> int:
         self.seq = (self.seq % 0xFFFF) + 1  # 1..65535: 0 is the board's own announcement
-        data = Frame(type_, self.seq, payload).encode()
-        try:
-            self.port.write(data)
-        except (OSError, SerialException) as exc:
-            self._relink(exc)
-        self.bytes_sent += len(data)
+        self.send_raw(Frame(type_, self.seq, payload).encode())
         return self.seq
 
     def _relink(self, exc: Exception) -> None:
@@ -158,15 +125,30 @@ class Device:
                     ) from exc
                 time.sleep(0.2)
         self.decoder = FrameDecoder(replies_only=True)
-        self.relinks += 1
+        self.counters.relinks += 1
 
     def send_raw(self, data: bytes) -> None:
-        """Bytes as they are (tests of malformed frames, flushing the board's parser)."""
+        """Bytes as they are (frames; tests of malformed frames; flushing the board's parser)."""
         try:
             self.port.write(data)
         except (OSError, SerialException) as exc:
             self._relink(exc)
-        self.bytes_sent += len(data)
+        self.counters.bytes_sent += len(data)
+
+    def next_frame(self, timeout_s: float) -> Frame | None:
+        """The next frame from the board, or None after ``timeout_s`` (or a reopened link)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.pending:
+            try:
+                chunk = read_available(self.port, min(0.05, max(0.0, deadline - time.monotonic())))
+            except (OSError, SerialException) as exc:
+                self._relink(exc)
+                return None
+            if chunk:
+                self.pending += self.decoder.feed(chunk)
+            elif time.monotonic() > deadline:
+                return None
+        return self.pending.pop(0)
 
     def receive(self, operation: str, timeout_s: float | None = None) -> Frame:
         wait = timeout_s or self.timeout_s
@@ -249,7 +231,7 @@ class Device:
                     return frame
                 if frame.seq == seq and frame.type == MsgType.ERROR:
                     err = decode_error(frame.payload)
-                    if err.code not in _Stream.CORRUPTION:
+                    if err.code not in CORRUPTION_ERRORS:
                         raise BoardErrorReply(operation, err)
                 if on_frame is not None:
                     on_frame(frame)
@@ -272,46 +254,6 @@ class Device:
         """Per-layer counts (LAYER_COUNTS before each RESULT) on or off."""
         self.request("PROFILE", MsgType.PROFILE, bytes([1 if enabled else 0]), MsgType.ACK)
 
-    def stream_epochs(
-        self, first_epoch: int, epochs: Iterable[np.ndarray], *, window: int = 4
-    ) -> Iterator[Result]:
-        """Send consecutive epochs (each (3000, 4) int16) from stream epoch ``first_epoch`` on
-        and yield each epoch's RESULT, in order, as it arrives.
-
-        Pipelined (docs/protocol.md, "Flow control"): up to ``window`` x 125 samples are
-        unacknowledged at a time, and the first frame of an epoch waits for the ACK that says
-        the board took the previous epoch out of its receive buffer. So the board receives
-        epoch n+1 while it scores epoch n.
-
-        Reliable ("Recovery"): selective repeat. Every ACK says which blocks the board holds, so
-        a lost or damaged frame is sent again as soon as an ACK of a later frame shows the gap
-        (or after a timeout sized from the measured round trips); a lost RESULT is asked for
-        again (RESEND), and the stream never starts an epoch RESULTS_KEPT past a missing
-        RESULT (the board would forget it); a cut link (with ``reopen``) or a board restart is
-        detected and the stream resumes from what the board has. Every epoch's RESULT is
-        yielded exactly once.
-        The counters ``frames_resent``, ``resyncs``, ``results_resent``, ``relinks`` and
-        ``restarts`` say what it took.
-        """
-        if window < 1:
-            raise ValueError("window must be >= 1")
-        return _Stream(self, first_epoch, epochs, window).run()
-
-    def next_frame(self, timeout_s: float) -> Frame | None:
-        """The next frame from the board, or None after ``timeout_s`` (or a reopened link)."""
-        deadline = time.monotonic() + timeout_s
-        while not self.pending:
-            try:
-                chunk = read_available(self.port, min(0.05, max(0.0, deadline - time.monotonic())))
-            except (OSError, SerialException) as exc:
-                self._relink(exc)
-                return None
-            if chunk:
-                self.pending += self.decoder.feed(chunk)
-            elif time.monotonic() > deadline:
-                return None
-        return self.pending.pop(0)
-
     def status(self, *, budget_s: float | None = None, on_frame=None) -> Status:
         """The board's receive state (STATUS), asked as request() does."""
         reply = self.request(
@@ -324,419 +266,23 @@ class Device:
         )
         return decode_status(reply.payload)
 
+    def stream_epochs(
+        self, first_epoch: int, epochs: Iterable[np.ndarray], *, window: int = 4
+    ) -> Iterator[Result]:
+        """Send consecutive epochs (each (3000, 4) int16) from stream epoch ``first_epoch`` on
+        and yield each epoch's RESULT, in order, as it arrives.
+
+        Pipelined and reliable (docs/protocol.md, "Flow control" and "Recovery"): up to
+        ``window`` x 125 samples are unacknowledged at a time, lost or damaged frames and
+        RESULTs are sent or asked for again, a cut link (with ``reopen``) or a board restart is
+        survived; every epoch's RESULT is yielded exactly once (``host_tools.sender``). What it
+        took is counted in ``counters``.
+        """
+        if window < 1:
+            raise ValueError("window must be >= 1")
+        return SelectiveRepeatSender(self, first_epoch, epochs, window).run()
+
     def send_epoch(self, epoch_index: int, samples: np.ndarray) -> Result:
         """One epoch of int16 samples (3000, 4), in frames; returns the board's RESULT."""
         (result,) = self.stream_epochs(epoch_index, [samples])
         return result
-
-
-BLOCKS = EPOCH_SAMPLES // SAMPLE_BLOCK  # 5-sample blocks per epoch
-
-
-def _best_samples_per_frame(r: float) -> int:
-    """Samples per frame that carry the most samples per byte sent when each byte is lost
-    with probability r (a frame of L bytes gets through with exp(-r L))."""
-    n = np.arange(SAMPLE_BLOCK, MAX_SAMPLES_PER_FRAME + 1, SAMPLE_BLOCK)
-    length = HEADER_LEN + 6 + 8 * n + 4
-    return int(n[np.argmax(8 * n / length * np.exp(-r * length))])
-
-
-_LOSS_GRID = np.geomspace(1e-6, 0.3, 64)
-_BEST_SPF = np.array([_best_samples_per_frame(r) for r in _LOSS_GRID])
-
-
-class _Sent:
-    """A SAMPLES frame in flight: blocks b0..b1 of the epoch being sent."""
-
-    __slots__ = ("b0", "b1", "resent", "seq", "size", "t")
-
-    def __init__(self, seq: int, b0: int, b1: int, t: float, resent: bool, size: int):
-        self.seq, self.b0, self.b1, self.t, self.resent, self.size = seq, b0, b1, t, resent, size
-
-
-class _Stream:
-    """One Device.stream_epochs call: frames out, replies in, recovery (docs/protocol.md)."""
-
-    MIN_RTO_S = 0.05  # the shortest wait for an ACK before a frame counts as lost
-    MAX_FRAMES = 64  # frames in flight at most (small frames on a noisy link)
-    STRIKES = 6  # timeouts in a row without any reply: ask the board (STATUS)
-    CORRUPTION: ClassVar[set[ErrorCode]] = {
-        ErrorCode.BAD_CRC,
-        ErrorCode.BAD_VERSION,
-        ErrorCode.UNKNOWN_TYPE,
-        ErrorCode.TOO_LONG,
-        ErrorCode.BAD_LENGTH,
-        ErrorCode.OVERRUN,
-    }
-
-    def __init__(self, dev: Device, first_epoch: int, epochs: Iterable[np.ndarray], window: int):
-        self.dev = dev
-        self.source = iter(epochs)
-        self.window_samples = window * MAX_SAMPLES_PER_FRAME
-        self.kept: dict[int, np.ndarray] = {}  # epoch -> samples, until its RESULT
-        self.results: dict[int, Result] = {}
-        self.want = first_epoch  # next RESULT to yield
-        self.next_new = first_epoch  # next epoch to take from the source
-        self.exhausted = False
-        self.queue: deque[int] = deque()  # epochs to send again (after a restart)
-        self.sending: int | None = None  # epoch being sent (until the board has taken it)
-        self.have = np.zeros(BLOCKS, bool)  # its blocks the board said it holds
-        self.out = np.zeros(BLOCKS, bool)  # its blocks in flight
-        self.ever = np.zeros(BLOCKS, bool)  # its blocks sent at least once
-        self.complete = False  # the board holds all of it and will take it when idle
-        self.in_flight: list[_Sent] = []  # in send order
-        self.srtt = 0.0  # smoothed frame -> ACK time and its deviation (RFC 6298)
-        self.rttvar = 0.0
-        self.strikes = 0  # timeouts since the last reply
-        self.loglik = np.zeros(len(_LOSS_GRID))  # of each per-byte loss rate (outcome())
-        self.spf = MAX_SAMPLES_PER_FRAME
-        self.handed: dict[int, float] = {}  # epoch -> when the board took it (RESULT due)
-        self.asked: dict[int, float] = {}  # epoch -> when its RESULT was last asked (RESEND)
-        self.inference_s = 0.0  # smoothed time from 'taken' to its RESULT
-        self.result_wait_s = 2.0  # before a RESULT counts as lost: from inference_s
-        self.last_poll = 0.0
-        self.last_rto = 0.0
-        self.probe: tuple[int, int | None] | None = None  # STATUS seq, last frame sent before
-        self.last_reply = time.monotonic()
-        self.seen = 0  # RESULTs received since the board's stream began (restart detection)
-        self.trouble = False  # resynchronise through STATUS
-
-    # -- helpers ----------------------------------------------------------------------------
-
-    def base_result_wait(self) -> float:
-        return 2 * self.inference_s + 0.1
-
-    def next_epoch(self) -> int:
-        """The epoch take_next_epoch() would start."""
-        return self.queue[0] if self.queue else self.next_new
-
-    def base(self, epoch: int) -> int:
-        return (epoch - self.dev.epoch_offset) * EPOCH_SAMPLES
-
-    def rto(self) -> float:
-        rto = max(self.MIN_RTO_S, self.srtt + 4 * self.rttvar) if self.srtt else 1.0
-        return min(2.0, rto * (2 ** min(self.strikes, 3)))
-
-    def start_epoch(self, epoch: int) -> None:
-        self.sending = epoch
-        self.have[:] = False
-        self.out[:] = False
-        self.ever[:] = False
-        self.complete = False
-        self.in_flight.clear()
-        done = self.dev.samples_acked - self.base(epoch)
-        if done > 0:
-            self.have[: min(BLOCKS, done // SAMPLE_BLOCK)] = True
-            self.ever[:] = self.have
-
-    def take_next_epoch(self) -> None:
-        if self.queue:
-            self.start_epoch(self.queue.popleft())
-        elif not self.exhausted:
-            try:
-                samples = next(self.source)
-            except StopIteration:
-                self.exhausted = True
-                return
-            if samples.shape != (EPOCH_SAMPLES, 4):
-                raise ValueError(
-                    f"an epoch is ({EPOCH_SAMPLES}, 4) int16 samples, got {samples.shape}"
-                )
-            self.kept[self.next_new] = samples
-            self.next_new += 1
-            self.start_epoch(self.next_new - 1)
-
-    def taken(self, epoch: int) -> None:
-        """The board took the epoch out of its receive buffer: its RESULT is due, the next
-        epoch may go."""
-        self.handed.setdefault(epoch, time.monotonic())
-        if epoch == self.sending:
-            self.sending = None
-            self.in_flight.clear()
-
-    def outcome(self, sent: _Sent, lost: bool) -> None:
-        """A frame got through or was lost: update the per-byte loss rate r (the most likely
-        one on a grid, recent frames weigh more: a frame of L bytes gets through with
-        probability exp(-r L)) and the frame size that carries the most samples per byte."""
-        rl = _LOSS_GRID * sent.size
-        self.loglik *= 0.98
-        self.loglik += np.log(-np.expm1(-rl)) if lost else -rl
-        self.spf = int(_BEST_SPF[int(np.argmax(self.loglik))])
-
-    def send_frames(self) -> None:
-        if self.complete:
-            return
-        epoch, dev = self.sending, self.dev
-        base = self.base(epoch)
-        flying = sum(f.b1 - f.b0 for f in self.in_flight) * SAMPLE_BLOCK
-        blocks_per_frame = self.spf // SAMPLE_BLOCK
-        while len(self.in_flight) < self.MAX_FRAMES and flying < self.window_samples:
-            free = ~(self.have | self.out)
-            b0 = int(np.argmax(free))
-            if not free[b0]:
-                return
-            run = free[b0 : b0 + blocks_per_frame]
-            k = len(run) if run.all() else int(np.argmin(run))
-            block = self.kept[epoch][b0 * SAMPLE_BLOCK : (b0 + k) * SAMPLE_BLOCK]
-            payload = encode_samples(base + b0 * SAMPLE_BLOCK, block)
-            seq = dev.send(MsgType.SAMPLES, payload)
-            resent = bool(self.ever[b0 : b0 + k].any())
-            if resent:
-                dev.frames_resent += 1
-            self.in_flight.append(
-                _Sent(seq, b0, b0 + k, time.monotonic(), resent, len(payload) + 12)
-            )
-            self.out[b0 : b0 + k] = True
-            self.ever[b0 : b0 + k] = True
-            flying += k * SAMPLE_BLOCK
-
-    def frame_state(self, ack: Ack, f: _Sent) -> bool | None:
-        """True: the board holds the frame's blocks; False: it lacks one; None: cannot tell."""
-        base = self.base(self.sending)
-        states = [ack.stored(base + b * SAMPLE_BLOCK) for b in range(f.b0, f.b1)]
-        if all(states):
-            return True
-        return False if False in states else None
-
-    # -- replies ----------------------------------------------------------------------------
-
-    def apply(self, ack: Ack, seq: int | None, *, is_ack: bool = True) -> None:
-        """The board's receive state after it handled SAMPLES frame ``seq`` (its ACK, or a
-        STATUS_REPLY to a STATUS sent after that frame)."""
-        dev = self.dev
-        dev.samples_acked = ack.next_index
-        if self.sending is None:
-            return
-        base = self.base(self.sending)
-        end = base + EPOCH_SAMPLES
-        if ack.next_index >= end:
-            if not ack.epoch_waiting or ack.next_index > end:
-                self.taken(self.sending)
-                return
-            self.complete = True
-            self.have[:] = True
-            self.in_flight.clear()
-            self.out[:] = False
-            return
-        if ack.next_index < base:
-            return  # (a reply about the previous epoch)
-        cum = (ack.next_index - base) // SAMPLE_BLOCK
-        self.have[:cum] = True
-        first = (ack.sack_from - base) // SAMPLE_BLOCK
-        for i in ack.sack:
-            if 0 <= first + i < BLOCKS:
-                self.have[first + i] = True
-        # frames the board has answered: ``seq`` and every frame sent before it (the link
-        # keeps the order); those it lacks were lost on the way
-        pos = next((k for k, f in enumerate(self.in_flight) if f.seq == seq), None)
-        now = time.monotonic()
-        if is_ack and pos is not None and not self.in_flight[pos].resent:  # (Karn's rule)
-            rtt = now - self.in_flight[pos].t
-            if self.srtt:
-                self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
-                self.srtt = 0.875 * self.srtt + 0.125 * rtt
-            else:
-                self.srtt, self.rttvar = rtt, rtt / 2
-            self.dev.rtt_s = self.srtt + 4 * self.rttvar
-        keep, unknown = [], False
-        for k, f in enumerate(self.in_flight):
-            state = self.frame_state(ack, f)
-            if is_ack and k == pos and state is None:  # ACKed: stored
-                self.have[f.b0 : f.b1] = True
-                state = True
-            if state is True:
-                self.outcome(f, False)
-            elif state is False and pos is not None and k <= pos:
-                self.outcome(f, True)
-                self.out[f.b0 : f.b1] = False
-            else:
-                keep.append(f)
-                unknown |= pos is not None and k < pos
-        self.in_flight = keep
-        if unknown and time.monotonic() - self.last_poll > self.rto():
-            # frames the board has handled that this ACK does not cover (resent ones, further
-            # back): a STATUS reports from the first missing block on
-            self.send_probe()
-
-    def handle(self, frame: Frame) -> None:
-        dev = self.dev
-        if frame.type == MsgType.ACK:
-            self.strikes = 0
-            self.apply(decode_ack(frame.payload), frame.seq)
-        elif frame.type == MsgType.STATUS_REPLY:
-            st = decode_status(frame.payload)
-            if st.next_index < dev.samples_acked or st.results_sent < self.seen:
-                raise BoardRestarted("the board restarted (its stream went back)")
-            self.strikes = 0
-            after = None
-            if self.probe and frame.seq == self.probe[0]:
-                after, self.probe, self.last_poll = self.probe[1], None, 0.0
-            self.apply(st.ack, after, is_ack=False)
-            self.ask_results(st.results_sent)
-        elif frame.type == MsgType.RESULT:
-            result = decode_result(frame.payload)
-            epoch = result.epoch_index + dev.epoch_offset
-            taken = self.handed.get(epoch)  # (None: the 'taken' ACK was lost)
-            if epoch == self.sending:
-                # its RESULT came before the ACK that says the board took it (lost)
-                dev.samples_acked = max(dev.samples_acked, self.base(epoch) + EPOCH_SAMPLES)
-                self.taken(epoch)
-            if epoch >= self.want and epoch not in self.results:
-                self.results[epoch] = replace(result, epoch_index=epoch)
-                self.seen += 1
-                self.handed.pop(epoch, None)
-                if taken is not None and epoch not in self.asked:  # the inference time
-                    t = time.monotonic() - taken
-                    self.inference_s = 0.75 * self.inference_s + 0.25 * t if self.inference_s else t
-                    self.result_wait_s = self.base_result_wait()
-                self.asked.pop(epoch, None)
-                # RESULTs of the epochs taken before it were sent before it: lost
-                for e in sorted(self.handed):
-                    if e < epoch and e not in self.results:
-                        self.resend_result(e)
-        elif frame.type == MsgType.LAYER_COUNTS:
-            dev.layer_counts = decode_layer_counts(frame.payload)
-        elif frame.type == MsgType.ERROR:
-            err = decode_error(frame.payload)
-            name = err.code.name if isinstance(err.code, ErrorCode) else str(err.code)
-            dev.errors_seen[name] = dev.errors_seen.get(name, 0) + 1
-            if err.code == ErrorCode.ENGINE:
-                raise BoardErrorReply("SAMPLES", err)
-            if err.code == ErrorCode.BAD_LENGTH and err.detail == 0:
-                pass  # a damaged frame; the ACKs of the frames after it show what it carried
-            elif err.code == ErrorCode.NO_RESULT:
-                # a RESEND came before the inference ended: wait longer before asking again
-                # (had the board restarted instead, its announcement would say so); at most 4x
-                # the usual wait: while a RESULT is missing the stream stops a few epochs on
-                if self.inference_s:
-                    limit = 4 * self.base_result_wait()
-                    self.result_wait_s = min(limit, 1.5 * self.result_wait_s)
-            elif err.code not in self.CORRUPTION:
-                # BUSY, NO_RESULT, OUT_OF_SEQUENCE, a frame across an epoch's end: the host
-                # and the board disagree about the stream; ask the board where it is
-                self.trouble = True
-        elif frame.type == MsgType.INFO and frame.seq == 0:
-            raise BoardRestarted("the board restarted (it announced itself)")
-        # anything else (a stray INFO) carries nothing for the stream
-
-    def send_probe(self) -> None:
-        self.last_poll = time.monotonic()
-        last = self.in_flight[-1].seq if self.in_flight else None
-        self.probe = (self.dev.send(MsgType.STATUS), last)
-
-    def resend_result(self, epoch: int) -> None:
-        now = time.monotonic()
-        if now - self.asked.get(epoch, -1e9) < self.result_wait_s:
-            return
-        self.asked[epoch] = now
-        self.handed[epoch] = now
-        self.dev.send(MsgType.RESEND, encode_resend(epoch - self.dev.epoch_offset))
-        self.dev.results_resent += 1
-
-    def ask_results(self, results_sent: int) -> None:
-        """RESEND the RESULTs the board sent (``results_sent`` since its stream began) and the
-        host does not have."""
-        for epoch in range(self.want, self.next_new):
-            board_epoch = epoch - self.dev.epoch_offset
-            if 0 <= board_epoch < results_sent and epoch not in self.results:
-                self.resend_result(epoch)
-
-    # -- recovery ---------------------------------------------------------------------------
-
-    def resync(self) -> None:
-        dev = self.dev
-        dev.resyncs += 1
-        self.trouble = False
-        self.strikes = 0
-        st = dev.status(on_frame=self.handle)
-        if st.next_index < dev.samples_acked or st.results_sent < self.seen:
-            raise BoardRestarted("the board restarted (its stream went back)")
-        if self.sending is not None:  # what the board holds is what it says now
-            self.in_flight.clear()
-            self.out[:] = False
-            self.have[:] = False
-            self.complete = False
-        self.apply(st.ack, None)
-        self.asked.clear()
-        self.ask_results(st.results_sent)
-
-    def restart(self) -> None:
-        """The board lost its state: start its stream again at the first epoch not scored."""
-        dev = self.dev
-        dev.restarts += 1
-        dev.hello()
-        dev.reset_stream()
-        dev.epoch_offset = self.want
-        self.queue = deque(e for e in sorted(self.kept) if e >= self.want)
-        self.sending = None
-        self.in_flight.clear()
-        self.handed.clear()
-        self.asked.clear()
-        self.seen = 0
-        self.strikes = 0
-        self.trouble = False
-
-    def timeouts(self, now: float) -> None:
-        """Frames unanswered for a timeout are lost; a lost 'taken' ACK or RESULT is asked for."""
-        rto = self.rto()
-        if self.in_flight and now - max(self.in_flight[0].t, self.last_rto) > rto:
-            self.last_rto = now
-            # a frame or the ACKs after it were lost, or a damaged length field made the
-            # board's parser take what followed as payload: send again what is unanswered
-            self.strikes += 1
-            if self.strikes >= self.STRIKES:
-                self.trouble = True  # nothing gets through: ask the board
-                return
-            if self.strikes >= 2:
-                self.dev.send_raw(bytes(MAX_FRAME))  # ends a frame the parser may be in
-            # the oldest frame is lost: send it again; a STATUS tells which of the others
-            # the board has (their ACKs may have been lost, or be late)
-            oldest = self.in_flight.pop(0)
-            self.outcome(oldest, True)
-            self.out[oldest.b0 : oldest.b1] = False
-            self.send_probe()
-        elif self.complete and now - max(self.last_poll, self.last_reply) > max(2 * rto, 0.05):
-            # waiting for the board to take the epoch (the previous one is being scored): its
-            # ACK saying so may have been lost
-            self.send_probe()
-        for epoch, t in list(self.handed.items()):
-            if now - t > self.result_wait_s and epoch not in self.results:
-                self.resend_result(epoch)  # (NO_RESULT if it is not scored yet: STATUS)
-        if now - self.last_reply > max(1.0, 20 * rto) and self.sending is not None:
-            self.trouble = True  # nothing heard for long (a cut link, a stuck parser)
-            self.last_reply = now
-
-    # -- the loop ---------------------------------------------------------------------------
-
-    def run(self) -> Iterator[Result]:
-        dev = self.dev
-        while True:
-            while self.want in self.results:
-                result = self.results.pop(self.want)
-                self.kept.pop(self.want, None)
-                self.want += 1
-                yield result
-            if self.sending is None and self.next_epoch() - self.want < RESULTS_KEPT:
-                # (the board keeps the last RESULTS_KEPT RESULTs: one lost on the link can be
-                # asked for again only while the stream is at most that far ahead of it)
-                self.take_next_epoch()
-            if self.sending is None and self.exhausted and self.want >= self.next_new:
-                return
-            try:
-                if self.sending is not None:
-                    self.send_frames()
-                relinks = dev.relinks
-                frame = dev.next_frame(0.01)
-                now = time.monotonic()
-                while frame is not None:  # everything that has arrived, then send again
-                    self.last_reply = now
-                    self.handle(frame)
-                    frame = dev.next_frame(0) if dev.pending else None
-                if dev.relinks != relinks:
-                    self.trouble = True
-                else:
-                    self.timeouts(now)
-                if self.trouble:
-                    self.resync()
-            except BoardRestarted:
-                self.restart()

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .device import open_port
+from .transport import open_port
 
 #: The source checkout host_tools runs from, if it does: the default firmware image is built
 #: there (an installed package has none: pass the ELF instead).

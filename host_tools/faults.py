@@ -21,12 +21,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 import numpy as np
 from serial import SerialException
 
-from .device import read_available
 from .protocol import Frame, MsgType
+from .transport import read_available
+
+if TYPE_CHECKING:
+    from .device import LinkCounters
 
 KINDS = ("corrupt", "drop", "duplicate", "reorder", "delay")
 
@@ -90,6 +94,22 @@ class FaultCounts:
         return (
             self.corrupt + self.drop + self.duplicate + self.reorder + self.delay + self.cuts
         ) + self.reboots
+
+
+def fault_record(counts: FaultCounts, link: LinkCounters) -> dict:
+    """What a faulty link injected and what the stream took to recover, as run.json keeps it
+    ("faults"; report.json's "faults" section adds the epochs scored)."""
+    return {
+        "injected": {k: getattr(counts, k) for k in (*KINDS, "cuts", "reboots")},
+        "bytes_to_board": counts.bytes_to_board,
+        "bytes_to_host": counts.bytes_to_host,
+        "frames_resent": link.frames_resent,
+        "results_resent": link.results_resent,
+        "resyncs": link.resyncs,
+        "relinks": link.relinks,
+        "restarts": link.restarts,
+        "error_replies": dict(link.errors_seen),
+    }
 
 
 class FaultyLink:

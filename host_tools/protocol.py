@@ -58,6 +58,20 @@ class ErrorCode(IntEnum):
     NO_RESULT = 10
 
 
+#: ERROR codes that say a frame arrived damaged (or bytes were lost), not that the host and the
+#: board disagree: the ACKs after them show what is missing (docs/protocol.md, "Recovery").
+CORRUPTION_ERRORS = frozenset(
+    {
+        ErrorCode.BAD_CRC,
+        ErrorCode.BAD_VERSION,
+        ErrorCode.UNKNOWN_TYPE,
+        ErrorCode.TOO_LONG,
+        ErrorCode.BAD_LENGTH,
+        ErrorCode.OVERRUN,
+    }
+)
+
+
 class CounterKind(IntEnum):
     INSTRUCTIONS = 0
     CYCLES = 1

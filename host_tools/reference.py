@@ -6,6 +6,7 @@
   same int8 input (docs/preprocessing.md): agreement with it is the int8 model's fidelity, not a
   check of the board.
 
+`ModelFiles` reads a model folder (the shipped one by default, in a source checkout only);
 `ReferenceWorker` computes both for a sequence of inputs on a thread, so the host works while
 it waits for the board (the wait is I/O). Nothing here prints.
 """
@@ -22,11 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from sleepdata.normalise import INPUT_SCALE
+from sleepdata.tflm import TflmRunner, softmax
 
-REPO = Path(__file__).resolve().parents[1]
-MODEL_DIR = REPO / "models" / "ulw_sleepnet"
+#: models/ulw_sleepnet of a source checkout: the default model folder, only there (an installed
+#: package ships no model; pass --model)
+CHECKOUT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "ulw_sleepnet"
 TFLITE = "model_int8.tflite"
 ONNX = "model.onnx"
+#: the converter's list of the engine's layers (optional: without it layers are numbered)
+ENGINE_LAYERS = "engine_layers.json"
 #: ONNX batch: large enough to amortise the call, small enough that the first results are early.
 ONNX_BATCH = 32
 #: TFLite Micro holds the GIL for its ~10 ms per epoch; staying only a few epochs ahead of the
@@ -34,31 +39,37 @@ ONNX_BATCH = 32
 AHEAD = 4
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Probabilities (n, classes) float64 from logits (n, classes)."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 class ModelError(RuntimeError):
     """A model folder without the files the host tools need; says what writes them."""
 
 
+def default_model_dir() -> Path:
+    """The shipped model's folder in a source checkout; ModelError outside one."""
+    if not CHECKOUT_MODEL_DIR.is_dir():
+        raise ModelError(
+            f"no default model folder outside a source checkout ({CHECKOUT_MODEL_DIR} does not "
+            "exist): pass --model DIR"
+        )
+    return CHECKOUT_MODEL_DIR
+
+
 @dataclass(frozen=True)
 class ModelFiles:
-    """A model folder as the host tools need it: config, int8 model, float model, hash."""
+    """A model folder as the host tools need it: config, int8 model, float model, hash, and the
+    engine's layer names (from engine_layers.json, when the converter wrote it)."""
 
     folder: Path
     config: dict
     tflite: bytes
     #: first 8 bytes of the SHA-256 of model_int8.tflite (what the board reports in INFO)
     model_hash: bytes
+    #: the engine's layers in execution order (engine_layers.json), None without that file
+    layers: tuple[str, ...] | None = None
 
     @classmethod
-    def load(cls, folder: str | Path = MODEL_DIR) -> ModelFiles:
-        folder = Path(folder)
+    def load(cls, folder: str | Path | None = None) -> ModelFiles:
+        """The model folder ``folder`` (default: default_model_dir())."""
+        folder = default_model_dir() if folder is None else Path(folder)
         for name in ("config.json", TFLITE, ONNX):
             if not (folder / name).is_file():
                 raise ModelError(
@@ -67,7 +78,38 @@ class ModelFiles:
                 )
         tflite = (folder / TFLITE).read_bytes()
         config = json.loads((folder / "config.json").read_text())
-        return cls(folder, config, tflite, hashlib.sha256(tflite).digest()[:8])
+        digest = hashlib.sha256(tflite)
+        layers = _engine_layers(folder / ENGINE_LAYERS, digest.hexdigest())
+        return cls(folder, config, tflite, digest.digest()[:8], layers)
+
+    def layer_names(self, n: int) -> list[str]:
+        """Names of the board's ``n`` engine layers (LAYER_COUNTS order): engine_layers.json's,
+        "layer <i>" for any it does not name."""
+        names = self.layers or ()
+        return [names[i] if i < len(names) else f"layer {i}" for i in range(n)]
+
+
+def _engine_layers(path: Path, tflite_sha256: str) -> tuple[str, ...] | None:
+    """The layer names of engine_layers.json ({"generator", "model_sha256", "layers": [{"name",
+    "macs"}, ...]}), None when the file is absent; ModelError when it is unreadable or was
+    written for another model_int8.tflite."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        names = tuple(str(layer["name"]) for layer in data["layers"])
+        written_for = data["model_sha256"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(
+            f"{path}: not an engine layer list ({exc!r}); python -m converter build writes it"
+        ) from None
+    if written_for != tflite_sha256:
+        raise ModelError(
+            f"{path} was written for a {TFLITE} with SHA-256 {str(written_for)[:16]}..., but "
+            f"{path.parent / TFLITE} has {tflite_sha256[:16]}...: convert the model again "
+            "(make convert) so that both come from the same run"
+        )
+    return names
 
 
 class References:
@@ -75,15 +117,11 @@ class References:
 
     def __init__(self, model: ModelFiles):
         import onnxruntime as ort
-        from tflite_micro.python.tflite_micro import runtime
 
-        self._tflm = runtime.Interpreter.from_bytes(model.tflite)
-        inp = self._tflm.get_input_details(0)
-        self._input_shape = tuple(int(s) for s in inp["shape"])
-        out = self._tflm.get_output_details(0)["quantization_parameters"]
+        self._tflm = TflmRunner(model.tflite)
         #: int8 output quantisation: logit = (q - zero_point) * scale
-        self.output_scale = float(out["scales"][0])
-        self.output_zero_point = int(out["zero_points"][0])
+        self.output_scale = self._tflm.output_scale
+        self.output_zero_point = self._tflm.output_zero_point
         opts = ort.SessionOptions()
         # The machine is shared with the emulated board (QEMU): one thread each is enough.
         opts.intra_op_num_threads = 1
@@ -94,19 +132,12 @@ class References:
 
     def tflm(self, x_int8: np.ndarray) -> np.ndarray:
         """One epoch's int8 input (4, 3000) -> the int8 scores (5,) of TFLite Micro."""
-        self._tflm.set_input(np.asarray(x_int8, dtype=np.int8).reshape(self._input_shape), 0)
-        self._tflm.invoke()
-        return np.array(self._tflm.get_output(0), dtype=np.int8).reshape(-1)
+        return self._tflm.run_one(x_int8)
 
     def float_logits(self, x_int8: np.ndarray) -> np.ndarray:
         """int8 inputs (n, 4, 3000) -> float logits (n, 5) of the ONNX float model."""
         x = np.asarray(x_int8, dtype=np.float32) * np.float32(INPUT_SCALE)
         return self._onnx.run(None, {"epoch": x})[0]
-
-    def int8_probs(self, scores: np.ndarray) -> np.ndarray:
-        """Dequantised softmax of int8 scores (n, 5) -> probabilities (n, 5)."""
-        q = np.asarray(scores, dtype=np.float64)
-        return softmax((q - self.output_zero_point) * self.output_scale)
 
 
 @dataclass

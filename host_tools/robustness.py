@@ -39,10 +39,11 @@ from sleepdata.metrics import scores
 from sleepdata.noise import KINDS, NoiseSpec, SignalStats
 from sleepdata.psg import RecordingPair, discover_pairs
 
-from . import report as rep
+from . import runfolder as rf
 from .device import Device
+from .inputs import StreamError, check_adversarial, read_adversarial_file
 from .reference import TFLITE, ModelFiles
-from .stream import StreamError, StreamOptions, check_adversarial, read_adversarial_file, stream
+from .stream import StreamOptions, stream
 
 ONCHIP_JSON = "onchip.json"
 TABLE_MD = "table.md"
@@ -279,8 +280,8 @@ def plan_sweep(
 
 
 def _rows_done(folder: Path) -> int:
-    path = folder / rep.RESULTS
-    return len(rep.read_results(path)) if path.is_file() else 0
+    path = folder / rf.RESULTS
+    return len(rf.read_results(path)) if path.is_file() else 0
 
 
 def run_sweep(
@@ -331,13 +332,13 @@ def run_sweep(
     return result
 
 
-def _folder_results(folder: Path) -> tuple[rep.Results, dict]:
-    return rep.read_results(folder / rep.RESULTS), rep.read_meta(folder)
+def _folder_results(folder: Path) -> tuple[rf.Results, dict]:
+    return rf.read_results(folder / rf.RESULTS), rf.read_meta(folder)
 
 
 def summarise(sweep: Sweep) -> dict:
     """onchip.json's content from the run folders (every job must be complete)."""
-    cache: dict[Path, tuple[rep.Results, dict]] = {}
+    cache: dict[Path, tuple[rf.Results, dict]] = {}
     conditions, board, counter_kind = [], None, None
     truncated = False
     for cond in sweep.conditions:
@@ -367,7 +368,7 @@ def summarise(sweep: Sweep) -> dict:
             ok = (pos < len(res)) & (res.epoch[np.minimum(pos, len(res) - 1)] == want)
             if not len(res) or not ok.all():
                 raise SweepError(
-                    f"{folder / rep.RESULTS} lacks {int((~ok).sum())} of the {len(want)} "
+                    f"{folder / rf.RESULTS} lacks {int((~ok).sum())} of the {len(want)} "
                     "epochs of this condition: run the same command again to complete it"
                 )
             parts.append(pos)
@@ -485,7 +486,7 @@ def render_text(result: dict) -> str:
 
 
 def write_outputs(sweep: Sweep, result: dict) -> None:
-    from training.robustness import render_table
+    from sleepdata.robustness_report import render_table
 
     tmp = sweep.out / (ONCHIP_JSON + ".part")
     tmp.write_text(json.dumps(result, indent=1) + "\n")

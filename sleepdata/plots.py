@@ -96,13 +96,33 @@ def plot_hypnogram(path: str | Path, onsets_s, truth, pred, *, probs=None, title
     Labels are (n,) stage ints; ``probs`` (n, 5) adds a hypnodensity panel. The x axis is hours
     from the first onset; gaps between non-contiguous epochs are left blank.
     """
+    panels = [("expert", truth)] if truth is not None else []
+    panels.append(("predicted", pred))
+    plot_hypnograms(path, onsets_s, panels, probs=probs, title=title)
+
+
+def plot_hypnograms(
+    path: str | Path,
+    onsets_s,
+    panels,
+    *,
+    probs=None,
+    probs_label: str = "hypnodensity",
+    title: str = "",
+    xlabel: str = "hours from first epoch",
+) -> None:
+    """Hypnograms of the same epochs stacked top to bottom, one per ``(label, stages)`` of
+    ``panels`` (stages: (n,) stage ints), over ``onsets_s`` (n,) seconds from any origin, and
+    with ``probs`` (n, 5) a hypnodensity panel below them labelled ``probs_label``.
+
+    The x axis is hours from the first onset; gaps between non-contiguous epochs are left blank.
+    The y axis runs W, REM, N1, N2, N3 from the top (the clinical order).
+    """
     onsets = np.asarray(onsets_s, dtype=float)
     if onsets.ndim != 1 or onsets.size == 0:
         raise ValueError(f"onsets_s must be a non-empty 1-D array, got shape {onsets.shape}")
     if np.any(np.diff(onsets) <= 0):
         raise ValueError("onsets_s must be strictly increasing")
-    panels = [("expert", truth)] if truth is not None else []
-    panels.append(("predicted", pred))
     labels = []
     for name, y in panels:
         y = _labels(y, name)
@@ -114,6 +134,8 @@ def plot_hypnogram(path: str | Path, onsets_s, truth, pred, *, probs=None, title
         if probs.shape != (onsets.size, N_STAGES):
             raise ValueError(f"probs must be ({onsets.size}, {N_STAGES}), got {probs.shape}")
     n_ax = len(labels) + (probs is not None)
+    if n_ax == 0:
+        raise ValueError("nothing to plot: no hypnogram panel and no probs")
     fig, axes = plt.subplots(n_ax, 1, figsize=(11, 1.8 * n_ax + 0.6), sharex=True, squeeze=False)
     axes = axes[:, 0]
     for ax, (name, y) in zip(axes, labels, strict=False):
@@ -125,8 +147,8 @@ def plot_hypnogram(path: str | Path, onsets_s, truth, pred, *, probs=None, title
         x, p = _steps(onsets, probs)
         axes[-1].stackplot(x, p.T, labels=STAGE_NAMES, colors=_COLORS, lw=0)
         axes[-1].set_ylim(0, 1)
-        axes[-1].set_ylabel("hypnodensity")
+        axes[-1].set_ylabel(probs_label)
         axes[-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
-    axes[-1].set_xlabel("hours from first epoch")
+    axes[-1].set_xlabel(xlabel)
     axes[0].set_title(title)
     _save(fig, path)

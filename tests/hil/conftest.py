@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from host_tools.device import Device, open_port
+from host_tools.device import Device
 from host_tools.emulator import Emulator
+from host_tools.transport import open_port
 
 
 @pytest.fixture(scope="module")

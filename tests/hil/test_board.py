@@ -237,7 +237,8 @@ def test_layer_counts_cover_the_inference(board, epochs):
 
 
 def test_bench_reports_counts_per_layer_with_their_kind(board):
-    from host_tools.bench import bench, layer_names, render
+    from host_tools.bench import bench, render
+    from host_tools.reference import ModelFiles
 
     b = bench(board, 2)
     kind = b["counter_kind"]
@@ -245,5 +246,5 @@ def test_bench_reports_counts_per_layer_with_their_kind(board):
     assert b["macs"] == 3_498_352 and b["epochs"] == 2
     assert b["inference"]["min"] <= b["inference"]["median"] <= b["inference"]["max"]
     assert b[f"{kind}_per_mac"] == round(b["inference"]["median"] / b["macs"], 2)
-    assert [row["layer"] for row in b["per_layer"]] == layer_names()
+    assert [row["layer"] for row in b["per_layer"]] == list(ModelFiles.load().layers)
     assert f"counts are {kind}" in render(b)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from host_tools.device import Device, open_port, read_available
+from host_tools.device import Device
 from host_tools.emulator import Emulator
 from host_tools.faults import FaultSpec, FaultyLink
 from host_tools.protocol import (
@@ -19,6 +19,7 @@ from host_tools.protocol import (
     decode_result,
     decode_samples,
 )
+from host_tools.transport import open_port, read_available
 from sleepdata.hypnogram import write_hypnogram
 from sleepdata.normalise import Normaliser
 from sleepdata.psg import load_recording, pair_for

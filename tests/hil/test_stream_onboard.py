@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host_tools import report as rep
-from host_tools.bench import layer_names
+from host_tools import runfolder as rf
+from host_tools.reference import ENGINE_LAYERS, ModelFiles, References
 from host_tools.stream import StreamInterrupted, StreamOptions, stream
 from sleepdata.hypnogram import read_hypnogram
 from sleepdata.psg import load_recording, pair_for
@@ -56,7 +56,9 @@ def test_stream_a_night_end_to_end(board, night, tmp_path):
     assert r["counter_kind"] in ("instructions", "cycles")
     if r["board"].startswith("emu-"):
         assert r["counter_kind"] == "instructions"
-    assert [row["layer"] for row in r["per_layer"]] == layer_names()
+    layers = json.loads((ModelFiles.load().folder / ENGINE_LAYERS).read_text())["layers"]
+    assert [row["layer"] for row in r["per_layer"]] == [layer["name"] for layer in layers]
+    assert [row["macs"] for row in r["per_layer"]] == [layer["macs"] for layer in layers]
     assert r["macs_per_epoch"] == 3_498_352
     assert r["count_per_epoch"]["inference"]["min"] > 1_000_000
     for key in (
@@ -80,18 +82,18 @@ def test_stream_a_night_end_to_end(board, night, tmp_path):
         assert r[key] is not None, key
     assert r["agreement_vs_float"] > 0.8
 
-    res = rep.read_results(out / rep.RESULTS)
-    assert len((out / rep.RESULTS).read_text().splitlines()) == EPOCHS + 1
+    res = rf.read_results(out / rf.RESULTS)
+    assert len((out / rf.RESULTS).read_text().splitlines()) == EPOCHS + 1
     assert res.epoch.tolist() == list(range(start, start + EPOCHS))
     assert res.expert.tolist() == labels[start : start + EPOCHS].tolist()
     assert res.bitexact.all()
-    assert json.loads((out / rep.REPORT_JSON).read_text())["epochs"] == EPOCHS
-    assert "Bit-exact vs TFLite Micro: **1.0000**" in (out / rep.REPORT_MD).read_text()
-    assert (out / rep.PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    onsets, stages = read_hypnogram(out / rep.EDF).epochs()
+    assert json.loads((out / rf.REPORT_JSON).read_text())["epochs"] == EPOCHS
+    assert "Bit-exact vs TFLite Micro: **1.0000**" in (out / rf.REPORT_MD).read_text()
+    assert (out / rf.PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    onsets, stages = read_hypnogram(out / rf.EDF).epochs()
     assert stages[stages >= 0].tolist() == res.onchip.tolist()
     assert onsets[stages >= 0].tolist() == res.onset_s.tolist()
-    assert len((out / rep.TSV).read_text().splitlines()) == EPOCHS + 1
+    assert len((out / rf.TSV).read_text().splitlines()) == EPOCHS + 1
 
 
 def test_resume_after_an_interruption_continues_without_duplicates(board, night, tmp_path):
@@ -104,11 +106,11 @@ def test_resume_after_an_interruption_continues_without_duplicates(board, night,
 
     with pytest.raises(StreamInterrupted):
         stream(board, psg, tmp_path, opts, on_result=interrupt_after_4)
-    assert len(rep.read_results(tmp_path / rep.RESULTS)) == 4
-    with open(tmp_path / rep.RESULTS, "a") as f:
+    assert len(rf.read_results(tmp_path / rf.RESULTS)) == 4
+    with open(tmp_path / rf.RESULTS, "a") as f:
         f.write(f"{start + 4},1234.00,W,")  # a row torn by a crash
     r = stream(board, psg, tmp_path, StreamOptions(start=start, epochs=10, resume=True))
-    res = rep.read_results(tmp_path / rep.RESULTS)
+    res = rf.read_results(tmp_path / rf.RESULTS)
     assert res.epoch.tolist() == list(range(start, start + 10))
     assert r["bitexact_vs_tflm"] == 1.0 and r["epochs"] == 10
     assert [s["status"] for s in r["sessions"]] == ["interrupted", "complete"]
@@ -130,12 +132,12 @@ def test_cli_stream_on_an_emulated_board_then_report(request, night, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "bit-exact vs TFLite Micro 1.0000" in done.stdout
-    assert f"report: {out / rep.REPORT_MD}" in done.stdout
-    (out / rep.REPORT_MD).unlink()
+    assert f"report: {out / rf.REPORT_MD}" in done.stdout
+    (out / rf.REPORT_MD).unlink()
     again = subprocess.run(
         [*run, "report", str(out)], capture_output=True, text=True, cwd=REPO, timeout=120
     )
-    assert again.returncode == 0 and (out / rep.REPORT_MD).is_file()
+    assert again.returncode == 0 and (out / rf.REPORT_MD).is_file()
     bad = subprocess.run(
         [*run, "stream", str(psg), "--out", str(out)],
         capture_output=True,
@@ -196,10 +198,9 @@ def test_stream_adversarial_epochs_on_the_board(board, night, tmp_path):
     """The board scores the file's wire samples exactly as TFLite Micro does."""
     import hashlib
 
-    from host_tools.reference import ModelFiles, References
     from sleepdata.normalise import Normaliser
 
-    from ..host_tools.test_stream import perturbed_wire, write_adversarial_file
+    from ..host_tools.fakes import perturbed_wire, write_adversarial_file
 
     psg, hyp, start, labels = night
     model = ModelFiles.load()
@@ -210,7 +211,7 @@ def test_stream_adversarial_epochs_on_the_board(board, night, tmp_path):
     sha = hashlib.sha256(model.tflite).hexdigest()
     path = write_adversarial_file(tmp_path / "adv.npz", rec.name, idx, wire, labels[idx], sha)
     r = stream(board, psg, tmp_path / "run", StreamOptions(adversarial=path), port_label="test")
-    res = rep.read_results(tmp_path / "run" / rep.RESULTS)
+    res = rf.read_results(tmp_path / "run" / rf.RESULTS)
     assert res.epoch.tolist() == idx.tolist() and res.expert.tolist() == labels[idx].tolist()
     refs = References(model)
     want = np.stack([refs.tflm(x) for x in norm.to_int8(wire)])

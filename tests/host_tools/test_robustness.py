@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 
 from host_tools.cli import main as host_main
-from host_tools.reference import MODEL_DIR, ModelFiles
+from host_tools.inputs import StreamError
+from host_tools.reference import ModelFiles, default_model_dir
 from host_tools.robustness import Night, SweepError, first_pooled, plan_sweep, run_sweep
-from host_tools.stream import StreamError
 from sleepdata.psg import RecordingPair
+from sleepdata.robustness_report import onchip_cell
 from sleepdata.stages import N1, N2, N3, REM, W
 from training.cli import main as training_main
-from training.robustness import onchip_cell
 
 from ..conftest import write_pair
-from .test_stream import FakeBoard
+from .fakes import FakeBoard
 
 NIGHT = [W] * 6 + [N1] * 3 + [N2] * 6 + [N3] * 5 + [REM] * 5 + [W] * 3
 MAIN_EPOCHS, ATTACK_EPOCHS = 10, 3
@@ -39,7 +39,7 @@ def tiny_robustness_run(folder):
     write_pair(data, NIGHT, name="SC4001E", seed=0)
     write_pair(data, NIGHT[::-1], name="SC4061E", seed=1)
     out = folder / "run"
-    argv = ["robustness", "--model", str(MODEL_DIR), "--data", str(data)]
+    argv = ["robustness", "--model", str(default_model_dir()), "--data", str(data)]
     argv += ["--cache", str(folder / "cache"), "--out", str(out), "--threads", "1"]
     argv += ["--max-epochs", str(MAIN_EPOCHS), "--adversarial-epochs", str(ATTACK_EPOCHS)]
     threads = torch.get_num_threads()
@@ -154,6 +154,7 @@ def test_errors_are_clear_and_come_before_a_board(run, tmp_path, capsys):
     shutil.copytree(ModelFiles.load().folder, other)
     tfl = other / "model_int8.tflite"
     tfl.write_bytes(tfl.read_bytes()[:-1] + b"\x00")
+    (other / "engine_layers.json").unlink()  # (it names the shipped model: ModelError)
     with pytest.raises(SweepError, match=r"is not the int8 model .* was scored with"):
         plan_sweep(run, tmp_path / "o", model=other)
     elsewhere = tmp_path / "elsewhere"

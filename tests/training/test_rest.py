@@ -1,5 +1,5 @@
-"""REST: the differentiable input path, attacks, regularisers, pruning, and the statistics of
-the noise generators REST uses (sleepdata.noise)."""
+"""REST: the differentiable input path, attacks, regularisers and pruning (the noise generators:
+tests/sleepdata/test_noise.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sleepdata.noise import SignalStats, gaussian_noise, shot_noise
+from sleepdata.noise import SignalStats
 from sleepdata.normalise import Normaliser
 from training.model import ModelConfig, ULWSleepNet, summary
 from training.rest import (
@@ -185,36 +185,3 @@ def test_pruning_rounds_each_layer_up_to_an_allowed_width():
         assert set(k_free) <= set(k)  # rounding up keeps what the threshold kept
     small = prune(model, plan)
     assert all(w in (4, 8, 16, 32) for w in small.config.widths + small.config.inner)
-
-
-# ------------------------------------------------------------------------------------------
-# Noise generators (sleepdata.noise): the statistics REST's paper gives them
-
-
-@pytest.mark.parametrize("with_mean", [False, True])
-def test_gaussian_noise_has_mean_0_or_mu_and_std_c_sigma(with_mean):
-    stats = SignalStats(
-        np.array([0.5, -1.0, 2.0, 1.5]),
-        np.array([20.0, 10.0, 30.0, 1.0]),
-        np.full(4, -100.0),
-        np.full(4, 100.0),
-        "test",
-    )
-    x = np.zeros((200, 4, 3000))
-    noise = gaussian_noise(x, 0.3, stats, np.random.default_rng(0), with_mean=with_mean) - x
-    want_mean = stats.mean_uv if with_mean else np.zeros(4)
-    np.testing.assert_allclose(noise.mean(axis=(0, 2)), want_mean, atol=0.02)
-    np.testing.assert_allclose(noise.std(axis=(0, 2)), 0.3 * stats.std_uv, rtol=0.01)
-
-
-def test_shot_noise_has_mean_x_and_variance_x_over_c_in_scaled_units():
-    stats = SignalStats(np.zeros(4), np.ones(4), np.full(4, -50.0), np.full(4, 150.0), "test")
-    level = np.array([0.0, 50.0, -25.0, 100.0]).reshape(1, 4, 1)  # xn = 0.25, 0.5, 0.125, 0.75
-    x = np.broadcast_to(level, (100, 4, 3000))
-    for c in (5000.0, 1000.0):
-        out = shot_noise(x, c, stats, np.random.default_rng(1))
-        xn = (out - -50.0) / 200.0
-        want = (level.reshape(4) + 50.0) / 200.0
-        np.testing.assert_allclose(xn.mean(axis=(0, 2)), want, atol=2e-4)
-        np.testing.assert_allclose(xn.var(axis=(0, 2)), want / c, rtol=0.03)
-    assert shot_noise(x, 1000.0, stats, np.random.default_rng(1)).max() <= 150.0

@@ -1,0 +1,220 @@
+"""report.json's figures for people: ``report.md`` and the few lines printed at the end of a
+stream (and of ``host_tools report``). Nothing here prints."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from sleepdata.stages import N_STAGES, STAGE_NAMES
+
+from .runfolder import REPORT_MD
+
+_S = STAGE_NAMES
+
+
+def _f(v, fmt: str = ".3f") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return format(v, fmt)
+
+
+def _scores_rows(name: str, s: dict) -> str:
+    f1 = " | ".join(_f(s["per_class_f1"][k]) for k in _S)
+    return f"| {name} | {_f(s['acc'])} | {_f(s['macro_f1'])} | {_f(s['kappa'])} | {f1} |"
+
+
+def _confusion_md(title: str, cm) -> list[str]:
+    lines = [f"{title} (rows expert, columns predicted):", ""]
+    lines.append("| expert \\ predicted | " + " | ".join(_S) + " |")
+    lines.append("|---" * (N_STAGES + 1) + "|")
+    for name, row in zip(_S, cm, strict=True):
+        lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+    return [*lines, ""]
+
+
+def _noise_text(noise: dict | None) -> str:
+    if not noise:
+        return "none"
+    return f"{noise['spec']} (seed {noise['seed']}; statistics: {noise['stats']['source']})"
+
+
+def _adversarial_text(adv: dict | None) -> str:
+    if not adv:
+        return "none"
+    return (
+        f"{adv['attack']} eps {adv['eps_uv']:g} uV (of Fpz-Cz), the int16 wire samples of "
+        f"`{adv['file']}` ({adv['crafted_on']})"
+    )
+
+
+def _epochs_text(r: dict) -> str:
+    span = r["last_epoch"] - r["first_epoch"] + 1
+    subset = "" if span == r["epochs"] else f", {r['epochs']} of them"
+    return f"{r['epochs']} (recording epochs {r['first_epoch']}..{r['last_epoch']}{subset})"
+
+
+def render_markdown(r: dict) -> str:
+    """report.md: the same figures as report.json, for people."""
+    rec = r["recording"]
+    kind = r["counter_kind"]
+    cnt = r["count_per_epoch"]
+    e = r["energy"]
+    lines = [
+        f"# Stream report: {Path(rec['path']).name}",
+        "",
+        f"- Recording: `{rec['path']}` (hypnogram `{rec['hypnogram']}`)",
+        f"- **{rec['note']}**",
+        f"- Epochs: {_epochs_text(r)}",
+        f"- Noise: {_noise_text(r['noise'])}",
+        f"- Adversarial epochs: {_adversarial_text(r.get('adversarial'))}",
+        f"- Board: {r['board']}, firmware {r['firmware_version']} "
+        f"(build {r['firmware_build_hash']:#010x}), model {r['model_hash']}",
+        "",
+        "## On-chip results against the references",
+        "",
+        f"- Bit-exact vs TFLite Micro: **{r['bitexact_vs_tflm']:.4f}** "
+        f"({r['epochs'] - r['mismatches']} of {r['epochs']} epochs; tolerance: "
+        f"{r['bitexact_tolerance']})",
+        f"- Stage agreement with the float (ONNX) model: {r['agreement_vs_float']:.4f}",
+    ]
+    if r["mismatch_list"]:
+        lines += ["", "First mismatches (epoch: on-chip scores vs TFLite Micro):", ""]
+        for m in r["mismatch_list"][:10]:
+            lines.append(f"- epoch {m['epoch']}: actual {m['actual']} expected {m['expected']}")
+    lines += [
+        "",
+        "## Scores against the expert hypnogram",
+        "",
+        "| model | ACC | macro-F1 | kappa | " + " | ".join(f"F1 {s}" for s in _S) + " |",
+        "|---" * (4 + N_STAGES) + "|",
+        _scores_rows("on-chip (int8)", r["onchip_vs_expert"]),
+        _scores_rows("float (ONNX)", r["float_vs_expert"]),
+        "",
+        *_confusion_md("On-chip", r["onchip_vs_expert"]["confusion"]),
+        *_confusion_md("Float", r["float_vs_expert"]["confusion"]),
+    ]
+    if rec["simulated"]:
+        lines += [
+            "These scores are on a simulated recording: they show that the pipeline works, "
+            "not how well the model scores real sleep.",
+            "",
+        ]
+    lines += [
+        f"## Work on the board (counts are {kind})",
+        "",
+        "| per epoch | min | median | p99 | max |",
+        "|---|---|---|---|---|",
+    ]
+    for name in ("preprocess", "inference", "total"):
+        c = cnt[name]
+        lines.append(
+            f"| {name} | {c['min']:,} | {c['median']:,.0f} | {c['p99']:,.0f} | {c['max']:,} |"
+        )
+    lines += [
+        "",
+        f"- At the board's clock ({r['core_clock_hz'] / 1e6:g} MHz): "
+        f"{r['board_s_per_epoch'] * 1e3:.1f} ms per 30-s epoch, real-time factor "
+        f"{r['real_time_factor']:.4f} ({_f(r['x_real_time'], '.0f')}x faster than real time); "
+        f"assumes {r['real_time_assumes']}.",
+        f"- Energy (**estimate**, {e['profile']} / {e['mcu']}): {e['energy_per_epoch_mj']:.2f} mJ "
+        f"per epoch, **{e['energy_per_night_j']:.1f} J per 8-h night** "
+        f"({e['night_epochs']} epochs), {e['average_current_ua']:.0f} uA average at "
+        f"{e['supply_v']:g} V; assumes {e['assumes']}.",
+        "",
+    ]
+    if r["per_layer"]:
+        lines += [
+            f"### Per layer (epoch {r['per_layer_epoch']}; {r['macs_per_epoch']:,} MACs, "
+            f"{_f(r['inference_per_mac'], '.2f')} {kind} per MAC over the inference)",
+            "",
+            f"| layer | {kind} | MACs | per MAC |",
+            "|---|---|---|---|",
+        ]
+        for row in r["per_layer"]:
+            lines.append(
+                f"| {row['layer']} | {row['count']:,} | {row['macs']:,} | "
+                f"{_f(row['per_mac'], '.2f')} |"
+            )
+        lines.append("")
+    lines += [
+        "## Transfer and host",
+        "",
+        f"- Streamed {_f(r['epochs_per_s'], '.2f')} epochs/s, "
+        f"host -> board {_f(r['host_to_board_kBps'], '.1f')} kB/s, "
+        f"{r['bytes_sent']:,} bytes sent, {r['retries']} retries",
+        "- Samples of the finished sessions: sent "
+        f"{r['samples_sent']:,}, acknowledged "
+        f"{_f(r['samples_acked'], ',')}, scored {r['samples_scored']:,}: "
+        f"{'none dropped' if r['no_sample_dropped'] else 'MISMATCH'} ({r['sample_check']})"
+        + _in_flight_text(r["samples_in_flight_at_interruptions"]),
+        f"- Host CPU {_f(r['host_cpu_ms_per_epoch'], '.1f')} ms per epoch while streaming "
+        f"(of which references {_f(r['reference_cpu_ms_per_epoch'], '.1f')} ms)",
+        f"- Wall time {r['wall_s']:.1f} s over {len(r['sessions'])} session(s), "
+        f"{r['stream_s']:.1f} s of it streaming",
+        "",
+        "| session | status | epochs | wall s | setup s | stream s | epochs/s | CPU ms/epoch |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for i, s in enumerate(r["sessions"]):
+        eps = s["epochs"] / s["stream_s"] if s.get("stream_s") else None
+        cpu = s["stream_cpu_s"] / s["epochs"] * 1e3 if s.get("epochs") else None
+        lines.append(
+            f"| {i + 1} | {s.get('status')} | {s.get('epochs')} | {_f(s.get('wall_s'), '.1f')} | "
+            f"{_f(s.get('setup_s'), '.1f')} | {_f(s.get('stream_s'), '.1f')} | {_f(eps, '.2f')} "
+            f"| {_f(cpu, '.1f')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _in_flight_text(samples: int) -> str:
+    if not samples:
+        return ""
+    return f"; {samples:,} samples in flight at interruptions were sent again on resume"
+
+
+def _sessions_text(r: dict) -> str:
+    n = len(r["sessions"])
+    return f" over {n} sessions" if n > 1 else ""
+
+
+def summary_text(r: dict, folder: str | Path) -> str:
+    """The few lines printed at the end of a stream."""
+    e = r["energy"]
+    return "\n".join(
+        [
+            f"{r['epochs']} epochs of {r['recording']['path']}"
+            + (" (simulated)" if r["recording"]["simulated"] else "")
+            + (f"; noise {r['noise']['spec']}" if r.get("noise") else "")
+            + (
+                f"; adversarial {r['adversarial']['attack']} eps {r['adversarial']['eps_uv']:g}"
+                if r.get("adversarial")
+                else ""
+            ),
+            f"bit-exact vs TFLite Micro {r['bitexact_vs_tflm']:.4f} ({r['mismatches']} "
+            f"mismatches), agreement vs float {r['agreement_vs_float']:.4f}",
+            f"vs expert: ACC {r['acc_vs_expert']:.3f}  macro-F1 {r['macro_f1_vs_expert']:.3f}  "
+            f"kappa {r['kappa_vs_expert']:.3f}",
+            f"{r['counter_kind']} per epoch: median {r['count_per_epoch_median']:,.0f} "
+            f"(real-time factor {r['real_time_factor']:.4f} at "
+            f"{r['core_clock_hz'] / 1e6:g} MHz); energy estimate "
+            f"{e['energy_per_night_j']:.1f} J per 8-h night ({e['profile']})",
+            f"wall {r['wall_s']:.1f} s{_sessions_text(r)}, {_f(r['epochs_per_s'], '.2f')} "
+            "epochs/s, host CPU "
+            f"{_f(r['host_cpu_ms_per_epoch'], '.1f')} ms/epoch, "
+            f"{_f(r['host_to_board_kBps'], '.1f')} kB/s; samples sent {r['samples_sent']:,}, "
+            f"acked {_f(r['samples_acked'], ',')}, scored {r['samples_scored']:,}: "
+            f"{'none dropped' if r['no_sample_dropped'] else 'MISMATCH'}",
+            f"report: {Path(folder) / REPORT_MD}",
+        ]
+    )
+
+
+def faults_text(r: dict) -> str:
+    """The line printed after the summary of a ``--faults`` stream (report.json's "faults")."""
+    f = r["faults"]
+    return (
+        f"faults injected: {sum(f['injected'].values()):,} ({f['injected']}); recovered with "
+        f"{f['frames_resent']:,} frames resent, {f['resyncs']} resyncs, {f['relinks']} relinks, "
+        f"{f['restarts']} board restarts; {f['epochs_scored']} epochs scored"
+    )
