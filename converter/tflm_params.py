@@ -32,7 +32,7 @@ def quantize_multiplier(m: float) -> tuple[int, int]:
     return int(q), int(shift)
 
 
-def _srdhm(a: int, b: int) -> int:
+def srdhm(a: int, b: int) -> int:
     """gemmlowp SaturatingRoundingDoublingHighMul (int32)."""
     if a == b == -(1 << 31):
         return (1 << 31) - 1
@@ -42,7 +42,7 @@ def _srdhm(a: int, b: int) -> int:
     return q
 
 
-def _rdbp(x: int, exponent: int) -> int:
+def rdbp(x: int, exponent: int) -> int:
     """gemmlowp RoundingDivideByPOT."""
     mask = (1 << exponent) - 1
     threshold = (mask >> 1) + (1 if x < 0 else 0)
@@ -53,7 +53,7 @@ def multiply_by_quantized_multiplier(x: int, multiplier: int, shift: int) -> int
     """TFLite's MultiplyByQuantizedMultiplier (int32), as the reference kernels use it."""
     left, right = max(shift, 0), max(-shift, 0)
     x = (x * (1 << left) + (1 << 31)) % (1 << 32) - (1 << 31)
-    return _rdbp(_srdhm(x, multiplier), right)
+    return rdbp(srdhm(x, multiplier), right)
 
 
 def activation_range(fused: int, out: Tensor) -> tuple[int, int]:

@@ -8,9 +8,10 @@ import dataclasses
 
 import numpy as np
 
+from converter.tflm_params import quantize_multiplier
+
 from .kernel_lib import ENGINE_OK, SeparableUnitC, i32, out_buffer, ptr
 from .tflm_reference import (
-    quantize_multiplier,
     rand_act,
     rand_bias,
     rand_mult,

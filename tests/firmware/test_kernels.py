@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from converter.native import ARM_M4_CFLAGS
+from converter.tflm_params import quantize_multiplier
 
 from .kernel_lib import (
     ENGINE_ERR_ARG,
@@ -27,7 +28,6 @@ from .kernel_lib import (
     ptr,
 )
 from .tflm_reference import (
-    quantize_multiplier,
     rand_act,
     rand_bias,
     rand_mult,

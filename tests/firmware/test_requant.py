@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from converter.tflm_params import multiply_by_quantized_multiplier as mbqm
+from converter.tflm_params import rdbp, srdhm
+
 from .kernel_lib import check_equal, i32, ptr
 from .tflm_reference import (
     INT32_MAX,
     INT32_MIN,
     clamp,
-    mbqm,
     mbqm_lt1,
     rand_i32,
     rand_mult,
-    rdbp,
-    srdhm,
 )
 
 

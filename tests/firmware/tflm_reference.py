@@ -1,13 +1,16 @@
-"""TensorFlow Lite Micro's int8 reference arithmetic (integer_ops/*, gemmlowp fixedpoint, the
-build without TFLITE_SINGLE_ROUNDING) transcribed into plain Python, and random kernel
-parameters with their extremes: what the kernel tests compare the firmware's kernels with.
-Arrays are flat Python lists in the kernels' layouts ([t * channels + c])."""
+"""TensorFlow Lite Micro's int8 reference kernels (integer_ops/*, the build without
+TFLITE_SINGLE_ROUNDING) transcribed into plain Python, on the converter's transcription of its
+fixed-point arithmetic (converter.tflm_params: srdhm, rdbp, MultiplyByQuantizedMultiplier,
+QuantizeMultiplier), and random kernel parameters with their extremes: what the kernel tests
+compare the firmware's kernels with. Arrays are flat Python lists in the kernels' layouts
+([t * channels + c])."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from converter.tflm_params import multiply_by_quantized_multiplier as mbqm
+from converter.tflm_params import rdbp, srdhm
 
 from .kernel_lib import i32
 
@@ -18,36 +21,10 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 # Reference: TFLM's formulas, transcribed
 
 
-def wrap32(x: int) -> int:
-    return (x + 2**31) % 2**32 - 2**31
-
-
 def c_div(a: int, b: int) -> int:
     """C integer division (truncates toward zero)."""
     q = abs(a) // abs(b)
     return q if (a >= 0) == (b > 0) else -q
-
-
-def srdhm(a: int, b: int) -> int:
-    if a == b == INT32_MIN:
-        return INT32_MAX
-    ab = a * b
-    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
-    return c_div(ab + nudge, 1 << 31)
-
-
-def rdbp(x: int, exponent: int) -> int:
-    assert 0 <= exponent <= 31
-    mask = (1 << exponent) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (1 if x < 0 else 0)
-    return (x >> exponent) + (1 if remainder > threshold else 0)
-
-
-def mbqm(x: int, multiplier: int, shift: int) -> int:
-    left_shift = shift if shift > 0 else 0
-    right_shift = 0 if shift > 0 else -shift
-    return rdbp(srdhm(wrap32(x * (1 << left_shift)), multiplier), right_shift)
 
 
 def mbqm_lt1(x: int, multiplier: int, shift: int) -> int:
@@ -143,15 +120,6 @@ def ref_fully_connected(x, w, bias, n_out, in_off, w_off, out_off, mult, shift, 
             acc += bias[o]
         out.append(clamp(mbqm(fits32(acc), mult[o], shift[o]) + out_off, lo, hi))
     return out
-
-
-def quantize_multiplier(real: float) -> tuple[int, int]:
-    """TFLM QuantizeMultiplier: real = multiplier * 2^(shift - 31), multiplier in [2^30, 2^31)."""
-    frac, shift = math.frexp(real)
-    multiplier = round(frac * 2**31)
-    if multiplier == 2**31:
-        multiplier, shift = multiplier // 2, shift + 1
-    return multiplier, shift
 
 
 # --------------------------------------------------------------------------------------------
