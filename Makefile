@@ -7,10 +7,27 @@ PY := $(VENV)/bin/python
 BUILD ?= build
 SEED ?= 0
 # Real Sleep-EDF hypnograms, when this checkout sits next to them; generated nights otherwise.
+# build/sim35, the cohort the shipped model and the REST study were trained and measured on, is
+# simulated from the 35 hypnograms of Sleep-EDF-20 present in PhysioNet's sleep cassette
+# (subjects 00-17; subject 13 has one night), SIM35_HYPNOGRAMS below. `make model`,
+# `rest-variants` and `robustness` need them and refuse without (on other nights they would
+# overwrite models/ with something else); `demo`, `bench`, `bench-stream`, `bench-faults` and
+# `bench-train` fall back to generated nights and say so.
 SHARED_HYPNOGRAMS ?= $(wildcard ../shared/sleep-edf/hypnograms)
 DEMO_HYPNOGRAM := $(if $(SHARED_HYPNOGRAMS),$(SHARED_HYPNOGRAMS)/SC4001EC-Hypnogram.edf)
+HYPNOGRAMS_URL := https://physionet.org/content/sleep-edfx/1.0.0/sleep-cassette/
+SIM35_HYPNOGRAMS := SC4001EC SC4002EC SC4011EH SC4012EC SC4021EH SC4022EJ SC4031EC SC4032EP \
+	SC4041EC SC4042EC SC4051EC SC4052EC SC4061EC SC4062EC SC4071EC SC4072EH SC4081EC SC4082EP \
+	SC4091EC SC4092EC SC4101EC SC4102EC SC4111EC SC4112EC SC4121EC SC4122EV SC4131EC SC4141EU \
+	SC4142EU SC4151EC SC4152EC SC4161EC SC4162EC SC4171EU SC4172EC
+NEEDS_HYPNOGRAMS := needs the 35 real Sleep-EDF-20 hypnograms SC4001EC-Hypnogram.edf ... \
+	SC4172EC-Hypnogram.edf (SIM35_HYPNOGRAMS in the Makefile: subjects 00-17 of the sleep cassette) \
+	from $(HYPNOGRAMS_URL): download them into a folder DIR, then run make with SHARED_HYPNOGRAMS=DIR
+NO_DEMO_HYPNOGRAM := note: using a generated night: the README's figures are of the night \
+	simulated from the real SC4001EC-Hypnogram.edf ($(HYPNOGRAMS_URL); set SHARED_HYPNOGRAMS=DIR, \
+	its folder)
 
-.PHONY: setup test lint format demo demo-stream bench-host bench-stream bench-faults bench bench-train model convert firmware firmware-test firmware-fuzz bench-fuzz firmware-model rest-variants variant-cards robustness robustness-onchip clean distclean
+.PHONY: setup test lint format demo demo-stream bench-host bench-edf-fuzz bench-stream bench-faults bench bench-train model convert firmware firmware-test firmware-fuzz bench-fuzz firmware-model rest-variants variant-cards robustness robustness-onchip clean distclean
 
 setup:
 	@scripts/setup.sh
@@ -33,6 +50,7 @@ format: setup
 ##       emulated Cortex-M4 board, compare with TFLite Micro, the float model and the expert
 DEMO_PSG = $(firstword $(wildcard $(BUILD)/demo/psg/*-PSG.edf))
 demo: setup
+	$(if $(DEMO_HYPNOGRAM),,@echo "$(NO_DEMO_HYPNOGRAM)")
 	rm -rf $(BUILD)/demo
 	$(PY) -m training simulate $(if $(DEMO_HYPNOGRAM),--hypnograms $(DEMO_HYPNOGRAM)) \
 		--nights 1 --seed $(SEED) --out $(BUILD)/demo/psg
@@ -44,6 +62,7 @@ demo-stream:
 ## bench-stream: the streaming benchmark (a whole night to emu-m4; target <= 150 s for ~1000
 ##               epochs, host CPU <= 5 ms per epoch): the figures are in the report it prints
 bench-stream: setup
+	$(if $(DEMO_HYPNOGRAM),,@echo "$(NO_DEMO_HYPNOGRAM)")
 	test -n "$(DEMO_PSG)" || $(PY) -m training simulate $(if $(DEMO_HYPNOGRAM),--hypnograms \
 		$(DEMO_HYPNOGRAM)) --nights 1 --seed $(SEED) --out $(BUILD)/demo/psg
 	$(VENV)/bin/host_tools stream $$(ls $(BUILD)/demo/psg/*-PSG.edf | head -1) \
@@ -54,6 +73,7 @@ bench-stream: setup
 ##               prints faults injected, retries, epochs scored (every one, exactly once) and
 ##               bit-exactness against TFLite Micro
 bench-faults: setup
+	$(if $(DEMO_HYPNOGRAM),,@echo "$(NO_DEMO_HYPNOGRAM)")
 	test -n "$(DEMO_PSG)" || $(PY) -m training simulate $(if $(DEMO_HYPNOGRAM),--hypnograms \
 		$(DEMO_HYPNOGRAM)) --nights 1 --seed $(SEED) --out $(BUILD)/demo/psg
 	rm -rf $(BUILD)/bench-faults
@@ -66,13 +86,23 @@ bench-faults: setup
 bench-host: setup
 	scripts/bench_host_venv.sh
 
+## bench-edf-fuzz: the long header-mutation fuzz of the PSG reader (5 minutes): executions,
+##                 refusal reasons and findings printed, non-zero exit on any finding
+bench-edf-fuzz: setup
+	$(PY) scripts/fuzz_edf.py --seconds 300 --seed 0
+
 ## bench: the data-path benchmark (targets: simulate <= 10 s, load <= 10 s, cached <= 3 s)
 bench: setup
+	$(if $(DEMO_HYPNOGRAM),,@echo "$(NO_DEMO_HYPNOGRAM)")
 	$(PY) -m training bench-data $(if $(DEMO_HYPNOGRAM),--hypnogram $(DEMO_HYPNOGRAM)) --seed $(SEED)
 
-## bench-train: one training epoch over the 35 simulated nights (target <= 60 s), with breakdown
-bench-train: setup $(BUILD)/sim35/.done
-	$(PY) -m training bench-train --data $(BUILD)/sim35 --cache $(BUILD)/cache
+## bench-train: one training epoch over the 35 simulated nights (target <= 60 s), with breakdown;
+##              without the real hypnograms, over 20 generated nights (target in proportion)
+TRAIN_COHORT := $(if $(SHARED_HYPNOGRAMS),$(BUILD)/sim35,$(BUILD)/gen20)
+bench-train: setup $(TRAIN_COHORT)/.done
+	$(if $(SHARED_HYPNOGRAMS),,@echo "note: timing 20 generated nights (at most 20 can be \
+	generated), not the 35 nights of the README's figure, which $(NEEDS_HYPNOGRAMS)")
+	$(PY) -m training bench-train --data $(TRAIN_COHORT) --cache $(BUILD)/cache
 
 ## model: retrain the shipped model (models/ulw_sleepnet) exactly as shipped (~20 min, 2 cores)
 MODEL_SPLIT := --test-subjects 0,1,2,3 --val-subjects 4,5 --epochs 12 --seed 0 --compile
@@ -173,10 +203,24 @@ firmware-model: convert
 	cp $(BUILD)/model/model_int8.tflite $(BUILD)/model/model.onnx $(BUILD)/model/engine_layers.json \
 		models/ulw_sleepnet/
 
-# The simulated cohort: one night per real Sleep-EDF-20 hypnogram (needs ../shared/sleep-edf).
+# The simulated cohort: one night per real Sleep-EDF-20 hypnogram, from exactly the 35 files of
+# SIM35_HYPNOGRAMS (a folder of links to them: SHARED_HYPNOGRAMS may hold more).
 $(BUILD)/sim35/.done:
-	@test -n "$(SHARED_HYPNOGRAMS)" || { echo "needs the real hypnograms: set SHARED_HYPNOGRAMS=DIR"; exit 1; }
-	$(PY) -m training simulate --hypnograms $(SHARED_HYPNOGRAMS) --out $(BUILD)/sim35 --seed 0
+	@test -n "$(SHARED_HYPNOGRAMS)" || { echo "error: make $(MAKECMDGOALS) $(NEEDS_HYPNOGRAMS)" >&2; exit 2; }
+	@missing=$$(for h in $(SIM35_HYPNOGRAMS); do \
+		[ -f "$(SHARED_HYPNOGRAMS)/$$h-Hypnogram.edf" ] || echo $$h-Hypnogram.edf; done | paste -sd' '); \
+	test -z "$$missing" || { echo "error: $(SHARED_HYPNOGRAMS) lacks $$missing;" \
+		"make $(MAKECMDGOALS) $(NEEDS_HYPNOGRAMS)" >&2; exit 2; }
+	rm -rf $(BUILD)/hypnograms35 && mkdir -p $(BUILD)/hypnograms35
+	for h in $(SIM35_HYPNOGRAMS); do \
+		ln -s $(abspath $(SHARED_HYPNOGRAMS))/$$h-Hypnogram.edf $(BUILD)/hypnograms35/ || exit 1; \
+	done
+	$(PY) -m training simulate --hypnograms $(BUILD)/hypnograms35 --out $(BUILD)/sim35 --seed 0
+	touch $@
+
+# Generated nights, where the real hypnograms are missing (20: subjects 90-99, two nights each).
+$(BUILD)/gen20/.done:
+	$(PY) -m training simulate --nights 20 --out $(BUILD)/gen20 --seed 0
 	touch $@
 
 clean:

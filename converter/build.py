@@ -1,14 +1,18 @@
 """``python -m converter build``: every artefact from a model folder, each one checked.
 
-Outputs in OUT: model.onnx, model_int8.tflite, model_data.c/.h, engine_model.c/.h,
-model_norm.h, engine_layers.json, report.json, report.md. Calibration and checks use simulated
+OUT becomes a deployable model folder: the model folder's own files (config.json, weights.pt,
+metrics.json and MODEL_CARD.md when present) copied beside model.onnx, model_int8.tflite,
+model_data.c/.h, engine_model.c/.h, model_norm.h, engine_layers.json, report.json and report.md.
+So OUT serves as ``--model OUT`` for host_tools and training, and as ``MODEL_DIR=OUT`` for the
+firmware (``make -C firmware BOARD=emu-m4 MODEL_DIR=OUT``). Calibration and checks use simulated
 epochs of generated subjects (never in the training cohort), or the recordings of ``--data``
-when given.
+when given. TensorFlow's log is captured (converter.quiet): only its errors are shown.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -30,6 +34,10 @@ from .graph import read_tflite
 from .lowering import param_arrays
 from .native import NativeEngine, first_mismatches
 from .plan import make_plan
+from .quiet import captured_native_output
+
+#: a model folder's own files, copied into OUT (config.json and weights.pt are required)
+MODEL_FILES = ("config.json", "weights.pt", "metrics.json", "MODEL_CARD.md")
 
 TARGETS = {
     "tflm_bitexact": 1.0,
@@ -103,6 +111,19 @@ def tool_versions() -> dict[str, str]:
     }
 
 
+def copy_model_files(model_dir: Path, out: Path) -> list[str]:
+    """Copy MODEL_FILES that exist from ``model_dir`` into ``out`` (nothing when they are the
+    same folder); the names copied."""
+    if out.resolve() == model_dir.resolve():
+        return []
+    copied = []
+    for name in MODEL_FILES:
+        if (model_dir / name).is_file():
+            shutil.copyfile(model_dir / name, out / name)
+            copied.append(name)
+    return copied
+
+
 def build(
     model_dir: str | Path,
     out: str | Path,
@@ -112,8 +133,8 @@ def build(
     seed: int = 0,
 ) -> dict:
     model_dir, out = Path(model_dir), Path(out)
+    model, config = load_model(model_dir)  # (a folder that is not a model fails before OUT)
     out.mkdir(parents=True, exist_ok=True)
-    model, config = load_model(model_dir)
     transform = input_transform(config["normalisation"])
     recs = (
         [load_recording(p) for p in discover_pairs(data)] if data else simulated_recordings(3, seed)
@@ -127,15 +148,18 @@ def build(
     y_eval = np.concatenate([r.labels for r in held])
 
     # float references
-    onnx_diff = export_onnx(model, out / "model.onnx", x_eval[:16] * INPUT_SCALE)
-    flat, kmodel = to_int8_tflite(model, calib)
-    keras_diff = keras_parity(model, kmodel, x_eval[:16] * INPUT_SCALE)
+    with captured_native_output("ONNX export"):
+        onnx_diff = export_onnx(model, out / "model.onnx", x_eval[:16] * INPUT_SCALE)
+    with captured_native_output("int8 TFLite conversion (TensorFlow)"):
+        flat, kmodel = to_int8_tflite(model, calib)
+        keras_diff = keras_parity(model, kmodel, x_eval[:16] * INPUT_SCALE)
     (out / "model_int8.tflite").write_bytes(flat)
     graph = read_tflite(flat)
     plan = make_plan(graph)  # checks every op against TFLite Micro and the engine
-    tflm = TflmRunner(flat)
-    arena = tflm.arena_bytes()
-    versions = tool_versions()
+    with captured_native_output("TFLite Micro runtime"):
+        tflm = TflmRunner(flat)
+        arena = tflm.arena_bytes()
+        versions = tool_versions()
     codegen.write_sources(out, plan, flat, versions, arena, config["normalisation"]["channels"])
 
     # int8 checks: C engine vs TFLM runtime (bit-exact), LiteRT vs TFLM, accuracy
@@ -153,8 +177,10 @@ def build(
     tflm_out, engine_out = np.concatenate(all_tflm), np.concatenate(all_engine)
     n_checked = len(tflm_out)
     bitexact = float(np.mean((tflm_out == engine_out).all(axis=1)))
-    lite = litert_outputs(flat, sets["simulated"][:500])
-    litert_diff = int(np.abs(lite.astype(int) - tflm_out[:500].astype(int)).max())
+    with captured_native_output("LiteRT check (TensorFlow)"):
+        lite = litert_outputs(flat, sets["simulated"][:500])
+    # (the simulated set comes first in tflm_out; it may hold fewer than 500 epochs)
+    litert_diff = int(np.abs(lite.astype(int) - tflm_out[: len(lite)].astype(int)).max())
     with torch.no_grad():
         float_logits = model(torch.from_numpy(x_eval.astype(np.float32) * INPUT_SCALE)).numpy()
     int8_pred = tflm_out[: len(x_eval)].argmax(axis=1)
@@ -211,6 +237,7 @@ def build(
     }
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     (out / "report.md").write_text(render_markdown(report))
+    copy_model_files(model_dir, out)
     return report
 
 

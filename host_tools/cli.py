@@ -23,9 +23,10 @@ _MODEL_HELP = (
 )
 
 
-def _open(args):
+def _open(args, model_dir=None):
     """(device, closer) for --port URL (any pyserial URL: a device path, socket://,
-    rfc2217://) or an emulated --board."""
+    rfc2217://) or an emulated --board running firmware for ``model_dir`` (default: --model,
+    else the shipped model)."""
     import serial
 
     from .device import Device, DeviceError
@@ -60,7 +61,8 @@ def _open(args):
         port = reopen()
         dev = Device(port, reopen=reopen, faults=counts)
         return dev, lambda: dev.port.close()
-    emu = Emulator(args.board, elf=_firmware(args)).start()
+    model_dir = model_dir if model_dir is not None else getattr(args, "model", None)
+    emu = Emulator(args.board, elf=_firmware(args), model_dir=model_dir).start()
     try:
         port = faulty(emu.connect())
     except BaseException:
@@ -111,14 +113,14 @@ def cmd_info(args) -> int:
         info = dev.hello()
     finally:
         close()
-    for key, value in vars(info).items():
-        print(f"{key:<18}{value.hex() if isinstance(value, bytes) else value}")
+    from .rendering import info_text
+
+    print(info_text(info))
     return 0
 
 
 def cmd_stream(args) -> int:
-    from tqdm import tqdm
-
+    from sleepdata.progress import progress
     from sleepdata.psg import pair_for
 
     from .inputs import check_adversarial, read_adversarial_file
@@ -148,12 +150,13 @@ def cmd_stream(args) -> int:
     )
     bar = None
 
-    def progress(row, done: int, total: int) -> None:
+    def on_result(row, done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, initial=done - 1, unit="epoch", desc="stream")
+            bar = progress(total=total, initial=done - 1, unit="epoch", desc="stream")
         bar.update(1)
 
+    interrupted = None
     dev, close = _open(args)
     try:
         report = stream(
@@ -162,16 +165,19 @@ def cmd_stream(args) -> int:
             out,
             options,
             port_label=_port_label(args),
-            on_result=progress,
+            on_result=on_result,
             started=started,
         )
     except StreamInterrupted as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_INTERRUPTED
+        interrupted = exc
     finally:
+        # the bar ends (and the emulator stops) before any message, so none lands inside it
         if bar is not None:
             bar.close()
         close()
+    if interrupted is not None:
+        print(args.interrupts.message(str(interrupted)), file=sys.stderr)
+        return EXIT_INTERRUPTED
     if not report:
         print(
             f"nothing to stream: {out} already holds every planned epoch "
@@ -185,7 +191,8 @@ def cmd_stream(args) -> int:
 
 
 def cmd_robustness(args) -> int:
-    from .robustness import plan_sweep, render_text, run_sweep
+    from .rendering import onchip_text
+    from .robustness import plan_sweep, run_sweep
 
     run = Path(args.run)
     out = Path(args.out) if args.out else run / "onchip"
@@ -197,15 +204,19 @@ def cmd_robustness(args) -> int:
     )
     from .stream import StreamInterrupted
 
-    dev, close = _open(args)
+    interrupted = None
+    dev, close = _open(args, model_dir=sweep.model.folder)
     try:
         result = run_sweep(dev, sweep, port_label=_port_label(args))
     except StreamInterrupted as exc:
-        print(f"{exc}; run the same host_tools robustness command to continue", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        interrupted = exc  # (run_sweep has closed its progress bar)
     finally:
         close()
-    print(render_text(result))
+    if interrupted is not None:
+        text = f"{interrupted}; run the same host_tools robustness command to continue"
+        print(args.interrupts.message(text), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(onchip_text(result))
     print(f"on-chip figures: {out / 'onchip.json'}, table: {out / 'table.md'}")
     return 0
 
@@ -222,7 +233,7 @@ def cmd_report(args) -> int:
 def cmd_board(args) -> int:
     from .emulator import Emulator, EmulatorError
 
-    emu = Emulator(args.board, elf=_firmware(args)).start()
+    emu = Emulator(args.board, elf=_firmware(args), model_dir=getattr(args, "model", None)).start()
     try:
         print(f"{args.board} emulated board at {emu.url}", flush=True)
         print(
@@ -233,7 +244,8 @@ def cmd_board(args) -> int:
             time.sleep(0.2)
         raise EmulatorError(f"QEMU for {args.board} stopped on its own")
     except KeyboardInterrupt:
-        print(f"{args.board} stopped", file=sys.stderr)
+        emu.stop()
+        print(args.interrupts.message(f"{args.board} stopped"), file=sys.stderr)
         return 0
     finally:
         emu.stop()
@@ -358,7 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", metavar="DIR")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("board", help="run an emulated board until Ctrl-C; print its URL")
+    p = sub.add_parser(
+        "board", help="run an emulated board until Ctrl-C (or SIGTERM); print its URL"
+    )
     _board_options(p, port=False)
     p.set_defaults(func=cmd_board)
 
@@ -389,7 +403,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; SIGTERM and SIGHUP are handled as Ctrl-C meanwhile (results saved, the
+    emulator stopped, exit code EXIT_INTERRUPTED; host_tools.interrupts)."""
+    from .interrupts import signals_as_interrupts
+
     args = build_parser().parse_args(argv)
+    with signals_as_interrupts() as interrupts:
+        args.interrupts = interrupts
+        return _run(args)
+
+
+def _run(args) -> int:
     from sleepdata.errors import DataError
 
     from .bench import BenchError
@@ -413,5 +437,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(args.interrupts.message("interrupted"), file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -35,9 +35,22 @@ class BoardMismatchError(DeviceError):
 def check_board(info: Info, model: ModelFiles, norm) -> None:
     """The board must run this host's model with its preprocessing; raises BoardMismatchError
     naming the difference and the fix."""
+    from .emulator import committed_model_hash
+
+    folder = model.folder
+    if hashlib.sha256(model.tflite).hexdigest() == committed_model_hash():
+        build = "make -C firmware BOARD=<board>"  # the model of the committed C
+    elif (folder / "engine_model.c").is_file():
+        build = f"make -C firmware BOARD=<board> MODEL_DIR={folder.resolve()}"
+    else:
+        build = (
+            f"python -m converter build --model {folder} --out {folder}, then make -C firmware "
+            f"BOARD=<board> MODEL_DIR={folder.resolve()}"
+        )
     fix = (
-        "flash the firmware built from this model (make firmware-model, then make firmware) "
-        "or pass the model folder the board was built from"
+        "run firmware built for this model: on the emulated board leave out --firmware "
+        f"(host_tools builds it); on a real board flash the ELF of `{build}`; or pass --model "
+        "the folder the board was built from"
     )
     if info.model_hash != model.model_hash:
         raise BoardMismatchError(

@@ -43,6 +43,15 @@ class ModelError(RuntimeError):
     """A model folder without the files the host tools need; says what writes them."""
 
 
+#: how a model folder for the host tools is made (a `training train` model folder has only
+#: config.json, weights.pt and metrics.json)
+_CONVERT_HINT = (
+    "python -m converter build --model MODEL --out DIR makes DIR a converted model folder from "
+    "a trained one (MODEL holds config.json and weights.pt, e.g. RUN/split/model of python -m "
+    "training train)"
+)
+
+
 def default_model_dir() -> Path:
     """The shipped model's folder in a source checkout; ModelError outside one."""
     if not CHECKOUT_MODEL_DIR.is_dir():
@@ -70,11 +79,13 @@ class ModelFiles:
     def load(cls, folder: str | Path | None = None) -> ModelFiles:
         """The model folder ``folder`` (default: default_model_dir())."""
         folder = default_model_dir() if folder is None else Path(folder)
+        if not folder.is_dir():
+            raise ModelError(f"no such model folder {folder}; {_CONVERT_HINT}")
         for name in ("config.json", TFLITE, ONNX):
             if not (folder / name).is_file():
+                hint = _CONVERT_HINT if name == "config.json" else convert_command(folder)
                 raise ModelError(
-                    f"{folder / name} does not exist; is {folder} a model folder "
-                    "(make convert writes it)?"
+                    f"{folder / name} does not exist, not a converted model folder; {hint}"
                 )
         tflite = (folder / TFLITE).read_bytes()
         config = json.loads((folder / "config.json").read_text())
@@ -89,6 +100,14 @@ class ModelFiles:
         return [names[i] if i < len(names) else f"layer {i}" for i in range(n)]
 
 
+def convert_command(folder: Path) -> str:
+    """The command that (re)writes ``folder``'s converted files: in place when the folder holds
+    the trained model (weights.pt), else from the trained model folder."""
+    if (folder / "weights.pt").is_file():
+        return f"python -m converter build --model {folder} --out {folder} writes them"
+    return _CONVERT_HINT.replace("--out DIR makes DIR", f"--out {folder} makes {folder}")
+
+
 def _engine_layers(path: Path, tflite_sha256: str) -> tuple[str, ...] | None:
     """The layer names of engine_layers.json ({"generator", "model_sha256", "layers": [{"name",
     "macs"}, ...]}), None when the file is absent; ModelError when it is unreadable or was
@@ -101,13 +120,13 @@ def _engine_layers(path: Path, tflite_sha256: str) -> tuple[str, ...] | None:
         written_for = data["model_sha256"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelError(
-            f"{path}: not an engine layer list ({exc!r}); python -m converter build writes it"
+            f"{path}: not an engine layer list ({exc!r}); {convert_command(path.parent)}"
         ) from None
     if written_for != tflite_sha256:
         raise ModelError(
             f"{path} was written for a {TFLITE} with SHA-256 {str(written_for)[:16]}..., but "
-            f"{path.parent / TFLITE} has {tflite_sha256[:16]}...: convert the model again "
-            "(make convert) so that both come from the same run"
+            f"{path.parent / TFLITE} has {tflite_sha256[:16]}...: convert the model again so "
+            f"that both come from the same run; {convert_command(path.parent)}"
         )
     return names
 

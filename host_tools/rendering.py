@@ -1,21 +1,25 @@
-"""report.json's figures for people: ``report.md`` and the few lines printed at the end of a
-stream (and of ``host_tools report``). Nothing here prints."""
+"""report.json's figures for people: ``report.md``, the few lines printed at the end of a
+stream (and of ``host_tools report``) and the board's self-description (``host_tools info``).
+Undefined or unavailable figures read "n/a". Nothing here prints."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
+from sleepdata.layout import EPOCH_SAMPLES
 from sleepdata.stages import N_STAGES, STAGE_NAMES
 
-from .runfolder import REPORT_MD
+from .protocol import CounterKind, Info
+from .runfolder import REPORT_MD, RESULTS
 
 _S = STAGE_NAMES
 
 
 def _f(v, fmt: str = ".3f") -> str:
+    """``v`` formatted, "n/a" when it is not available or undefined (None, NaN)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
+        return "n/a"
     return format(v, fmt)
 
 
@@ -143,11 +147,12 @@ def render_markdown(r: dict) -> str:
         f"- Streamed {_f(r['epochs_per_s'], '.2f')} epochs/s, "
         f"host -> board {_f(r['host_to_board_kBps'], '.1f')} kB/s, "
         f"{r['bytes_sent']:,} bytes sent, {r['retries']} retries",
-        "- Samples of the finished sessions: sent "
+        f"- Samples over {_n_sessions(r)}: sent "
         f"{r['samples_sent']:,}, acknowledged "
         f"{_f(r['samples_acked'], ',')}, scored {r['samples_scored']:,}: "
         f"{'none dropped' if r['no_sample_dropped'] else 'MISMATCH'} ({r['sample_check']})"
-        + _in_flight_text(r["samples_in_flight_at_interruptions"]),
+        + _in_flight_text(r["samples_in_flight_at_interruptions"])
+        + _recovered_text(r),
         f"- Host CPU {_f(r['host_cpu_ms_per_epoch'], '.1f')} ms per epoch while streaming "
         f"(of which references {_f(r['reference_cpu_ms_per_epoch'], '.1f')} ms)",
         f"- Wall time {r['wall_s']:.1f} s over {len(r['sessions'])} session(s), "
@@ -158,7 +163,8 @@ def render_markdown(r: dict) -> str:
     ]
     for i, s in enumerate(r["sessions"]):
         eps = s["epochs"] / s["stream_s"] if s.get("stream_s") else None
-        cpu = s["stream_cpu_s"] / s["epochs"] * 1e3 if s.get("epochs") else None
+        timed = s.get("epochs") and s.get("stream_cpu_s") is not None
+        cpu = s["stream_cpu_s"] / s["epochs"] * 1e3 if timed else None
         lines.append(
             f"| {i + 1} | {s.get('status')} | {s.get('epochs')} | {_f(s.get('wall_s'), '.1f')} | "
             f"{_f(s.get('setup_s'), '.1f')} | {_f(s.get('stream_s'), '.1f')} | {_f(eps, '.2f')} "
@@ -170,7 +176,25 @@ def render_markdown(r: dict) -> str:
 def _in_flight_text(samples: int) -> str:
     if not samples:
         return ""
-    return f"; {samples:,} samples in flight at interruptions were sent again on resume"
+    return f"; {samples:,} were in flight at interruptions (resume streams those epochs again)"
+
+
+def _recovered_text(r: dict) -> str:
+    """What the sample figures took from results.csv for sessions killed without a record."""
+    missing = r.get("sessions_without_record") or 0
+    if not missing:
+        return ""
+    epochs = (r.get("samples_recovered_from_results") or 0) // EPOCH_SAMPLES
+    which = "a session" if missing == 1 else f"{missing} sessions"
+    return (
+        f"; {which} ended without a record (killed): {epochs:,} epochs counted from "
+        f"{RESULTS} as sent and scored"
+    )
+
+
+def _n_sessions(r: dict) -> str:
+    n = len(r["sessions"])
+    return "1 session" if n == 1 else f"all {n} sessions"
 
 
 def _sessions_text(r: dict) -> str:
@@ -193,8 +217,9 @@ def summary_text(r: dict, folder: str | Path) -> str:
             ),
             f"bit-exact vs TFLite Micro {r['bitexact_vs_tflm']:.4f} ({r['mismatches']} "
             f"mismatches), agreement vs float {r['agreement_vs_float']:.4f}",
-            f"vs expert: ACC {r['acc_vs_expert']:.3f}  macro-F1 {r['macro_f1_vs_expert']:.3f}  "
-            f"kappa {r['kappa_vs_expert']:.3f}",
+            f"vs expert: ACC {r['acc_vs_expert']:.3f}  macro-F1 {_f(r['macro_f1_vs_expert'])}  "
+            f"kappa {_f(r['kappa_vs_expert'])}"
+            + (" (one stage throughout: undefined)" if r["kappa_vs_expert"] is None else ""),
             f"{r['counter_kind']} per epoch: median {r['count_per_epoch_median']:,.0f} "
             f"(real-time factor {r['real_time_factor']:.4f} at "
             f"{r['core_clock_hz'] / 1e6:g} MHz); energy estimate "
@@ -204,7 +229,9 @@ def summary_text(r: dict, folder: str | Path) -> str:
             f"{_f(r['host_cpu_ms_per_epoch'], '.1f')} ms/epoch, "
             f"{_f(r['host_to_board_kBps'], '.1f')} kB/s; samples sent {r['samples_sent']:,}, "
             f"acked {_f(r['samples_acked'], ',')}, scored {r['samples_scored']:,}: "
-            f"{'none dropped' if r['no_sample_dropped'] else 'MISMATCH'}",
+            f"{'none dropped' if r['no_sample_dropped'] else 'MISMATCH'}"
+            + _in_flight_text(r["samples_in_flight_at_interruptions"])
+            + _recovered_text(r),
             f"report: {Path(folder) / REPORT_MD}",
         ]
     )
@@ -218,3 +245,62 @@ def faults_text(r: dict) -> str:
         f"{f['frames_resent']:,} frames resent, {f['resyncs']} resyncs, {f['relinks']} relinks, "
         f"{f['restarts']} board restarts; {f['epochs_scored']} epochs scored"
     )
+
+
+def info_text(info: Info) -> str:
+    """``host_tools info``: the board's INFO, one ``name value`` line per field, in the
+    reports' formats (build hash in hex, the counter kind by name, the model hash in hex)."""
+    shown = {
+        "firmware_version": info.firmware_version,
+        "build_hash": f"{info.build_hash:#010x}",
+        "protocol_version": info.protocol_version,
+        "model_hash": info.model_hash.hex(),
+        "board": info.board,
+        "channels": info.channels,
+        "sample_rate_hz": info.sample_rate_hz,
+        "epoch_samples": info.epoch_samples,
+        "norm": info.norm,
+        "static_ram_bytes": f"{info.static_ram_bytes:,}",
+        "counter_kind": CounterKind(info.counter_kind).name.lower(),
+        "core_clock_hz": f"{info.core_clock_hz:,}",
+        # the deepest stack use since the board's reset: right after a boot that is the
+        # start-up's, an epoch's inference goes deeper
+        "stack_peak_bytes": f"{info.stack_peak_bytes:,} since reset",
+    }
+    return "\n".join(f"{key:<18}{value}" for key, value in shown.items())
+
+
+def _f1(v: float | None, width: int) -> str:
+    return format(_f(v), f">{width}")
+
+
+def onchip_text(result: dict) -> str:
+    """The summary ``host_tools robustness`` prints at the end (onchip.json): one line per
+    condition."""
+    kind = result["counter_kind"] or "count"
+    lines = [
+        f"{'condition':<38} {'epochs':>11} {'on chip F1':>10} {'TFLM F1':>8} {'host int8':>9} "
+        f"{'bit-exact':>9} {'median ' + kind:>20}"
+    ]
+    for c in result["conditions"]:
+        name = f"{c['kind']} {c['level']} ({c['value']:g})" if c["level"] != "-" else c["kind"]
+        if c.get("skipped"):
+            lines.append(f"{name:<38} skipped: {c['skipped']}")
+            continue
+        host = c["host"]["int8_macro_f1"]
+        lines.append(
+            f"{name:<38} {c['n_epochs']:>5,}/{c['n_epochs_host']:<5,} "
+            f"{_f1(c['onchip']['macro_f1'], 10)} {_f1(c['tflm_int8']['macro_f1'], 8)} "
+            f"{format('-', '>9') if host is None else _f1(host, 9)} {c['bitexact']:>9.4f} "
+            f"{c['count_per_epoch_median']:>20,.0f}"
+        )
+    s = result.get("this_session") or {}
+    if s.get("epochs_streamed"):
+        lines.append(
+            f"{s['epochs_streamed']:,} epochs streamed in {s['wall_s']:.1f} s "
+            f"({s['s_per_epoch']:.3f} s per epoch, set-up and reports included)"
+        )
+    lines.append("bit-exact on every condition" if result["all_bitexact"] else "NOT BIT-EXACT")
+    if result["truncated"]:
+        lines.append(f"--max-epochs {result['max_epochs']}: fewer epochs than the host figures")
+    return "\n".join(lines)

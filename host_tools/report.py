@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sleepdata.layout import EPOCH_S
+from sleepdata.layout import EPOCH_S, EPOCH_SAMPLES
 from sleepdata.metrics import scores
 from sleepdata.stages import STAGE_NAMES
 
@@ -52,6 +52,74 @@ def _sum_sessions(sessions: list[dict], key: str) -> float:
     return float(sum(s.get(key) or 0 for s in sessions))
 
 
+def _recorded(session: dict) -> bool:
+    """Whether the session wrote its end record (a killed one, SIGKILL or a power cut, did
+    not: its status stays "running" and it has no sample counts)."""
+    return "samples_sent" in session
+
+
+def sample_figures(sessions: list[dict], n_rows: int) -> dict:
+    """report.json's sample check over every session of a run whose results.csv holds
+    ``n_rows`` epochs.
+
+    Cumulative over the sessions: a session that wrote its end record counts what it
+    recorded; the epochs of sessions that did not (killed) are the rows of results.csv no
+    recorded session accounts for, each counted as sent, acknowledged and scored (what was in
+    flight when it was killed is not known; resume sends it again). An interrupted session
+    leaves samples in flight (sent, not scored) that resume sends again; they are not
+    dropped. ``no_sample_dropped``: sent minus those in flight equals scored, scored equals
+    the rows of results.csv, and every complete session's samples were all acknowledged."""
+    recorded = [s for s in sessions if _recorded(s)]
+    missing = len(sessions) - len(recorded)
+    sent = int(_sum_sessions(recorded, "samples_sent"))
+    scored = int(_sum_sessions(recorded, "samples_scored"))
+    acked_each = [s.get("samples_acked") for s in recorded]
+    acked = None if None in acked_each else int(sum(acked_each))
+    in_flight = int(
+        sum(
+            s["samples_sent"] - s.get("samples_scored", 0)
+            for s in recorded
+            if s.get("status") != "complete"
+        )
+    )
+    recovered = max(0, n_rows * EPOCH_SAMPLES - scored) if missing else 0
+    sent, scored = sent + recovered, scored + recovered
+    if acked is not None:
+        acked += recovered
+    complete_acked = all(
+        s.get("samples_acked") in (None, s["samples_sent"])
+        for s in recorded
+        if s.get("status") == "complete"
+    )
+    return {
+        "samples_sent": sent,
+        "samples_acked": acked,
+        "samples_scored": scored,
+        "no_sample_dropped": bool(
+            sent - in_flight == scored and scored == n_rows * EPOCH_SAMPLES and complete_acked
+        ),
+        "samples_in_flight_at_interruptions": in_flight,
+        "samples_recovered_from_results": recovered,
+        "sessions_without_record": missing,
+    }
+
+
+def _as_reported(sessions: list[dict], epochs: np.ndarray) -> list[dict]:
+    """The sessions as report.json lists them: one without an end record gets the number of
+    its rows in results.csv (those from its first epoch up to the next session's) and says
+    that it ended without a record."""
+    out = []
+    for i, s in enumerate(sessions):
+        if _recorded(s) or "first_epoch" not in s:
+            out.append(s)
+            continue
+        nxt = sessions[i + 1].get("first_epoch") if i + 1 < len(sessions) else None
+        hi = len(epochs) if nxt is None else int(np.searchsorted(epochs, nxt))
+        rows = hi - int(np.searchsorted(epochs, s["first_epoch"]))
+        out.append({**s, "status": "ended without a record (killed?)", "epochs": rows})
+    return out
+
+
 def build_report(results: Results, meta: dict) -> dict:
     """Every figure of a run (docs/streaming.md, "report.json") from its results and run.json."""
     n = len(results)
@@ -77,24 +145,14 @@ def build_report(results: Results, meta: dict) -> dict:
     median_total = float(np.median(total))
     clock = board["core_clock_hz"]
     board_s = median_total / clock
-    sessions = meta.get("sessions", [])
+    sessions = _as_reported(meta.get("sessions", []), results.epoch)
     stream_s = _sum_sessions(sessions, "stream_s")
-    streamed = _sum_sessions(sessions, "epochs")
+    # per-epoch rates over the sessions that recorded their time (not the killed ones)
+    streamed = _sum_sessions([s for s in sessions if _recorded(s)], "epochs")
     bytes_stream = _sum_sessions(sessions, "stream_bytes")
     cpu_s = _sum_sessions(sessions, "stream_cpu_s")
     ref_cpu_s = _sum_sessions(sessions, "reference_cpu_s")
-    # An interrupted session leaves epochs in flight (sent, not scored); they are streamed
-    # again on resume. The sample check is therefore over the sessions that finished.
-    finished = [s for s in sessions if s.get("status") == "complete"]
-    samples_sent = int(_sum_sessions(finished, "samples_sent"))
-    samples_scored = int(_sum_sessions(finished, "samples_scored"))
-    acked = [s.get("samples_acked") for s in finished]
-    samples_acked = None if None in acked else int(sum(acked))
-    balanced = samples_sent == samples_scored and samples_acked in (None, samples_sent)
-    resent = int(
-        sum(s.get("samples_sent", 0) - s.get("samples_scored", 0) for s in sessions)
-        - (samples_sent - samples_scored)
-    )
+    samples = sample_figures(sessions, n)
     last = sessions[-1] if sessions else {}
     per_layer, macs = [], None
     lc = meta.get("layer_counts")
@@ -162,12 +220,10 @@ def build_report(results: Results, meta: dict) -> dict:
         "host_to_board_kBps": bytes_stream / stream_s / 1e3 if stream_s > 0 else None,
         "bytes_sent": int(_sum_sessions(sessions, "bytes_sent")),
         "retries": int(_sum_sessions(sessions, "retries")),
-        "samples_sent": samples_sent,
-        "samples_acked": samples_acked,
-        "samples_scored": samples_scored,
-        "no_sample_dropped": balanced,
-        "samples_in_flight_at_interruptions": resent,
-        "sample_check": last.get("sample_check"),
+        **samples,
+        "sample_check": next(
+            (s["sample_check"] for s in reversed(sessions) if s.get("sample_check")), None
+        ),
         "epochs_per_s": streamed / stream_s if stream_s > 0 else None,
         "host_cpu_ms_per_epoch": cpu_s / streamed * 1e3 if streamed else None,
         "reference_cpu_ms_per_epoch": ref_cpu_s / streamed * 1e3 if streamed else None,

@@ -21,7 +21,8 @@ same command again continues where it stopped. OUT/onchip.json holds per conditi
 ACC / macro-F1 / kappa against the expert, TFLite Micro's int8 figures on the same epochs, the
 bit-exact fraction and the median count per epoch; OUT/table.md is the run's table with the
 "on chip" column filled. ``max_epochs`` keeps the first N epochs of each subset, pooled over the
-recordings in results.json's order. Nothing here prints; progress goes to a tqdm bar.
+recordings in results.json's order. Nothing here prints; progress goes to
+``sleepdata.progress`` (a bar on a terminal, plain lines in a log).
 """
 
 from __future__ import annotations
@@ -294,11 +295,11 @@ def run_sweep(
 ) -> dict:
     """Stream every job of ``sweep`` to ``device`` (continuing folders already there), then
     write OUT/onchip.json and OUT/table.md; returns onchip.json's content."""
-    from tqdm import tqdm
+    from sleepdata.progress import progress as progress_bar
 
     t0 = time.perf_counter()
     sweep.out.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=sweep.total_epochs, unit="epoch", desc="on chip", disable=not progress)
+    bar = progress_bar(total=sweep.total_epochs, unit="epoch", desc="on chip", disable=not progress)
     streamed = 0
 
     def on_result(row, done, total) -> None:
@@ -308,7 +309,8 @@ def run_sweep(
 
     try:
         for job in sweep.jobs:
-            bar.set_description(f"{job.folder.parent.name} {job.night.name}")
+            # (an attribute both a tqdm bar and sleepdata.progress's plain lines read)
+            bar.desc = f"{job.folder.parent.name} {job.night.name}"
             bar.update(min(_rows_done(job.folder), len(job.indices)))
             if on_stream is not None:
                 on_stream(job)
@@ -404,11 +406,9 @@ def summarise(sweep: Sweep) -> dict:
                     "int8_macro_f1": host_int8,
                 },
                 "onchip_equals_tflm": bool(on["macro_f1"] == tf["macro_f1"]),
-                "tflm_equals_host_int8": (
-                    bool(np.isclose(tf["macro_f1"], host_int8, rtol=0, atol=1e-12))
-                    if host_int8 is not None and n == c["n_epochs"]
-                    else None
-                ),
+                "tflm_equals_host_int8": _same_f1(tf["macro_f1"], host_int8)
+                if "int8" in c and n == c["n_epochs"]
+                else None,
                 "bitexact": float(bitexact.mean()),
                 "mismatches": int((~bitexact).sum()),
                 "count_per_epoch_median": float(np.median(count)),
@@ -454,35 +454,12 @@ def summarise(sweep: Sweep) -> dict:
     }
 
 
-def render_text(result: dict) -> str:
-    """The summary printed at the end: one line per condition."""
-    kind = result["counter_kind"] or "count"
-    lines = [
-        f"{'condition':<38} {'epochs':>11} {'on chip F1':>10} {'TFLM F1':>8} {'host int8':>9} "
-        f"{'bit-exact':>9} {'median ' + kind:>20}"
-    ]
-    for c in result["conditions"]:
-        name = f"{c['kind']} {c['level']} ({c['value']:g})" if c["level"] != "-" else c["kind"]
-        if c.get("skipped"):
-            lines.append(f"{name:<38} skipped: {c['skipped']}")
-            continue
-        host = c["host"]["int8_macro_f1"]
-        lines.append(
-            f"{name:<38} {c['n_epochs']:>5,}/{c['n_epochs_host']:<5,} "
-            f"{c['onchip']['macro_f1']:>10.3f} {c['tflm_int8']['macro_f1']:>8.3f} "
-            f"{'-' if host is None else format(host, '.3f'):>9} {c['bitexact']:>9.4f} "
-            f"{c['count_per_epoch_median']:>20,.0f}"
-        )
-    s = result.get("this_session") or {}
-    if s.get("epochs_streamed"):
-        lines.append(
-            f"{s['epochs_streamed']:,} epochs streamed in {s['wall_s']:.1f} s "
-            f"({s['s_per_epoch']:.3f} s per epoch, set-up and reports included)"
-        )
-    lines.append("bit-exact on every condition" if result["all_bitexact"] else "NOT BIT-EXACT")
-    if result["truncated"]:
-        lines.append(f"--max-epochs {result['max_epochs']}: fewer epochs than the host figures")
-    return "\n".join(lines)
+def _same_f1(a: float | None, b: float | None) -> bool:
+    """Whether two macro-F1 are equal; undefined ones (None: one stage throughout) equal each
+    other only."""
+    if a is None or b is None:
+        return a is None and b is None
+    return bool(np.isclose(a, b, rtol=0, atol=1e-12))
 
 
 def write_outputs(sweep: Sweep, result: dict) -> None:

@@ -24,6 +24,7 @@ progress goes to the ``on_result`` callback.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -53,8 +54,9 @@ from .report import write_outputs
 
 
 class StreamInterrupted(Exception):
-    """Ctrl-C (or a callback's KeyboardInterrupt) stopped the stream; everything written is
-    kept and the folder can be continued with resume."""
+    """Ctrl-C (or SIGTERM / SIGHUP in the command line, host_tools.interrupts, or a callback's
+    KeyboardInterrupt) stopped the stream; everything written is kept and the folder can be
+    continued with resume."""
 
     def __init__(self, folder: Path, done: int, total: int):
         self.folder, self.done, self.total = folder, done, total
@@ -235,6 +237,10 @@ def stream(
         raise
     finally:
         worker.stop()
+        # the rows in the file are the truth: an interrupt between writing a row and counting
+        # it must not make the report's sample check disagree with results.csv
+        with contextlib.suppress(rf.RunFolderError, OSError):
+            session["epochs"] = len(rf.read_results(out / rf.RESULTS)) - len(done)
         session.update(
             status=status,
             stream_s=time.perf_counter() - t_stream,

@@ -10,12 +10,26 @@ class DataError(Exception):
 
     def __init__(self, path: str | Path, problem: str):
         self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        # One line, always: CLIs print ``error: <message>``, and text quoted from a library or
+        # a hostile file must not break that line or spoof the next one.
+        self.problem = " ".join(str(problem).split())
+        super().__init__(f"{self.path}: {self.problem}")
 
 
 class UnreadableFileError(DataError):
     """Not an EDF file, or an EDF file whose header does not match its contents (truncated)."""
+
+
+class EdfHeaderError(UnreadableFileError):
+    """An EDF header field cannot be trusted, or the EDF library failed on the file.
+
+    ``field`` names the header field (e.g. "duration of a data record", "digital minimum") or the
+    library operation that failed.
+    """
+
+    def __init__(self, path: str | Path, field: str, problem: str):
+        self.field = field
+        super().__init__(path, problem)
 
 
 class MissingChannelError(DataError):

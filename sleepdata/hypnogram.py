@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyedflib
 
+from .edfguard import captured_fds, describe_failure
 from .errors import HypnogramError
 from .layout import EPOCH_S
 from .stages import AASM_TO_RK, MOVEMENT, RK_TO_AASM, STAGE_NAMES, UNSCORED
@@ -67,12 +68,14 @@ class Hypnogram:
 
 def read_hypnogram(path: str | Path) -> Hypnogram:
     path = Path(path)
+    said: list[str] = []  # what the EDF library prints (it must not reach the user)
     try:
-        with pyedflib.EdfReader(str(path)) as reader:
+        with captured_fds(said), pyedflib.EdfReader(str(path)) as reader:
             onsets, durations, texts = reader.readAnnotations()
             start = reader.getStartdatetime()
-    except OSError as exc:
-        raise HypnogramError(path, f"not a readable EDF+ annotation file ({exc})") from None
+    except Exception as exc:  # any library failure is a property of the file
+        _, reason = describe_failure(path, exc, " ".join(said))
+        raise HypnogramError(path, f"not a readable EDF+ annotation file ({reason})") from None
     return Hypnogram(
         path,
         start,

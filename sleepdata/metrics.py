@@ -43,8 +43,10 @@ def scores(y_true, y_pred) -> dict:
     Returns ``acc``, ``macro_f1``, ``kappa`` (Cohen's), ``per_class_f1`` (stage name -> F1),
     ``confusion`` (list of lists, rows = true) and ``n_epochs``. A stage absent from both truth
     and prediction has F1 None and is left out of the macro-F1 mean; a stage present in only one
-    of them has F1 0. When expected agreement is 1 (one single stage throughout both), kappa is
-    1.0 if observed agreement is 1 and 0.0 otherwise. Empty input raises ValueError.
+    of them has F1 0. When truth and prediction are one and the same stage throughout, kappa
+    (0 / 0: expected agreement is 1) and macro-F1 (the mean over that one stage says nothing
+    about telling stages apart) are undefined: both are None (``format_scores`` and the reports
+    print "n/a"). Empty input raises ValueError.
     """
     cm = confusion_matrix(y_true, y_pred)
     n = int(cm.sum())
@@ -58,11 +60,12 @@ def scores(y_true, y_pred) -> dict:
     present = [f for f in per_class.values() if f is not None]
     po = float(tp.sum()) / n
     pe = float(np.dot(n_true, n_pred)) / n**2
-    kappa = (1.0 if po == 1.0 else 0.0) if pe >= 1.0 else (po - pe) / (1.0 - pe)
+    # pe == 1 only when both sequences are the same single stage
+    single = pe >= 1.0
     return {
         "acc": po,
-        "macro_f1": float(np.mean(present)),
-        "kappa": float(kappa),
+        "macro_f1": None if single else float(np.mean(present)),
+        "kappa": None if single else float((po - pe) / (1.0 - pe)),
         "per_class_f1": per_class,
         "confusion": cm.tolist(),
         "n_epochs": n,
@@ -110,8 +113,14 @@ def sleep_statistics(labels, *, epoch_s: float = EPOCH_S) -> dict:
     return out
 
 
+def format_metric(v: float | None) -> str:
+    """A score with 3 decimals, or "n/a" when it is undefined (None or NaN)."""
+    return "n/a" if v is None or v != v else f"{v:.3f}"
+
+
 def format_scores(s: dict) -> str:
-    """A few lines summarising a `scores` result, for CLIs."""
+    """A few lines summarising a `scores` result, for CLIs (undefined scores: "n/a"; a stage
+    in neither sequence: "-")."""
     f1 = "  ".join(
         f"{name} {'-' if v is None else f'{v:.3f}'}" for name, v in s["per_class_f1"].items()
     )
@@ -119,8 +128,8 @@ def format_scores(s: dict) -> str:
         [
             f"epochs    {s['n_epochs']}",
             f"ACC       {s['acc']:.3f}",
-            f"macro-F1  {s['macro_f1']:.3f}",
-            f"kappa     {s['kappa']:.3f}",
+            f"macro-F1  {format_metric(s['macro_f1'])}",
+            f"kappa     {format_metric(s['kappa'])}",
             f"F1        {f1}",
         ]
     )

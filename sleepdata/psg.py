@@ -16,20 +16,22 @@ The steps, documented in docs/data.md:
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyedflib
 
+from .edfguard import captured_fds, describe_failure
 from .errors import (
     DataError,
+    EdfHeaderError,
     HypnogramError,
     MissingChannelError,
     NoSleepError,
     PairingError,
     SamplingRateError,
-    UnreadableFileError,
 )
 from .hypnogram import read_hypnogram
 from .layout import EMG_INDEX, EPOCH_S, EPOCH_SAMPLES, MODEL_CHANNELS, MODEL_FS_HZ, normalise_label
@@ -181,51 +183,126 @@ def emg_to_model_rate(values: np.ndarray, fs_hz: float) -> np.ndarray:
     return np.interp(t, centres, values)
 
 
+#: Physical dimensions accepted for the model's channels, and their factor to microvolts. EDF
+#: units are case-sensitive ("MV" would be megavolts), so only these spellings are accepted.
+VOLTAGE_UNITS = {
+    **dict.fromkeys(("uV", "UV", "uv", "µV"), 1.0),
+    **dict.fromkeys(("mV", "mv"), 1e3),
+    **dict.fromkeys(("V", "v"), 1e6),
+}
+
+
+def _library_error(path: Path, what: str, exc: BaseException, said: str = "") -> EdfHeaderError:
+    field_name, reason = describe_failure(path, exc, said)
+    return EdfHeaderError(path, field_name or what, f"not a readable EDF file ({what}: {reason})")
+
+
+def _open_edf(path: Path) -> pyedflib.EdfReader:
+    said: list[str] = []
+    try:
+        with captured_fds(said):
+            return pyedflib.EdfReader(str(path))
+    except Exception as exc:  # every library failure is a property of the file
+        raise _library_error(path, "opening", exc, " ".join(said)) from None
+
+
+def _check_layout(reader: pyedflib.EdfReader, path: Path) -> float:
+    """Check the file-wide header fields; returns the data-record duration in seconds."""
+    duration = float(reader.datarecord_duration)
+    if not (math.isfinite(duration) and duration > 0):
+        raise EdfHeaderError(
+            path,
+            "duration of a data record",
+            f"the header gives a data-record duration of {duration:g} s; it must be > 0",
+        )
+    # pyedflib refuses a file shorter than its header says, not a longer one: data past the
+    # records the header counts would be dropped without a word.
+    ns = reader.signals_in_file
+    per_record = [int(reader.samples_in_datarecord(i)) for i in range(ns)]
+    expected = 256 * (ns + 1) + 2 * sum(per_record) * int(reader.datarecords_in_file)
+    actual = path.stat().st_size
+    if actual != expected:
+        raise EdfHeaderError(
+            path,
+            "number of data records",
+            f"the header says {reader.datarecords_in_file} data records "
+            f"({expected:,} bytes in all) but the file has {actual:,} bytes",
+        )
+    return duration
+
+
+def _check_signal(
+    reader: pyedflib.EdfReader, idx: int, label: str, k: int, duration: float, path: Path
+) -> tuple[float, float]:
+    """Check the header of a signal the model uses; returns (sampling rate Hz, factor to uV)."""
+
+    def bad(field_name: str, problem: str) -> EdfHeaderError:
+        return EdfHeaderError(path, field_name, f"channel {label!r}: {problem}")
+
+    per_record = int(reader.samples_in_datarecord(idx))
+    if per_record <= 0:
+        raise bad("samples per data record", f"{per_record} samples per data record")
+    dmin, dmax = reader.getDigitalMinimum(idx), reader.getDigitalMaximum(idx)
+    if not dmin < dmax:
+        raise bad(
+            "digital minimum/maximum",
+            f"digital minimum {dmin:g} is not below digital maximum {dmax:g}",
+        )
+    pmin, pmax = reader.getPhysicalMinimum(idx), reader.getPhysicalMaximum(idx)
+    if not (math.isfinite(pmin) and math.isfinite(pmax) and pmin != pmax):
+        raise bad(
+            "physical minimum/maximum",
+            f"physical minimum {pmin:g} and maximum {pmax:g} give no scale",
+        )
+    units = reader.getPhysicalDimension(idx).strip()
+    if units not in VOLTAGE_UNITS:
+        raise bad("physical dimension", f"units {units!r}; expected uV, mV or V")
+    fs = per_record / duration
+    allowed = (EMG_ENVELOPE_HZ, MODEL_FS_HZ) if k == EMG_INDEX else (MODEL_FS_HZ,)
+    if fs not in allowed:
+        raise SamplingRateError(
+            path,
+            f"channel {label!r} is sampled at {fs:g} Hz; "
+            f"expected {' or '.join(f'{a} Hz' for a in allowed)}",
+        )
+    return fs, VOLTAGE_UNITS[units]
+
+
 def read_signals(path: str | Path) -> tuple[np.ndarray, dt.datetime, dict[str, str]]:
-    """The model's 4 channels of a PSG file at 100 Hz, in microvolts: float32 (4, n_samples)."""
+    """The model's 4 channels of a PSG file at 100 Hz, in microvolts: float32 (4, n_samples).
+
+    Every header field the reading relies on is checked first (EdfHeaderError names the file
+    and the field), and any failure of the EDF library becomes an EdfHeaderError too.
+    """
     path = Path(path)
+    reader = _open_edf(path)
     try:
-        reader = pyedflib.EdfReader(str(path))
-    except OSError as exc:
-        reason = str(exc).strip() or "unknown reason"
-        raise UnreadableFileError(path, f"not a readable EDF file ({reason})") from None
-    try:
-        # pyedflib refuses a file shorter than its header says, not a longer one: data past the
-        # records the header counts would be dropped without a word.
-        ns = reader.signals_in_file
-        expected = 256 * (ns + 1) + 2 * int(sum(reader.getNSamples()))
-        actual = path.stat().st_size
-        if actual != expected:
-            raise UnreadableFileError(
-                path,
-                f"the header says {reader.datarecords_in_file} data records "
-                f"({expected:,} bytes in all) but the file has {actual:,} bytes",
-            )
-        labels = [reader.getLabel(i) for i in range(ns)]
-        start = reader.getStartdatetime()
+        try:
+            duration = _check_layout(reader, path)
+            ns = reader.signals_in_file
+            labels = [reader.getLabel(i) for i in range(ns)]
+        except DataError:
+            raise
+        except Exception as exc:
+            raise _library_error(path, "reading the header", exc) from None
+        try:
+            start = reader.getStartdatetime()
+        except Exception as exc:  # e.g. a startdate of 31.02.89 passes edflib's format check
+            raise _library_error(path, "startdate/starttime", exc) from None
         columns, source = [], {}
         for k in range(len(MODEL_CHANNELS)):
             idx = _find_channel(labels, k, path)
-            fs = float(reader.getSampleFrequency(idx))
-            units = reader.getPhysicalDimension(idx).strip()
-            name = MODEL_CHANNELS[k].name
-            allowed = (EMG_ENVELOPE_HZ, MODEL_FS_HZ) if k == EMG_INDEX else (MODEL_FS_HZ,)
-            if fs not in allowed:
-                raise SamplingRateError(
-                    path,
-                    f"channel {labels[idx]!r} is sampled at {fs:g} Hz; "
-                    f"expected {' or '.join(f'{a} Hz' for a in allowed)}",
-                )
-            if units.lower() not in ("uv", "µv", "mv", "v"):
-                raise DataError(
-                    path, f"channel {labels[idx]!r} has units {units!r}; expected uV, mV or V"
-                )
-            x = reader.readSignal(idx)
-            x *= {"uv": 1.0, "µv": 1.0, "mv": 1e3, "v": 1e6}[units.lower()]
+            try:
+                fs, to_uv = _check_signal(reader, idx, labels[idx], k, duration, path)
+                x = reader.readSignal(idx) * to_uv
+            except DataError:
+                raise
+            except Exception as exc:
+                raise _library_error(path, f"reading channel {labels[idx]!r}", exc) from None
             if k == EMG_INDEX:
                 x = emg_to_model_rate(x, fs)
             columns.append(x)
-            source[name] = f"{labels[idx]} @ {fs:g} Hz"
+            source[MODEL_CHANNELS[k].name] = f"{labels[idx]} @ {fs:g} Hz"
     finally:
         reader.close()
     n = min(c.size for c in columns)

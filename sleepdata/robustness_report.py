@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .metrics import format_metric
+
 #: The file ``host_tools robustness`` writes its on-chip scores to.
 ONCHIP_JSON = "onchip.json"
 
@@ -35,7 +37,7 @@ def condition_label(c: dict) -> str:
 
 
 def _cell(c: dict, which: str, key: str) -> str:
-    return f"{c[which][key]:.3f}" if which in c else "-"
+    return format_metric(c[which][key]) if which in c else "-"
 
 
 def _f1(c: dict, which: str) -> str:
@@ -50,7 +52,7 @@ def onchip_cell(onchip: dict | None, c: dict) -> str:
     key = (c["kind"], c["level"], c["value"])
     for o in onchip.get("conditions", []):
         if (o["kind"], o["level"], o["value"]) == key and o.get("onchip"):
-            f1 = f"{o['onchip']['macro_f1']:.3f}"
+            f1 = format_metric(o["onchip"]["macro_f1"])
             return f1 if o["n_epochs"] >= c["n_epochs"] else f"{f1} ({o['n_epochs']:,})"
     return "-"
 

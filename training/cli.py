@@ -20,13 +20,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tqdm import tqdm
-
 from sleepdata import cache, hypnogen, simulator
 from sleepdata.cache import default_cache
-from sleepdata.cohort import hypnogram_files, parse_subjects, stage_table
+from sleepdata.cohort import group_by_subject, hypnogram_files, parse_subjects, stage_table
 from sleepdata.errors import DataError
+from sleepdata.names import parse_name
+from sleepdata.progress import progress
 from sleepdata.psg import discover_pairs
+
+from .cli_rest import add_rest_commands
+from .errors import TrainingError
 
 # ------------------------------------------------------------------------------------------
 # Argument types
@@ -37,17 +40,6 @@ def _nights(text: str) -> int:
     if not 1 <= n <= hypnogen.MAX_GENERATED_NIGHTS:
         raise argparse.ArgumentTypeError(f"must be between 1 and {hypnogen.MAX_GENERATED_NIGHTS}")
     return n
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    """'4,8,16,32' -> (4, 8, 16, 32)."""
-    try:
-        values = tuple(int(t) for t in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected integers like 4,8,16,32") from None
-    if any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r}: every value must be positive")
-    return values
 
 
 def _subject_list(text: str) -> list[str]:
@@ -61,14 +53,29 @@ def _subject_list(text: str) -> list[str]:
 # Commands
 
 
+def _subject_numbers(keys) -> str:
+    from .splits import subject_numbers
+
+    return subject_numbers(keys)
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     pairs = discover_pairs(args.data)
-    rows = []
-    for pair in tqdm(pairs, desc="prepare", unit="night"):
+    rows, recs = [], []
+    for pair in progress(pairs, desc="prepare", unit="night"):
         rec = cache.load(pair, args.out)
         rows.append((rec.name, rec.labels))
+        recs.append(rec)
     print(stage_table(rows))
-    print(f"{len(pairs)} recordings cached in {args.out}")
+    subjects = group_by_subject(recs)
+    print(
+        f"{len(pairs)} recordings of {len(subjects)} subjects ({_subject_numbers(subjects)}) "
+        f"cached in {args.out}"
+    )
+    if Path(args.out) == default_cache():
+        print("train, evaluate, finetune and robustness read this cache by default")
+    else:
+        print(f"give train, evaluate, finetune and robustness --cache {args.out} to use it")
     return 0
 
 
@@ -80,12 +87,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     else:
         hyps = hypnogen.generated_hypnograms(out, args.nights or 2, args.seed)
         origin = "generated hypnograms (statistics of real Sleep-EDF nights)"
-    for hyp in tqdm(hyps, desc="simulate", unit="night"):
-        simulator.simulate_from_hypnogram(hyp, out, seed=args.seed)
+    subjects = set()
+    for hyp in progress(hyps, desc="simulate", unit="night"):
+        psg, _ = simulator.simulate_from_hypnogram(hyp, out, seed=args.seed)
+        try:
+            subjects.add(str(parse_name(psg.name).subject))
+        except ValueError:
+            subjects.add(psg.name)  # not a Sleep-EDF name: a subject of its own
     print(
         f"{len(hyps)} simulated Sleep-EDF-format nights in {out} from {origin} "
         f"(seed {args.seed}); simulated signals, not real recordings"
     )
+    listed = ", ".join(sorted(subjects, key=lambda v: (not v.isdigit(), v.zfill(3))))
+    print(f"{len(subjects)} subjects: {listed} (the numbers --test-subjects/--val-subjects take)")
     return 0
 
 
@@ -117,9 +131,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         normalisation=args.normalisation,
         class_weights=args.class_weights or None,
         compile=args.compile or None,
+        samples_per_epoch=args.samples_per_epoch,
     )
-    if bool(args.test_subjects) != bool(args.val_subjects):
-        raise SystemExit("error: --test-subjects and --val-subjects go together")
     result = run(
         args.data,
         args.out,
@@ -133,91 +146,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     print(format_scores(result))
     print(f"pooled over test subjects; details in {args.out}/metrics.json")
-    return 0
-
-
-#: RobustConfig fields set from the command-line options of the same name (--eps-uv: eps_uv).
-_FINETUNE_OPTIONS = (
-    "augment",
-    "epochs",
-    "samples_per_epoch",
-    "batch_size",
-    "lr",
-    "eps_uv",
-    "attack_iterations",
-    "gaussian_c",
-    "adversarial_fraction",
-    "lambda_o",
-    "lambda_g",
-    "prune_fraction",
-    "prune_min_fraction",
-    "prune_widths",
-    "retrain_epochs",
-    "select_attack",
-    "seed",
-)
-
-
-def cmd_finetune(args: argparse.Namespace) -> int:
-    import torch
-
-    from sleepdata.metrics import format_scores
-
-    from .finetune import RobustConfig, finetune
-
-    torch.set_num_threads(args.threads)
-    overrides = {k: getattr(args, k) for k in _FINETUNE_OPTIONS}
-    try:
-        cfg = RobustConfig.from_file(args.config, **overrides)
-        result = finetune(args.init, args.data, args.out, cfg, cache_dir=args.cache)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: finetune: {exc}", file=sys.stderr)
-        return 2
-    print(format_scores(result))
-    print(f"test subjects, clean; model and metrics in {args.out}/model")
-    return 0
-
-
-def cmd_robustness(args: argparse.Namespace) -> int:
-    import torch
-
-    from .robustness import RobustnessOptions, robustness
-
-    torch.set_num_threads(args.threads)
-    opts = RobustnessOptions(
-        max_epochs=args.max_epochs,
-        adversarial_epochs=args.adversarial_epochs,
-        int8=not args.no_int8,
-        write_adversarial=args.write_adversarial,
-        seed=args.seed,
-        tflite=args.tflite,
-    )
-    try:
-        result = robustness(args.model, args.data, args.out, opts, cache_dir=args.cache)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: robustness: {exc}", file=sys.stderr)
-        return 2
-    print(result["table_md"])
-    print(f"tables, plot and per-condition metrics in {args.out}")
-    return 0
-
-
-def cmd_robustness_table(args: argparse.Namespace) -> int:
-    from sleepdata.robustness_report import compare
-
-    runs, onchip = {}, {}
-    for option, items, into in (("--run", args.run, runs), ("--onchip", args.onchip, onchip)):
-        for item in items or ():
-            name, sep, folder = item.partition("=")
-            if not sep or not name or not folder:
-                print(f"error: {option} {item!r}: expected NAME=FOLDER", file=sys.stderr)
-                return 2
-            into[name] = folder
-    try:
-        print(compare(runs, args.out, onchip))
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: robustness-table: {exc}", file=sys.stderr)
-        return 2
     return 0
 
 
@@ -239,7 +167,7 @@ def cmd_model_card(args: argparse.Namespace) -> int:
     try:
         path = write(args.model, args.title, convert_report=args.convert_report, bench=args.bench)
     except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"model card of {args.model}: {exc}") from None
+        raise DataError(args.model, f"cannot write its model card ({exc})") from None
     print(f"wrote {path}")
     return 0
 
@@ -279,8 +207,15 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
 # The parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line like every other error of the command."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (options: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m training",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -289,7 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prepare", help="load every PSG/hypnogram pair of a folder into a cache")
     p.add_argument("data", help="folder with *-PSG.edf and *-Hypnogram.edf files")
-    p.add_argument("--out", required=True, help="cache folder")
+    p.add_argument(
+        "--out",
+        default=default_cache(),
+        help=f"cache folder (default {default_cache()}: the one train and evaluate read)",
+    )
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("simulate", help="write simulated Sleep-EDF-format PSG files")
@@ -318,14 +257,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder (re-run the command to resume)")
     p.add_argument("--folds", type=int, help="subject-wise folds (default 5)")
     p.add_argument(
-        "--test-subjects", type=_subject_list, help="fixed split instead of folds: e.g. 0,1,2,3"
+        "--test-subjects",
+        type=_subject_list,
+        help="fixed split instead of folds: subject numbers as simulate and prepare print "
+        "them, e.g. 90,91",
     )
     p.add_argument(
         "--val-subjects",
         type=_subject_list,
-        help="with --test-subjects: validation subjects, e.g. 4,5",
+        help="with --test-subjects: validation subjects, e.g. 92",
     )
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=int, help="training epochs (default 30)")
+    p.add_argument(
+        "--samples-per-epoch", type=int, help="30-s epochs drawn per training epoch (default all)"
+    )
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--config", help="JSON file of training options (see training/train.py)")
@@ -335,91 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=default_cache(), help="epoch cache folder")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser(
-        "finetune",
-        help="REST: fine-tune a model folder with noise or adversarial training, prune, retrain",
-    )
-    p.add_argument("--init", required=True, help="model folder to start from (its split is used)")
-    p.add_argument("--data", required=True, help="folder of PSG/hypnogram pairs")
-    p.add_argument("--out", required=True, help="run folder (re-run the command to resume)")
-    p.add_argument("--config", help="JSON file of options (RobustConfig in training/finetune.py)")
-    p.add_argument("--augment", choices=["none", "gaussian", "rest-published", "pgd"])
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--samples-per-epoch", type=int, help="training epochs drawn per epoch")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--eps-uv", type=float, help="attack budget, uV of Fpz-Cz (default 10)")
-    p.add_argument("--attack-iterations", type=int)
-    p.add_argument("--gaussian-c", type=float)
-    p.add_argument(
-        "--adversarial-fraction",
-        type=float,
-        help="share of each batch replaced by its attacked version (REST: 1, the default)",
-    )
-    p.add_argument("--lambda-o", type=float, help="spectral term (REST: 3e-3)")
-    p.add_argument("--lambda-g", type=float, help="L1 on BatchNorm gammas (REST: 1e-5)")
-    p.add_argument("--prune-fraction", type=float, help="DSSC channels removed (REST: 0.8)")
-    p.add_argument("--prune-min-fraction", type=float, help="kept per layer (REST: 0.1)")
-    p.add_argument(
-        "--prune-widths",
-        type=_int_list,
-        help="channel counts a pruned layer may keep, rounded up to (e.g. 4,8,16,32: the "
-        "firmware engine's fast kernels); default: any",
-    )
-    p.add_argument("--retrain-epochs", type=int)
-    p.add_argument(
-        "--select-attack",
-        choices=["rest-published", "pgd"],
-        help="attack of the adversarial validation score (default pgd)",
-    )
-    p.add_argument("--seed", type=int)
-    p.add_argument("--threads", type=int, default=2, help="torch threads (2)")
-    p.add_argument("--cache", default=default_cache(), help="epoch cache folder")
-    p.set_defaults(func=cmd_finetune)
-
-    p = sub.add_parser(
-        "robustness", help="REST's noise evaluation: Gaussian, shot, adversarial; float and int8"
-    )
-    p.add_argument("--model", required=True, help="model folder (config.json + weights.pt)")
-    p.add_argument("--data", required=True, help="folder of PSG/hypnogram pairs")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument(
-        "--tflite",
-        help="int8 model for TFLite Micro (default: MODEL/model_int8.tflite)",
-    )
-    p.add_argument("--max-epochs", type=int, help="fixed subset of test epochs (default: all)")
-    p.add_argument(
-        "--adversarial-epochs",
-        type=int,
-        default=400,
-        help="fixed subset of those for the attacks (default 400)",
-    )
-    p.add_argument("--no-int8", action="store_true", help="float model only")
-    p.add_argument(
-        "--write-adversarial",
-        action="store_true",
-        help="also write the adversarial wire samples per night (OUT/adversarial/*.npz)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="noise seed (as host_tools stream)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads (2)")
-    p.add_argument("--cache", default=default_cache(), help="epoch cache folder")
-    p.set_defaults(func=cmd_robustness)
-
-    p = sub.add_parser(
-        "robustness-table", help="one macro-F1 table and plot over several robustness runs"
-    )
-    p.add_argument(
-        "--run", action="append", required=True, help="NAME=FOLDER of a robustness output"
-    )
-    p.add_argument(
-        "--onchip",
-        action="append",
-        metavar="NAME=PATH",
-        help="onchip.json (or its folder) of host_tools robustness for run NAME; default: "
-        "the run's FOLDER/onchip.json or FOLDER/onchip/onchip.json when present",
-    )
-    p.add_argument("--out", required=True, help="folder for table.md and macro_f1.png")
-    p.set_defaults(func=cmd_robustness_table)
+    add_rest_commands(sub)
 
     p = sub.add_parser("evaluate", help="score a folder of recordings with a trained model")
     p.add_argument("--model", required=True, help="model folder (config.json + weights.pt)")
@@ -458,9 +319,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except DataError as exc:
+    except (DataError, TrainingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if sys.stderr.isatty():
+            print(file=sys.stderr)  # off the line of a bar that Ctrl-C left unfinished
         print("interrupted; finished cache entries are kept", file=sys.stderr)
         return 130

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from sleepdata import cache
 from sleepdata.hypnogram import write_stage_tsv
 from sleepdata.metrics import scores, sleep_statistics, write_confusion_csv
 from sleepdata.normalise import input_transform
 from sleepdata.plots import plot_confusion, plot_hypnogram
+from sleepdata.progress import progress
 from sleepdata.psg import discover_pairs
 
 from .loop import predict
@@ -28,7 +28,7 @@ def evaluate(
     (out / "hypnograms").mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     per_night, ys, ps = {}, [], []
-    for pair in tqdm(discover_pairs(data), desc="evaluate", unit="night"):
+    for pair in progress(discover_pairs(data), desc="evaluate", unit="night"):
         rec = cache.load(pair, cache_dir)
         probs = predict(model, transform(rec.epochs))
         pred = probs.argmax(axis=1)

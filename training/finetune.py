@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from sleepdata.cohort import subject_key
-from sleepdata.metrics import scores
+from sleepdata.metrics import format_metric, scores
 from sleepdata.noise import SignalStats, gaussian_noise
 from sleepdata.normalise import Normaliser
 from sleepdata.stages import STAGE_NAMES
@@ -139,7 +139,8 @@ def _val_scores(model, inp, norm, data: _RobustData, cfg: RobustConfig, scale) -
     return {
         "val_macro_f1": f1_clean,
         "val_adv_macro_f1": f1_adv,
-        "val_select": (f1_clean + f1_adv) / 2,
+        # selection: the mean of both; undefined (None) when either is
+        "val_select": None if f1_clean is None or f1_adv is None else (f1_clean + f1_adv) / 2,
     }
 
 
@@ -204,8 +205,8 @@ def _stage(
         lambda: _val_scores(model, inp, norm, data, cfg, scale),
         select="val_select",
         progress=lambda row: {
-            "f1": f"{row['val_macro_f1']:.3f}",
-            "adv": f"{row['val_adv_macro_f1']:.3f}",
+            "f1": format_metric(row["val_macro_f1"]),
+            "adv": format_metric(row["val_adv_macro_f1"]),
         },
         timed=True,
     )

@@ -30,6 +30,8 @@ from torch import nn
 from sleepdata.layout import EPOCH_SAMPLES
 from sleepdata.stages import N_STAGES
 
+from .errors import ModelFolderError
+
 BN_EPS = 1e-3
 
 
@@ -285,12 +287,24 @@ def save_model(folder: str | Path, model: ULWSleepNet, extra: dict | None = None
 
 
 def load_model(folder: str | Path) -> tuple[ULWSleepNet, dict]:
-    """(model in eval mode, the folder's config.json)."""
+    """(model in eval mode, the folder's config.json); ModelFolderError when ``folder`` is not
+    a model folder (no config.json or weights.pt, or a config.json that is not JSON)."""
     folder = Path(folder)
     cfg_path = folder / CONFIG
+    what = (
+        "a model folder holds config.json and weights.pt, e.g. models/ulw_sleepnet or the "
+        "RUN/split/model (RUN/fold-K/model) that python -m training train writes"
+    )
+    if not folder.is_dir():
+        raise ModelFolderError(folder, f"no such model folder; {what}")
     if not cfg_path.is_file():
-        raise FileNotFoundError(f"{folder}: no {CONFIG}; is this a model folder?")
-    cfg = json.loads(cfg_path.read_text())
+        raise ModelFolderError(folder, f"no {CONFIG}, not a model folder; {what}")
+    if not (folder / WEIGHTS).is_file():
+        raise ModelFolderError(folder, f"no {WEIGHTS} beside its {CONFIG}; {what}")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelFolderError(cfg_path, f"not valid JSON ({exc})") from None
     model = ULWSleepNet(ModelConfig.from_dict(cfg["model"]))
     state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
     model.load_state_dict(state)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sleepdata.metrics import format_metric
+
 from .model import load_model, summary
 
 REFERENCE = "models/ulw_sleepnet"
@@ -125,8 +127,8 @@ def render(
         "|---|---|",
         f"| epochs | {sum(sum(row) for row in metrics['confusion']):,} |",
         f"| accuracy | {metrics['acc']:.3f} |",
-        f"| macro-F1 | {metrics['macro_f1']:.3f} |",
-        f"| Cohen's kappa | {metrics['kappa']:.3f} |",
+        f"| macro-F1 | {format_metric(metrics['macro_f1'])} |",
+        f"| Cohen's kappa | {format_metric(metrics['kappa'])} |",
         "| per-class F1 | "
         + ", ".join(f"{k} {v:.3f}" for k, v in metrics["per_class_f1"].items())
         + " |",

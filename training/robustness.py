@@ -39,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from sleepdata import adversarial, cache
 from sleepdata.cohort import pairs_of_subjects, subject_key
@@ -53,6 +52,7 @@ from sleepdata.noise import (
     epoch_rng,
 )
 from sleepdata.normalise import Normaliser
+from sleepdata.progress import progress
 from sleepdata.psg import Recording
 from sleepdata.robustness_report import find_onchip, plot_macro_f1, render_table
 
@@ -107,7 +107,9 @@ def _stats(config: dict, data, cache_dir, split) -> SignalStats:
     if stats is not None:
         return stats
     pairs = pairs_of_subjects(data, split["train"])
-    recs = [cache.load(p, cache_dir) for p in tqdm(pairs, desc="training statistics", unit="night")]
+    recs = [
+        cache.load(p, cache_dir) for p in progress(pairs, desc="training statistics", unit="night")
+    ]
     train = [r.epochs for r in recs if subject_key(r) in set(split["train"])]
     if not train:
         raise ValueError(
@@ -163,7 +165,8 @@ def robustness(
     tflite_hash = hashlib.sha256(tflite.read_bytes()).hexdigest() if tflite.is_file() else None
     test_pairs = pairs_of_subjects(data, split["test"])
     loaded = [
-        (p, cache.load(p, cache_dir)) for p in tqdm(test_pairs, desc="test nights", unit="night")
+        (p, cache.load(p, cache_dir))
+        for p in progress(test_pairs, desc="test nights", unit="night")
     ]
     loaded = [(p, r) for p, r in loaded if subject_key(r) in set(split["test"])]
     pairs, recs = [p for p, _ in loaded], [r for _, r in loaded]
@@ -197,8 +200,8 @@ def robustness(
         for level, value in zip(LEVEL_NAMES, values, strict=True):
             spec = NoiseSpec(kind, value)
             parts = []
-            for r, idx in tqdm(
-                list(zip(recs, ts.index, strict=True)), desc=str(spec), unit="night", leave=False
+            for r, idx in progress(
+                list(zip(recs, ts.index, strict=True)), desc=str(spec), unit="night", nested=True
             ):
                 noisy = (
                     np.stack(
@@ -222,11 +225,11 @@ def robustness(
             parts = []
             for r, idx in zip(recs, ts.adv, strict=True):
                 wire = []
-                for b in tqdm(
+                for b in progress(
                     range(0, len(idx), opts.batch_size),
                     desc=f"{kind} eps {eps:g} {r.name}",
                     unit="batch",
-                    leave=False,
+                    nested=True,
                 ):
                     sel = idx[b : b + opts.batch_size]
                     x_adv = attack(

@@ -13,19 +13,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from sleepdata import cache
+from sleepdata.cohort import subject_name
 from sleepdata.layout import EPOCH_SAMPLES, MODEL_CHANNELS
 from sleepdata.noise import SignalStats
 from sleepdata.normalise import Normaliser, zscore_int8
+from sleepdata.progress import progress
 from sleepdata.psg import Recording, discover_pairs
+
+from .errors import TrainingError
 
 
 def load_recordings(data: str | Path, cache_dir: str | Path | None) -> list[Recording]:
     """Every PSG/hypnogram pair of the folder ``data``, epoched (cached in ``cache_dir``)."""
     pairs = discover_pairs(data)
-    return [cache.load(p, cache_dir) for p in tqdm(pairs, desc="load", unit="night")]
+    return [cache.load(p, cache_dir) for p in progress(pairs, desc="load", unit="night")]
 
 
 def model_inputs(recs: Sequence[Recording], norm: Normaliser | None) -> np.ndarray:
@@ -56,14 +59,38 @@ class Split:
     test: list[str]
 
 
+def subject_numbers(subjects: Sequence[str]) -> str:
+    """Subject keys as the command line takes them: 'subject-90', 'subject-91' -> '90, 91';
+    a recording without a Sleep-EDF name keeps its record name."""
+    numbers = {subject_name(n): str(n) for n in range(100)}
+    return ", ".join(numbers.get(s, s) for s in sorted(subjects)) or "none"
+
+
+def _more_subjects() -> str:
+    return (
+        "add recordings of more subjects (generated nights come two per subject: "
+        "python -m training simulate --nights 2N writes N subjects)"
+    )
+
+
 def kfold_splits(
     subjects: Sequence[str], folds: int, val_fraction: float, seed: int
 ) -> list[Split]:
     """Subject-wise folds: each subject is in exactly one test fold; validation subjects are
-    drawn from the fold's training subjects (never from its test subjects)."""
+    drawn from the fold's training subjects (never from its test subjects). TrainingError
+    (naming the subjects present) when there are too few subjects for ``folds``."""
     subjects = sorted(set(subjects))
+    present = f"{len(subjects)} subjects in the data: {subject_numbers(subjects)}"
+    if len(subjects) < 3:
+        raise TrainingError(
+            f"--folds: cross-validation needs at least 3 subjects (test, validation and "
+            f"training), {present}; {_more_subjects()}"
+        )
     if not 2 <= folds <= len(subjects):
-        raise ValueError(f"--folds must be between 2 and the number of subjects ({len(subjects)})")
+        raise TrainingError(
+            f"--folds {folds}: must be between 2 and the number of subjects ({present}); "
+            f"give --folds {min(len(subjects), 5)} or {_more_subjects()}"
+        )
     rng = np.random.default_rng(seed)
     order = [subjects[i] for i in rng.permutation(len(subjects))]
     splits = []
@@ -71,7 +98,10 @@ def kfold_splits(
         rest = [s for s in order if s not in set(test)]
         n_val = max(1, round(val_fraction * len(rest)))
         if n_val >= len(rest):
-            raise ValueError("too few subjects for a training and a validation split")
+            raise TrainingError(
+                f"--folds {folds}: fold {k} tests {len(test)} of the {present}, leaving too "
+                f"few for training and validation; give more --folds or {_more_subjects()}"
+            )
         val = sorted(rng.choice(rest, size=n_val, replace=False).tolist())
         train = sorted(s for s in rest if s not in val)
         splits.append(Split(f"fold-{k}", train, val, sorted(test.tolist())))
@@ -79,14 +109,32 @@ def kfold_splits(
 
 
 def fixed_split(subjects: Sequence[str], test: Sequence[str], val: Sequence[str]) -> Split:
-    """The given test and validation subjects; every other subject trains."""
+    """The given test and validation subjects; every other subject trains. TrainingError
+    (naming the subjects present) when a subject is unknown, both test and validation, or
+    none is left to train on."""
     subjects = set(subjects)
-    missing = (set(test) | set(val)) - subjects
-    if missing:
-        raise ValueError(f"subjects {sorted(missing)} are not in the data")
-    if set(test) & set(val):
-        raise ValueError("a subject cannot be both test and validation")
+    present = f"subjects in the data: {subject_numbers(subjects)}"
+    if not test or not val:
+        raise TrainingError(
+            "--test-subjects and --val-subjects go together: give both (e.g. "
+            f"--test-subjects A --val-subjects B; {present}), or neither for --folds"
+        )
+    for option, chosen in (("--test-subjects", test), ("--val-subjects", val)):
+        missing = set(chosen) - subjects
+        if missing:
+            raise TrainingError(
+                f"{option}: subjects {subject_numbers(missing)} are not in the data; {present}"
+            )
+    both = set(test) & set(val)
+    if both:
+        raise TrainingError(
+            f"--test-subjects and --val-subjects share subjects {subject_numbers(both)}: "
+            f"a subject cannot be both test and validation; {present}"
+        )
     train = sorted(subjects - set(test) - set(val))
     if not train:
-        raise ValueError("no training subjects left")
+        raise TrainingError(
+            "--test-subjects and --val-subjects take every subject: no training subjects "
+            f"left; leave at least one out ({present})"
+        )
     return Split("split", train, sorted(val), sorted(test))

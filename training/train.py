@@ -21,11 +21,12 @@ import torch
 import torch.nn.functional as F
 
 from sleepdata.cohort import group_by_subject
-from sleepdata.metrics import scores, write_confusion_csv
+from sleepdata.metrics import format_metric, scores, write_confusion_csv
 from sleepdata.normalise import Normaliser
 from sleepdata.plots import plot_confusion, plot_learning_curves
 from sleepdata.stages import N_STAGES, STAGE_NAMES
 
+from .errors import TrainingError
 from .loop import Recipe, as_float, fit, predict
 from .model import ModelConfig, ULWSleepNet, load_model
 from .splits import fixed_split, kfold_splits, load_recordings, model_inputs, training_stats
@@ -43,13 +44,35 @@ class TrainConfig:
     normalisation: str = "fixed"  # "fixed" (deployed) or "zscore" (the alternative measured)
     compile: bool = False
     seed: int = 0
+    samples_per_epoch: int | None = None  # training epochs drawn per epoch (None: all)
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "samples_per_epoch"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                option = "--" + name.replace("_", "-")
+                raise TrainingError(f"{option} {value}: must be at least 1")
+        if self.normalisation not in ("fixed", "zscore"):
+            raise TrainingError(
+                f"normalisation {self.normalisation!r}: expected 'fixed' or 'zscore'"
+            )
 
     @classmethod
-    def from_file(cls, path: str | Path, **overrides) -> TrainConfig:
-        d = json.loads(Path(path).read_text()) if path else {}
+    def from_file(cls, path: str | Path | None, **overrides) -> TrainConfig:
+        """Options of the JSON file ``path`` (field name -> value), then ``overrides`` that
+        are not None; TrainingError names the file when it cannot be used."""
+        d = {}
+        if path:
+            try:
+                d = json.loads(Path(path).read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise TrainingError(f"--config {path}: cannot read it as JSON ({exc})") from None
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"{path}: unknown training options {sorted(unknown)}")
+            raise TrainingError(
+                f"--config {path}: unknown training options {sorted(unknown)}; the options "
+                f"are {', '.join(cls.__dataclass_fields__)}"
+            )
         d.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**d)
 
@@ -107,7 +130,7 @@ def train_fold(
         recorded=("val_macro_f1",),
         progress=lambda row: {
             "loss": f"{row['train_loss']:.3f}",
-            "val_f1": f"{row['val_macro_f1']:.3f}",
+            "val_f1": format_metric(row["val_macro_f1"]),
         },
     )
     history = fit(
@@ -118,7 +141,7 @@ def train_fold(
         recipe,
         epochs=cfg.epochs,
         samples=len(x_train),
-        per_epoch=len(x_train),
+        per_epoch=min(cfg.samples_per_epoch or len(x_train), len(x_train)),
         batch_size=cfg.batch_size,
         seed=cfg.seed,
         extra=extra,
@@ -141,6 +164,28 @@ def evaluate_fold(folder: Path, x_test: np.ndarray, y_test: np.ndarray, nights: 
     return s
 
 
+def _check_same_run(run_file: Path, run_info: dict) -> None:
+    """TrainingError naming what differs (as command-line options; those only a --config file
+    sets are named alike) when the run folder of ``run_file`` was started with other options or
+    another subject split than ``run_info``."""
+    previous = json.loads(run_file.read_text())
+    # Options added since that run was started count as their default.
+    before = {**asdict(TrainConfig()), **previous["train_config"]}
+    changed = [
+        f"--{k.replace('_', '-')} {before.get(k)} -> {v}"
+        for k, v in run_info["train_config"].items()
+        if before.get(k) != v
+    ]
+    if previous["splits"] != run_info["splits"]:
+        changed.append("the subject split (other data, --folds or --test/--val-subjects)")
+    if changed:
+        raise TrainingError(
+            f"{run_file.parent}: holds a run started with other options ({'; '.join(changed)}); "
+            "re-run with its options to resume it, or give a new --out (or delete the folder) "
+            "to start again"
+        )
+
+
 def run(
     data: str | Path,
     out: str | Path,
@@ -156,7 +201,7 @@ def run(
     out = Path(out)
     model_config = model_config or ModelConfig()
     by_subject = group_by_subject(load_recordings(data, cache_dir))
-    if test_subjects:
+    if test_subjects or val_subjects:
         splits = [fixed_split(by_subject, test_subjects, val_subjects)]
     else:
         splits = kfold_splits(list(by_subject), folds or 5, cfg.val_fraction, cfg.seed)
@@ -170,15 +215,7 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     run_file = out / "run.json"
     if run_file.is_file():
-        previous = json.loads(run_file.read_text())
-        if (
-            previous["splits"] != run_info["splits"]
-            or previous["train_config"] != run_info["train_config"]
-        ):
-            raise ValueError(
-                f"{out} holds a run with other options or data; use a new --out "
-                "or delete it to start again"
-            )
+        _check_same_run(run_file, run_info)
     run_file.write_text(json.dumps(run_info, indent=1) + "\n")
 
     all_y, all_p, fold_metrics = [], [], []

@@ -6,27 +6,64 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 
 import pytest
 
-from converter.build import build
 from converter.codegen import engine_layers, layers_json
 from converter.graph import read_tflite
 from converter.native import ARM_M4_CFLAGS, ENGINE
 from converter.plan import make_plan
+from host_tools.reference import ModelFiles
+from training.model import load_model
 
 from ..conftest import REPO
+
+SHIPPED = REPO / "models" / "ulw_sleepnet"
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("model")
-    report = build(REPO / "models" / "ulw_sleepnet", out, n_check=2000, seed=0)
-    return out, report
+    """(OUT, report) of ``python -m converter build`` on the shipped model, run as documented
+    (a subprocess: TensorFlow's log goes to the process's file descriptors)."""
+    out = tmp_path_factory.mktemp("model") / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "converter", "build", "--model", str(SHIPPED), "--out", str(out),
+         "--check", "2000", "--seed", "0"],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    return out, report, done
+
+
+def test_tensorflow_log_is_kept_out_of_the_output(built):
+    _out, _r, done = built
+    # stderr: only the check nights' progress bar; stdout: the report and the next commands
+    noise = [
+        line for line in done.stderr.splitlines() if line.strip() and "simulate check" not in line
+    ]
+    assert noise == [], noise[:10]
+    assert done.stdout.startswith("# Converter report\n")
+    for tf_line in ("I0000", "W0000", "Saved artifact", "TensorSpec", "fully_quantize"):
+        assert tf_line not in done.stdout + done.stderr, tf_line
+
+
+def test_out_is_a_deployable_model_folder(built):
+    out, r, done = built
+    for name in ("config.json", "weights.pt", "metrics.json", "MODEL_CARD.md"):
+        assert (out / name).read_bytes() == (SHIPPED / name).read_bytes(), name
+    files = ModelFiles.load(out)  # what host_tools reads
+    assert files.model_hash.hex() == r["model_hash"][:16]
+    assert files.layers is not None and len(files.layers) == r["engine_layers"]
+    _model, config = load_model(out)  # what training and the converter read
+    assert config == json.loads((SHIPPED / "config.json").read_text())
+    build_dir = f"build/emu-m4-{r['model_hash'][:8]}"  # (host_tools' folder for a new model)
+    assert f"MODEL_DIR={out.resolve()} BUILD={build_dir}" in done.stdout
 
 
 def test_c_engine_equals_tflite_micro_on_every_checked_input(built):
-    _out, r = built
+    _out, r, _ = built
     assert r["n_checked"] >= 2000
     assert set(r["checked_sets"]) == {"simulated", "noisy", "extreme", "random"}
     assert r["tflm_bitexact"] == 1.0, "\n".join(r["first_mismatches"])
@@ -35,7 +72,7 @@ def test_c_engine_equals_tflite_micro_on_every_checked_input(built):
 
 
 def test_targets_and_report_fields(built):
-    out, r = built
+    out, r, _ = built
     for key in (
         "ops",
         "macs",
@@ -72,7 +109,7 @@ def test_targets_and_report_fields(built):
 
 
 def test_artefacts_name_their_generator_and_model(built):
-    out, r = built
+    out, r, _ = built
     flat = (out / "model_int8.tflite").read_bytes()
     for name in ("engine_model.c", "engine_model.h", "model_data.c", "model_data.h"):
         text = (out / name).read_text()
@@ -85,7 +122,7 @@ def test_artefacts_name_their_generator_and_model(built):
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="no arm-none-eabi-gcc")
 def test_generated_engine_builds_for_cortex_m4(built, tmp_path):
-    out, _ = built
+    out, _, _ = built
     cmd = [
         "arm-none-eabi-gcc",
         *ARM_M4_CFLAGS,
@@ -112,7 +149,7 @@ def r_activation(out) -> int:
 
 
 def test_generated_engine_calls_the_fused_kernels(built):
-    out, r = built
+    out, r, _ = built
     text = (out / "engine_model.c").read_text()
     header = (out / "engine_model.h").read_text()
     assert text.count("engine_separable_s8(&s") == 6
@@ -129,7 +166,7 @@ def test_generated_engine_calls_the_fused_kernels(built):
 
 
 def test_build_writes_engine_layers_of_its_plan(built):
-    out, r = built
+    out, r, _ = built
     flat = (out / "model_int8.tflite").read_bytes()
     want = layers_json(engine_layers(make_plan(read_tflite(flat))), r["model_hash"])
     assert (out / "engine_layers.json").read_text() == want

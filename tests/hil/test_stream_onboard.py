@@ -182,7 +182,12 @@ def test_board_command_serves_an_emulated_board_until_ctrl_c(request):
             timeout=60,
         )
         assert info.returncode == 0, info.stderr
-        assert "emu-m4" in info.stdout
+        shown = dict(line.split(None, 1) for line in info.stdout.splitlines())
+        assert shown["board"] == "emu-m4"
+        # the reports' formats: build hash in hex, the counter kind by name
+        assert shown["build_hash"].startswith("0x") and len(shown["build_hash"]) == 10
+        assert shown["counter_kind"] == "instructions"
+        assert shown["stack_peak_bytes"].endswith(" since reset")
         port = int(url.rsplit(":", 1)[1])
         assert _qemu_serving(port)
         os.kill(proc.pid, signal.SIGINT)

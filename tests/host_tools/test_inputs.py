@@ -3,6 +3,8 @@ the epochs planned, and the noisy wire samples of each epoch."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -31,7 +33,7 @@ def test_noise_of_an_epoch_depends_on_the_seed_and_its_index_only():
     assert np.array_equal(all_[4], norm.to_wire(manual))
 
 
-def test_board_checks_name_the_difference_and_the_fix():
+def test_board_checks_name_the_difference_and_the_fix(tmp_path):
     model = ModelFiles.load()
     norm = Normaliser.from_dict(model.config["normalisation"])
     check_board(board_info(model), model, norm)
@@ -39,7 +41,18 @@ def test_board_checks_name_the_difference_and_the_fix():
         check_board(board_info(model, model_hash=bytes.fromhex("3b3b000000000000")), model, norm)
     msg = str(err.value)
     assert "board runs model 3b3b000000000000" in msg and model.model_hash.hex() in msg
-    assert "make firmware-model" in msg
+    # the shipped model: the committed C builds its firmware
+    assert "leave out --firmware" in msg and "`make -C firmware BOARD=<board>`" in msg
+    other = dataclasses.replace(
+        model, folder=tmp_path, tflite=b"another model", model_hash=bytes(range(8))
+    )
+    with pytest.raises(BoardMismatchError) as err:
+        check_board(board_info(model), other, norm)
+    assert f"python -m converter build --model {tmp_path} --out {tmp_path}" in str(err.value)
+    (tmp_path / "engine_model.c").write_text("/* generated */\n")
+    with pytest.raises(BoardMismatchError) as err:
+        check_board(board_info(model), other, norm)
+    assert f"`make -C firmware BOARD=<board> MODEL_DIR={tmp_path.resolve()}`" in str(err.value)
     with pytest.raises(BoardMismatchError, match="100 Hz"):
         check_board(board_info(model, sample_rate_hz=128), model, norm)
     bad = board_info(model)

@@ -46,7 +46,7 @@ def test_a_list_written_for_another_model_is_refused(folder):
         ModelFiles.load(folder)
     msg = str(err.value)
     assert str(folder / ENGINE_LAYERS) in msg and "abababababababab..." in msg
-    assert want[:16] in msg and "make convert" in msg
+    assert want[:16] in msg and "python -m converter build --model" in msg
     (folder / ENGINE_LAYERS).write_text('{"layers": 3}')
     with pytest.raises(ModelError, match="not an engine layer list"):
         ModelFiles.load(folder)

@@ -150,14 +150,73 @@ def test_onchip_hypnogram_edf_reads_back_with_the_onchip_stages(tmp_path):
 
 def test_an_interrupted_session_is_not_a_dropped_sample(tmp_path):
     sessions = _meta()["sessions"]
-    interrupted = dict(sessions[0], status="interrupted", samples_sent=9000, samples_scored=3000)
-    write_rows(tmp_path / rf.RESULTS, [epoch_row(i) for i in range(12)])
+    interrupted = dict(
+        sessions[0],
+        status="interrupted",
+        epochs=1,
+        samples_sent=9000,
+        samples_acked=6000,
+        samples_scored=3000,
+    )
+    write_rows(tmp_path / rf.RESULTS, [epoch_row(i) for i in range(13)])
     rf.write_meta(tmp_path, _meta([interrupted, *sessions]))
     r = rep.render_folder(tmp_path)
+    # cumulative over both sessions, the epochs in flight at the interruption named
+    assert (r["samples_sent"], r["samples_acked"], r["samples_scored"]) == (
+        45_000,
+        42_000,
+        39_000,
+    )
     assert r["no_sample_dropped"] is True and r["samples_in_flight_at_interruptions"] == 6000
+    assert "6,000 were in flight at interruptions" in (tmp_path / rf.REPORT_MD).read_text()
     bad = dict(sessions[0], samples_acked=35_875)
-    rf.write_meta(tmp_path, _meta([bad]))
+    rf.write_meta(tmp_path, _meta([interrupted, bad]))
     assert rep.render_folder(tmp_path)["no_sample_dropped"] is False
+    # a row more in results.csv than the sessions scored: not a clean count either
+    rf.write_meta(tmp_path, _meta(sessions))
+    assert rep.render_folder(tmp_path)["no_sample_dropped"] is False
+
+
+def test_a_killed_session_is_counted_from_results_csv(tmp_path, capsys):
+    """A session killed without its end record (SIGKILL): its rows in results.csv count as
+    sent, acknowledged and scored, and the report says so instead of "sent 0"."""
+    interrupted = dict(
+        _meta()["sessions"][0],
+        status="interrupted",
+        first_epoch=0,
+        epochs=4,
+        samples_sent=15_000,
+        samples_acked=12_000,
+        samples_scored=12_000,
+    )
+    killed = {"status": "running", "first_epoch": 5, "epochs": 0, "started": "x", "port": "p"}
+    write_rows(tmp_path / rf.RESULTS, [epoch_row(i) for i in [0, 1, 2, 3, 5, 6, 7, 8, 9]])
+    rf.write_meta(tmp_path, _meta([interrupted, killed]))
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    r = json.loads((tmp_path / rf.REPORT_JSON).read_text())
+    assert r["epochs"] == 9 and r["sessions_without_record"] == 1
+    assert r["samples_recovered_from_results"] == 5 * 3000
+    assert (r["samples_sent"], r["samples_acked"], r["samples_scored"]) == (30_000, 27_000, 27_000)
+    assert r["no_sample_dropped"] is True
+    assert r["sessions"][1]["epochs"] == 5 and "without a record" in r["sessions"][1]["status"]
+    assert rf.read_meta(tmp_path)["sessions"][1] == killed  # run.json itself is left alone
+    assert "samples sent 30,000, acked 27,000, scored 27,000: none dropped" in out
+    assert "a session ended without a record (killed): 5 epochs counted from results.csv" in out
+    assert r["epochs_per_s"] == pytest.approx(4 / 6.0)  # the timed sessions only
+
+
+def test_one_stage_throughout_reports_kappa_and_macro_f1_as_n_a(tmp_path, capsys):
+    write_rows(tmp_path / rf.RESULTS, [epoch_row(i, N2) for i in range(12)])
+    rf.write_meta(tmp_path, _meta())
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    r = json.loads((tmp_path / rf.REPORT_JSON).read_text())
+    assert r["kappa_vs_expert"] is None and r["macro_f1_vs_expert"] is None
+    assert r["acc_vs_expert"] == 1.0
+    assert "ACC 1.000  macro-F1 n/a  kappa n/a (one stage throughout: undefined)" in out
+    md = (tmp_path / rf.REPORT_MD).read_text()
+    assert "| on-chip (int8) | 1.000 | n/a | n/a |" in md and "1.000 | 1.000 |" not in md
 
 
 def test_report_command_renders_a_folder_and_errors_exit_2(tmp_path, capsys):

@@ -62,7 +62,9 @@ def test_stream_writes_every_output_and_resumes_without_duplicates(night, tmp_pa
     assert res.epoch.tolist() == list(range(12))
     assert res.expert.tolist() == stages
     assert r["bitexact_vs_tflm"] == 1.0 and r["epochs"] == 12
-    assert r["no_sample_dropped"] and r["samples_sent"] == 7 * 3000
+    # cumulative over both sessions (the interrupted one had nothing in flight)
+    assert r["no_sample_dropped"] and r["samples_sent"] == r["samples_scored"] == 12 * 3000
+    assert r["samples_in_flight_at_interruptions"] == 0
     meta = json.loads((out / rf.RUN).read_text())
     assert [s["status"] for s in meta["sessions"]] == ["interrupted", "complete"]
     assert meta["layer_counts"]["epoch"] == 0 and meta["recording"]["simulated"] is False

@@ -10,6 +10,7 @@ import pytest
 from sleepdata import plots
 from sleepdata.metrics import (
     confusion_matrix,
+    format_metric,
     format_scores,
     scores,
     sleep_statistics,
@@ -74,10 +75,19 @@ def test_absent_and_one_sided_classes():
     assert s["macro_f1"] == pytest.approx(5 / 9)
 
 
-def test_single_class_kappa():
+def test_one_stage_throughout_leaves_kappa_and_macro_f1_undefined():
     s = scores([N2] * 4, [N2] * 4)
-    assert s["kappa"] == 1.0 and s["macro_f1"] == 1.0
+    assert s["kappa"] is None and s["macro_f1"] is None
+    assert s["acc"] == 1.0 and s["per_class_f1"]["N2"] == 1.0
     assert s["per_class_f1"]["W"] is None
+    text = format_scores(s)
+    assert "macro-F1  n/a" in text and "kappa     n/a" in text and "1.000" in text
+    # one stage in the truth only (or in the prediction only): both are defined
+    one_sided = scores([N2] * 4, [N2, N2, N2, W])
+    assert one_sided["kappa"] == 0.0 and one_sided["macro_f1"] == pytest.approx((6 / 7) / 2)
+    apart = scores([W] * 3, [N2] * 3)
+    assert apart["kappa"] == 0.0 and apart["macro_f1"] == 0.0
+    assert format_metric(float("nan")) == "n/a" and format_metric(0.5) == "0.500"
 
 
 def test_confusion_matrix_layout():

@@ -8,6 +8,7 @@ import pytest
 
 from sleepdata.errors import (
     DataError,
+    EdfHeaderError,
     HypnogramError,
     MissingChannelError,
     NoSleepError,
@@ -223,3 +224,83 @@ def test_empty_folder_is_an_error(tmp_path):
 
 def test_channel_order_is_the_model_order():
     assert CHANNEL_NAMES == ("EEG Fpz-Cz", "EEG Pz-Oz", "EOG horizontal", "EMG submental")
+
+
+# ------------------------------------------------------------------------------------------
+# Hostile headers: each untrustworthy field of a used signal is refused by name, in one line,
+# and the EDF library neither escapes with its own exceptions nor prints.
+
+#: Offsets of the per-signal header fields of a 7-signal file (each field for all signals).
+SIGNAL_FIELD = {"units": (256 + 7 * 96, 8), "pmin": (256 + 7 * 104, 8), "pmax": (256 + 7 * 112, 8)}
+SIGNAL_FIELD |= {"dmin": (256 + 7 * 120, 8), "dmax": (256 + 7 * 128, 8)}
+
+
+def _patch(psg, offset: int, text: str, width: int = 8) -> None:
+    data = bytearray(psg.read_bytes())
+    data[offset : offset + width] = text.ljust(width).encode()
+    psg.write_bytes(bytes(data))
+
+
+def _patch_signal(psg, field: str, signal: int, text: str) -> None:
+    offset, width = SIGNAL_FIELD[field]
+    _patch(psg, offset + signal * width, text, width)
+
+
+@pytest.mark.parametrize(
+    ("patches", "field", "message"),
+    [
+        ([(244, "0")], "duration of a data record", "data-record duration of 0 s"),
+        ([(244, "-0")], "duration of a data record", "data-record duration of 0 s"),
+        ([(244, "-1")], "Duration", "not a readable EDF file"),
+        ([(168, "31.02.89")], "startdate/starttime", "day is out of range for month"),
+        ([(236, "99999")], "Filesize", r"filesize 439808 != 18240\*99999\+2048"),
+    ],
+)
+def test_hostile_file_header_is_refused_by_field(tmp_path, capfd, patches, field, message):
+    psg, _ = write_pair(tmp_path, SHORT_NIGHT)
+    for offset, text in patches:
+        _patch(psg, offset, text)
+    with pytest.raises(EdfHeaderError, match=message) as err:
+        load_recording(pair_for(psg))
+    assert (err.value.path, err.value.field) == (psg, field)
+    assert "\n" not in str(err.value) and str(psg) in str(err.value)
+    assert capfd.readouterr() == ("", "")  # edflib's own "filesize ..." line is in the message
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "error_field", "message"),
+    [
+        ("dmin", "2047", "digital minimum/maximum", "digital minimum 2047 is not below .* 2047"),
+        ("dmax", "-2048", "digital minimum/maximum", "digital minimum -2048 is not below"),
+        ("units", "MV", "physical dimension", "units 'MV'; expected uV, mV or V"),
+        ("units", "", "physical dimension", "units ''"),
+    ],
+)
+def test_hostile_signal_header_is_refused_by_field(tmp_path, field, text, error_field, message):
+    psg, _ = write_pair(tmp_path, SHORT_NIGHT)
+    _patch_signal(psg, field, 1, text)  # EEG Pz-Oz
+    with pytest.raises(EdfHeaderError, match=f"channel 'EEG Pz-Oz': {message}") as err:
+        load_recording(pair_for(psg))
+    assert (err.value.path, err.value.field) == (psg, error_field)
+
+
+def test_unused_signals_are_not_checked(tmp_path):
+    """Rectal temperature is not a model input: a header the loader would refuse for an input
+    channel (swapped digital range, units DegC) does not stop the night from loading."""
+    psg, _ = write_pair(tmp_path, SHORT_NIGHT)
+    _patch_signal(psg, "dmin", 5, "2731")
+    _patch_signal(psg, "dmax", 5, "-2849")
+    assert len(load_recording(pair_for(psg))) == len(SHORT_NIGHT)
+
+
+def test_millivolt_and_volt_channels_are_converted_to_microvolts(tmp_path):
+    psg, _ = write_pair(tmp_path / "uV", SHORT_NIGHT)
+    reference = load_recording(pair_for(psg)).epochs[:, 0]
+    for units, pmin, pmax in (("mV", "-0.192", "0.192"), ("V", "-0.00019", "0.00019")):
+        psg, _ = write_pair(tmp_path / units, SHORT_NIGHT)
+        _patch_signal(psg, "units", 0, units)
+        _patch_signal(psg, "pmin", 0, pmin)
+        _patch_signal(psg, "pmax", 0, pmax)
+        scaled = load_recording(pair_for(psg)).epochs[:, 0]
+        ratio = 192 / (float(pmax) * {"mV": 1e3, "V": 1e6}[units])
+        np.testing.assert_allclose(scaled * ratio, reference, rtol=1e-5, atol=1e-4)

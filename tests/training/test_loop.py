@@ -104,3 +104,18 @@ def test_predict_gives_probabilities_and_an_empty_batch_for_no_input():
     assert p.shape == (7, 5) and not model.training
     np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-5)
     assert predict(model, x[:0]).shape == (0, 5)
+
+
+def test_a_log_gets_one_plain_line_per_epoch_and_no_batch_lines(tmp_path, capsys):
+    """Off a terminal (pytest captures stderr into a file), progress is plain lines: each
+    epoch's figures, the closing count, and nothing of the nested batch loop."""
+    _fold(tmp_path, TrainConfig(epochs=2, batch_size=16, seed=0))
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert "\x1b" not in err and "\r" not in err
+    assert [line.split(": loss")[0] for line in lines[:2]] == [
+        "fold: epoch 1/2",
+        "fold: epoch 2/2",
+    ]
+    assert lines[2].startswith("fold: 2/2 epoch") and len(lines) == 3, lines
+    assert "batch" not in err

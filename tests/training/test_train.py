@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from training.errors import TrainingError
 from training.train import TrainConfig, class_weight_tensor, run
 
 from .conftest import NIGHT
@@ -83,8 +84,32 @@ def test_same_seed_same_weights_and_resume_equals_one_go(cohort, tmp_path):
 def test_a_run_folder_refuses_other_options(cohort, tmp_path):
     split = _split(tmp_path)
     run(cohort, tmp_path / "r", TrainConfig(epochs=1, seed=0), **split)
-    with pytest.raises(ValueError, match="other options"):
+    with pytest.raises(TrainingError, match=r"other options \(--seed 0 -> 1\)"):
         run(cohort, tmp_path / "r", TrainConfig(epochs=1, seed=1), **split)
+    # A run folder from before an option existed resumes: the option counts as its default.
+    run_json = tmp_path / "r" / "run.json"
+    info = json.loads(run_json.read_text())
+    del info["train_config"]["samples_per_epoch"]
+    run_json.write_text(json.dumps(info))
+    run(cohort, tmp_path / "r", TrainConfig(epochs=1, seed=0), **split)
+
+
+def test_samples_per_epoch_draws_that_many_training_epochs(cohort, tmp_path):
+    run(
+        cohort,
+        tmp_path / "s",
+        TrainConfig(epochs=1, batch_size=16, samples_per_epoch=40),
+        **_split(tmp_path),
+    )
+    state = torch.load(tmp_path / "s" / "split" / "checkpoint.pt", weights_only=False)
+    assert state["scheduler"]["last_epoch"] == 3  # ceil(40 / 16) optimiser steps
+
+
+def test_training_options_are_checked():
+    with pytest.raises(TrainingError, match="--epochs 0: must be at least 1"):
+        TrainConfig(epochs=0)
+    with pytest.raises(TrainingError, match=r"--config nowhere\.json: cannot read it"):
+        TrainConfig.from_file("nowhere.json")
 
 
 def test_class_weights_follow_inverse_frequency():

@@ -45,6 +45,7 @@ def test_simulate_without_real_hypnograms_then_prepare(tmp_path):
         check=True,
     )
     assert "not real recordings" in sim.stdout
+    assert "1 subjects: 90 (the numbers --test-subjects/--val-subjects take)" in sim.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "SC4901E0-PSG.edf",
         "SC4901EG-Hypnogram.edf",
@@ -55,7 +56,9 @@ def test_simulate_without_real_hypnograms_then_prepare(tmp_path):
         text=True,
         check=True,
     )
-    assert "SC4901E0" in prep.stdout and "1 recordings cached" in prep.stdout
+    assert "SC4901E0" in prep.stdout
+    assert "1 recordings of 1 subjects (90) cached in" in prep.stdout
+    assert f"--cache {tmp_path / 'c'} to use it" in prep.stdout
 
 
 def test_the_description_names_every_command():

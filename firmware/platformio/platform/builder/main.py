@@ -1,6 +1,7 @@
 """SCons builder of the in-repo PlatformIO platform: the system arm-none-eabi tools, the
 board's linker script, and `pio run -t upload` booting emulated boards in QEMU. What QEMU runs
-and the core clock come from the board table, firmware/boards/boards.ini."""
+and the core clock come from the board table, firmware/boards/boards.ini. (The model is chosen
+by the extra script firmware/platformio/select_model.py, for every platform.)"""
 
 import configparser
 import os
@@ -58,8 +59,14 @@ AlwaysBuild(size)
 if "qemu_machine" in facts:
     port = env.subst("$UPLOAD_PORT") or "5555"  # pio run -t upload --upload-port N
     env.Replace(
+        # QEMU has no end of its own: the upload "runs" until it is stopped. Ctrl-C reaches
+        # PlatformIO too, which prints "Aborted by user"; QEMU stopped alone (kill PID) makes
+        # PlatformIO report the upload as FAILED. The hint says both, before QEMU starts.
         UPLOADCMD=(
-            f"echo 'serial URL: socket://127.0.0.1:{port}' && qemu-system-arm"
+            f"echo 'serial URL: socket://127.0.0.1:{port}' && echo 'the emulated board runs "
+            "until you stop it with Ctrl-C; PlatformIO then prints Aborted by user (FAILED if "
+            "QEMU alone is killed): expected, an emulated board never finishes an upload'"
+            " && qemu-system-arm"
             f" -M {facts['qemu_machine']} -display none -monitor none"
             f" -icount shift={facts['icount_shift']},align=off,sleep=off -kernel $SOURCE"
             f" -serial tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"
