@@ -9,11 +9,11 @@ running it (docs/streaming.md).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sleepdata.cli import ArgumentParser
 from sleepdata.errors import DataError
 
 from .export import ConversionError
@@ -22,7 +22,7 @@ from .quiet import silence_tensorflow_logs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m converter", description=__doc__)
+    parser = ArgumentParser(prog="python -m converter", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("build", help="ONNX, int8 TFLite, C sources and a verified report")
     p.add_argument(

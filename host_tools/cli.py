@@ -14,6 +14,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from sleepdata.cli import ArgumentParser
+
 from . import __version__
 
 EXIT_ERROR = 2
@@ -298,7 +300,7 @@ def _board_options(p: argparse.ArgumentParser, *, port: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="host_tools",
         description="Stream recordings to a board running the ULW-SleepNet firmware (a real one "
         "with --port, or an emulated one) and compare its results (docs/streaming.md).",

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from sleepdata import cache, hypnogen, simulator
 from sleepdata.cache import default_cache
+from sleepdata.cli import ArgumentParser
 from sleepdata.cohort import group_by_subject, hypnogram_files, parse_subjects, stage_table
 from sleepdata.errors import DataError
 from sleepdata.names import parse_name
@@ -99,7 +100,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         f"(seed {args.seed}); simulated signals, not real recordings"
     )
     listed = ", ".join(sorted(subjects, key=lambda v: (not v.isdigit(), v.zfill(3))))
-    print(f"{len(subjects)} subjects: {listed} (the numbers --test-subjects/--val-subjects take)")
+    noun = "subject" if len(subjects) == 1 else "subjects"
+    print(f"{len(subjects)} {noun}: {listed} (the numbers --test-subjects/--val-subjects take)")
     return 0
 
 
@@ -207,15 +209,8 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
 # The parser
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, with its errors as one line like every other error of the command."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {self.prog}: {message} (options: {self.prog} --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ArgumentParser(
         prog="python -m training",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
