@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from sleepdata import hypnogen
 from sleepdata.normalise import INPUT_SCALE, input_transform
+from sleepdata.progress import progress
 from sleepdata.psg import Recording, discover_pairs, load_recording, pair_for
 from sleepdata.simulator import simulate_from_hypnogram
 from sleepdata.tflm import TflmRunner
@@ -52,7 +52,7 @@ def simulated_recordings(n_nights: int, seed: int) -> list[Recording]:
     with tempfile.TemporaryDirectory(prefix="converter-") as tmp:
         hyps = hypnogen.generated_hypnograms(Path(tmp), n_nights, seed)
         recs = []
-        for hyp in tqdm(hyps, desc="simulate check nights", unit="night"):
+        for hyp in progress(hyps, desc="simulate check nights", unit="night"):
             psg, hyp_copy = simulate_from_hypnogram(hyp, Path(tmp) / "psg", seed=seed)
             recs.append(load_recording(pair_for(psg, hyp_copy)))
     return recs
