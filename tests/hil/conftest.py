@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from host_tools.device import Device
@@ -22,3 +25,21 @@ def board(request):
         port = emu.connect()
         yield Device(port, timeout_s=60)
         port.close()
+
+
+def start_board_command() -> tuple[subprocess.Popen, str]:
+    """``python -m host_tools board`` in a subprocess: (the process, the URL line it printed)."""
+    from ..conftest import REPO
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "host_tools", "board", "--board", "emu-m4"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    line = proc.stdout.readline()
+    if "socket://127.0.0.1:" not in line:
+        proc.kill()
+        raise AssertionError(line + proc.stderr.read())
+    return proc, line

@@ -18,6 +18,7 @@ from host_tools.cli import EXIT_INTERRUPTED
 from sleepdata.simulator import simulate_generated
 
 from ..conftest import REPO
+from .conftest import start_board_command
 
 pytestmark = pytest.mark.hil
 EPOCHS = 20  # enough that the run is still streaming when the signal comes
@@ -146,16 +147,8 @@ def test_sigkill_mid_stream_leaves_no_qemu_and_resumes(psg, tmp_path):
 
 
 def test_sigterm_stops_the_board_command_and_its_qemu(psg):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "host_tools", "board", "--board", "emu-m4"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
+    proc, _ = start_board_command()
     try:
-        line = proc.stdout.readline()
-        assert "socket://127.0.0.1:" in line, line + proc.stderr.read()
         qemu = _qemu_children(proc.pid)
         assert len(qemu) == 1, qemu
         os.kill(proc.pid, signal.SIGTERM)

@@ -21,6 +21,7 @@ from sleepdata.psg import load_recording, pair_for
 from sleepdata.simulator import simulate_from_hypnogram, simulate_generated
 
 from ..conftest import REPO, SHARED
+from .conftest import start_board_command
 
 pytestmark = pytest.mark.hil
 EPOCHS = 30  # short: the emulated board takes a few tenths of a second per epoch
@@ -163,16 +164,8 @@ def _qemu_serving(port: int) -> bool:
 def test_board_command_serves_an_emulated_board_until_ctrl_c(request):
     if request.config.getoption("--port"):
         pytest.skip("starts its own emulated board")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "host_tools", "board", "--board", "emu-m4"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
+    proc, line = start_board_command()
     try:
-        line = proc.stdout.readline()
-        assert "socket://127.0.0.1:" in line, line + proc.stderr.read()
         url = line.split()[-1]
         info = subprocess.run(
             [sys.executable, "-m", "host_tools", "info", "--port", url],
