@@ -45,7 +45,7 @@ def test_simulate_without_real_hypnograms_then_prepare(tmp_path):
         check=True,
     )
     assert "not real recordings" in sim.stdout
-    assert "1 subjects: 90 (the numbers --test-subjects/--val-subjects take)" in sim.stdout
+    assert "1 subject: 90 (the numbers --test-subjects/--val-subjects take)" in sim.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "SC4901E0-PSG.edf",
         "SC4901EG-Hypnogram.edf",
