@@ -12,6 +12,7 @@ import pytest
 from sleepdata import simulator
 from sleepdata.hypnogram import write_hypnogram
 from sleepdata.layout import SLEEP_CASSETTE_SIGNALS
+from sleepdata.psg_writer import write_psg
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "sleep-edf"
@@ -58,7 +59,7 @@ def write_pair(
         edit(night.signals)
     psg = folder / f"{name}0-PSG.edf"
     hyp = folder / f"{name}C-Hypnogram.edf"
-    simulator.write_psg(psg, night, specs=specs or SLEEP_CASSETTE_SIGNALS)
+    write_psg(psg, night, specs=specs or SLEEP_CASSETTE_SIGNALS)
     write_hypnogram(
         hyp,
         START,

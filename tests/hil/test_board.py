@@ -25,7 +25,8 @@ from host_tools.protocol import (
 from sleepdata.hypnogram import write_hypnogram
 from sleepdata.normalise import Normaliser
 from sleepdata.psg import load_recording, pair_for
-from sleepdata.simulator import simulate_night, traits_for, write_psg
+from sleepdata.psg_writer import write_psg
+from sleepdata.simulator import simulate_night, traits_for
 from sleepdata.stages import N1, N2, N3, REM, W
 from sleepdata.tflm import TflmRunner
 from training.model import load_model

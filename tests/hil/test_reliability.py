@@ -23,7 +23,8 @@ from host_tools.transport import open_port, read_available
 from sleepdata.hypnogram import write_hypnogram
 from sleepdata.normalise import Normaliser
 from sleepdata.psg import load_recording, pair_for
-from sleepdata.simulator import simulate_night, traits_for, write_psg
+from sleepdata.psg_writer import write_psg
+from sleepdata.simulator import simulate_night, traits_for
 from sleepdata.stages import N2, N3, REM, W
 from training.model import load_model
 
