@@ -27,7 +27,7 @@ NO_DEMO_HYPNOGRAM := note: using a generated night: the README's figures are of 
 	simulated from the real SC4001EC-Hypnogram.edf ($(HYPNOGRAMS_URL); set SHARED_HYPNOGRAMS=DIR, \
 	its folder)
 
-.PHONY: setup test lint format demo demo-stream bench-host bench-edf-fuzz bench-stream bench-faults bench bench-train model convert firmware firmware-test firmware-fuzz bench-fuzz firmware-model rest-variants variant-cards robustness robustness-onchip clean distclean
+.PHONY: setup test lint format demo demo-stream bench-host bench-edf-fuzz bench-stream bench-faults bench bench-train model cv model-paper convert firmware firmware-test firmware-fuzz bench-fuzz firmware-model rest-variants variant-cards robustness robustness-onchip clean distclean
 
 setup:
 	@scripts/setup.sh
@@ -105,75 +105,76 @@ bench-train: setup $(TRAIN_COHORT)/.done
 	$(PY) -m training bench-train --data $(TRAIN_COHORT) --cache $(BUILD)/cache
 
 ## model: retrain the shipped model (models/ulw_sleepnet) exactly as shipped (~20 min, 2 cores)
-MODEL_SPLIT := --test-subjects 0,1,2,3 --val-subjects 4,5 --epochs 12 --seed 0 --compile
+MODEL_OPTS := --epochs 12 --seed 0 --compile
+MODEL_SPLIT := --test-subjects 0,1,2,3 --val-subjects 4,5 $(MODEL_OPTS)
 model: setup $(BUILD)/sim35/.done
 	$(PY) -m training train --data $(BUILD)/sim35 --cache $(BUILD)/cache \
 		--out $(BUILD)/runs/shipped $(MODEL_SPLIT)
 	cp $(BUILD)/runs/shipped/split/model/{config.json,weights.pt,metrics.json} models/ulw_sleepnet/
 
-## rest-variants: fine-tune the REST variants from the shipped model (docs/robustness.md, about
-##                an hour on 2 cores), copy each into models/ulw_sleepnet_<v>, convert it
+## cv: subject-wise 5-fold cross-validation of the shipped configuration over the 35 simulated
+##     nights: per fold, pooled and mean +- std in build/runs/cv/cv_report.md (~2 h on 2 cores;
+##     resumable: re-run to continue)
+cv: setup $(BUILD)/sim35/.done
+	$(if $(SHARED_HYPNOGRAMS),,$(error cv $(NEEDS_HYPNOGRAMS)))
+	$(PY) -m training train --data $(BUILD)/sim35 --cache $(BUILD)/cache \
+		--out $(BUILD)/runs/cv --folds 5 $(MODEL_OPTS)
+
+## model-paper: the shipped split trained with ULW-SleepNet's original recipe (training/recipes.py:
+##              batch 32, 50 epochs, Adam amsgrad with warm restarts, Glorot, Keras BatchNorm
+##              momentum, checkpoint by validation accuracy) in build/runs/paper
+model-paper: setup $(BUILD)/sim35/.done
+	$(if $(SHARED_HYPNOGRAMS),,$(error model-paper $(NEEDS_HYPNOGRAMS)))
+	$(PY) -m training train --data $(BUILD)/sim35 --cache $(BUILD)/cache --out $(BUILD)/runs/paper \
+		--recipe paper --test-subjects 0,1,2,3 --val-subjects 4,5 --seed 0 --compile
+
+## rest-variants: REST's compared models (paper section 4.2) built from the shipped baseline:
+##                Liu, Ford, REST(A), REST(A+S) (and the baseline's extra seeds), copied to
+##                models/ulw_sleepnet_<v>; converted, measured on emu-m4, with a MODEL_CARD.md
+##                each (docs/robustness.md; hours on 2 cores: resumable, re-run to continue)
 REST := $(BUILD)/rest
 TRAIN_THREADS ?= 2
-FINETUNE := $(PY) -m training finetune --data $(BUILD)/sim35 --cache $(BUILD)/cache \
-	--threads $(TRAIN_THREADS)
-REST_ATTACK := --augment rest-published --select-attack rest-published --eps-uv 10 --lambda-o 3e-3
-GAUSS_OPTS := --augment gaussian --gaussian-c 0.2 --epochs 2 --samples-per-epoch 4000
-REST_A_OPTS := $(REST_ATTACK) --epochs 4 --samples-per-epoch 1920
-REST_AS_OPTS := $(REST_ATTACK) --adversarial-fraction 0.5 --lambda-g 1e-5 --lr 1e-3 --epochs 1 \
-	--samples-per-epoch 4800 --prune-fraction 0.45 --prune-widths 4,8,16,32 --retrain-epochs 12
-VARIANTS := gauss rest_a rest_as
+REST_SEEDS ?= 0 1 2
+# What every compressed model shares (docs/robustness.md, "The study"): sparsity training with
+# the model's own terms, one global threshold removing 80 % of the DSSC channels (>= 10 % per
+# layer, rounded up to the engine's widths), retraining without the sparsity term; every
+# checkpoint selected on the mean of clean and paper-attack (eq. 2, eps 6) validation macro-F1.
+SLIM_OPTS := --optimizer sgd --lr 1e-2 --lambda-g 0.12 --epochs 4 --samples-per-epoch 4800 \
+	--prune-fraction 0.8 --prune-min-fraction 0.1 --prune-widths 4,8,16,32 --retrain-epochs 4 \
+	--select-attack paper
+REST_STUDY = PY=$(PY) DATA=$(BUILD)/sim35 CACHE=$(BUILD)/cache REST=$(REST) \
+	THREADS=$(TRAIN_THREADS) REST_SEEDS="$(REST_SEEDS)" SLIM_OPTS="$(SLIM_OPTS)" \
+	BASELINE_OPTS="$(filter-out --seed 0,$(MODEL_SPLIT))" ROBUSTNESS_OPTS="$(ROBUSTNESS_OPTS)" \
+	HOST_TOOLS=$(VENV)/bin/host_tools scripts/rest_study.sh
 rest-variants: setup $(BUILD)/sim35/.done
-	$(FINETUNE) --init models/ulw_sleepnet --out $(REST)/gauss $(GAUSS_OPTS)
-	$(FINETUNE) --init models/ulw_sleepnet --out $(REST)/rest_a $(REST_A_OPTS)
-	$(FINETUNE) --init models/ulw_sleepnet --out $(REST)/rest_as $(REST_AS_OPTS)
-	for v in $(VARIANTS); do \
-		mkdir -p models/ulw_sleepnet_$$v && \
-		cp $(REST)/$$v/model/{config.json,weights.pt,metrics.json} models/ulw_sleepnet_$$v/ && \
-		$(PY) -m converter build --model models/ulw_sleepnet_$$v --out $(REST)/convert/$$v && \
-		cp $(REST)/convert/$$v/{model_int8.tflite,model.onnx,engine_layers.json} \
-			models/ulw_sleepnet_$$v/ || exit 1; \
-	done
+	$(if $(SHARED_HYPNOGRAMS),,$(error rest-variants $(NEEDS_HYPNOGRAMS)))
+	$(REST_STUDY) train
 	$(MAKE) -s variant-cards
 
-## variant-cards: firmware for each variant (emu-m4), its instruction counts, its MODEL_CARD.md
-TITLE_gauss := Gaussian-noise augmentation (the "Ford" baseline of REST, unpruned)
-TITLE_rest_a := REST(A): published attack + spectral term
-TITLE_rest_as := REST(A+S): attack + spectral + sparsity, pruned
+## variant-cards: convert every model of the study, its emu-m4 firmware, instruction counts and
+##                MODEL_CARD.md
 variant-cards: setup
-	mkdir -p $(REST)/bench
-	$(foreach v,$(VARIANTS),\
-		$(MAKE) -s -C firmware BOARD=emu-m4 MODEL_DIR=$(abspath $(REST)/convert/$(v)) \
-			BUILD=$(abspath $(REST)/firmware/$(v)) && \
-		$(VENV)/bin/host_tools bench --firmware $(REST)/firmware/$(v)/firmware.elf --epochs 3 \
-			--json > $(REST)/bench/$(v).json && \
-		$(PY) -m training model-card --model models/ulw_sleepnet_$(v) --title '$(TITLE_$(v))' \
-			--convert-report $(REST)/convert/$(v)/report.json --bench $(REST)/bench/$(v).json &&) true
+	$(REST_STUDY) cards
 
-## robustness: REST's noise evaluation of the shipped model and every variant, float and int8
-##             (TFLite Micro), one table and plot in build/rest/robustness/all
+## robustness: REST's noise evaluation (Table 4) of every model and seed, float and int8 (TFLite
+##             Micro); tables (study.md: mean +- std over seeds) in build/rest/robustness/all
 ROBUSTNESS_OPTS := --max-epochs 1500 --adversarial-epochs 100 --write-adversarial
 robustness: setup $(BUILD)/sim35/.done
-	for v in baseline $(VARIANTS); do \
-		m=models/ulw_sleepnet; [ $$v = baseline ] || m=$${m}_$$v; \
-		$(PY) -m training robustness --model $$m --data $(BUILD)/sim35 --cache $(BUILD)/cache \
-			--out $(REST)/robustness/$$v $(ROBUSTNESS_OPTS) || exit 1; \
-	done
-	$(PY) -m training robustness-table --out $(REST)/robustness/all \
-		$(foreach v,baseline $(VARIANTS),--run $(v)=$(REST)/robustness/$(v))
+	$(REST_STUDY) evaluate
+	$(REST_STUDY) table
 
-## robustness-onchip: the same noisy and adversarial epochs streamed through the emulated board
-##                    running each model (after `make robustness` and `make rest-variants`);
-##                    fills the "on chip" columns of build/rest/robustness/all/table.md
+## robustness-onchip: the same noisy and adversarial epochs (seed 0 of each model) streamed
+##                    through the emulated board running it (after `make robustness` and
+##                    `make variant-cards`); fills the "on chip" tables
 ROBUSTNESS_ONCHIP_OPTS ?= --max-epochs 100
+ONCHIP_VARIANTS := liu ford rest_a rest_as
 robustness-onchip: setup
-	$(VENV)/bin/host_tools robustness --run $(REST)/robustness/baseline $(ROBUSTNESS_ONCHIP_OPTS)
-	for v in $(VARIANTS); do \
-		$(VENV)/bin/host_tools robustness --run $(REST)/robustness/$$v \
+	$(VENV)/bin/host_tools robustness --run $(REST)/robustness/baseline/seed-0 $(ROBUSTNESS_ONCHIP_OPTS)
+	for v in $(ONCHIP_VARIANTS); do \
+		$(VENV)/bin/host_tools robustness --run $(REST)/robustness/$$v/seed-0 \
 			--firmware $(REST)/firmware/$$v/firmware.elf $(ROBUSTNESS_ONCHIP_OPTS) || exit 1; \
 	done
-	$(PY) -m training robustness-table --out $(REST)/robustness/all \
-		$(foreach v,baseline $(VARIANTS),--run $(v)=$(REST)/robustness/$(v))
+	$(REST_STUDY) table
 
 ## convert: ONNX, int8 TFLite, C for the firmware and a verified report (build/model)
 convert: setup

@@ -20,9 +20,6 @@ from .errors import DeviceError
 from .protocol import Info
 from .reference import ModelFiles
 
-#: Marker the PSG simulator writes into the EDF header's recording field.
-SIMULATOR_MARK = b"ulw-sleepnet-mcu_simulator"
-
 
 class StreamError(RuntimeError):
     """Options or a run folder that do not fit together; says what to do instead."""
@@ -72,13 +69,6 @@ def check_board(info: Info, model: ModelFiles, norm) -> None:
                 f"(remove_dc, shift, offset, multiplier) = {tuple(board_c)}, this host's "
                 f"config.json with {host_c}: {fix}"
             )
-
-
-def is_simulated(psg: Path) -> bool:
-    """True for PSG files written by sleepdata.simulator (it marks the EDF header)."""
-    with open(psg, "rb") as f:
-        header = f.read(256)
-    return SIMULATOR_MARK in header[88:168]
 
 
 def plan_epochs(n_kept: int, start: int, epochs: int | None, indices=None) -> range | np.ndarray:

@@ -81,6 +81,13 @@ class ModelFiles:
         folder = default_model_dir() if folder is None else Path(folder)
         if not folder.is_dir():
             raise ModelError(f"no such model folder {folder}; {_CONVERT_HINT}")
+        if (folder / "test_time_filter.json").is_file():
+            raise ModelError(
+                f"{folder} is a model behind a test-time filter (test_time_filter.json: REST's "
+                "Blanco model), which the host tools do not apply; stream the model folder it "
+                "names, or evaluate it with python -m training robustness --model "
+                f"{folder}"
+            )
         for name in ("config.json", TFLITE, ONNX):
             if not (folder / name).is_file():
                 hint = _CONVERT_HINT if name == "config.json" else convert_command(folder)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sleepdata import provenance
 from sleepdata.layout import EPOCH_S, EPOCH_SAMPLES
 from sleepdata.metrics import scores
 from sleepdata.stages import STAGE_NAMES
@@ -173,6 +174,8 @@ def build_report(results: Results, meta: dict) -> dict:
             "path": rec["path"],
             "hypnogram": rec["hypnogram"],
             "simulated": rec["simulated"],
+            # run folders written before provenance was recorded: from the file, if still there
+            "data_provenance": rec.get("data_provenance") or _provenance(rec["path"]),
             "note": rec["note"],
         },
         "epochs": n,
@@ -265,3 +268,11 @@ def render_folder(folder: str | Path) -> dict:
     if not (folder / RESULTS).is_file():
         raise RunFolderError(f"{folder / RESULTS} does not exist")
     return write_outputs(folder, read_results(folder / RESULTS), meta)
+
+
+def _provenance(psg: str) -> dict | None:
+    """The provenance of the PSG file at ``psg``, None when it is gone."""
+    try:
+        return provenance.describe([psg])
+    except OSError:
+        return None

@@ -444,10 +444,11 @@ def summarise(sweep: Sweep) -> dict:
             + (
                 " Simulated nights: the figures say that the pipeline works, not how well the "
                 "model scores real sleep."
-                if "simulated" in sweep.run.get("note", "")
+                if sweep.run.get("data_provenance", {}).get("data") == "simulated"
                 else ""
             )
         ),
+        "data_provenance": sweep.run.get("data_provenance"),
         "all_bitexact": all(c["bitexact"] == 1.0 for c in measured),
         "epochs_scored": n_all,
         "conditions": conditions,

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sleepdata import provenance
 from sleepdata.adversarial import AdversarialEpochs
 from sleepdata.noise import SignalStats
 
 from . import __version__
 from . import runfolder as rf
-from .inputs import StreamError, is_simulated
+from .inputs import StreamError
 from .protocol import CounterKind, Info
 from .reference import ModelFiles
 
@@ -56,7 +57,8 @@ def plan_meta(
 
 def new_meta(pair, rec, plan_meta, options, stats, model, refs, board_meta, adv) -> dict:
     """run.json of a new run (its sessions are appended as they start)."""
-    simulated = is_simulated(pair.psg)
+    kind = provenance.kind_of(pair.psg)
+    simulated = kind == provenance.SIMULATED
     return {
         "format": 1,
         "tool": f"host_tools {__version__}",
@@ -68,11 +70,12 @@ def new_meta(pair, rec, plan_meta, options, stats, model, refs, board_meta, adv)
             "start": rec.start.isoformat(),
             "kept_epochs": len(rec),
             "simulated": simulated,
+            "data_provenance": provenance.describe([pair.psg]),
             "note": (
                 "simulated recording (sleepdata.simulator): the figures show that the pipeline "
                 "works; they are not results on real sleep data"
                 if simulated
-                else "recording as given (not produced by this toolkit's simulator)"
+                else f"real recording ({kind}; not produced by this toolkit's simulator)"
             ),
         },
         "noise": (

@@ -1,16 +1,18 @@
-"""Input noise for robustness evaluation, as the REST paper defines it (Duggal et al., WWW 2020,
-https://arxiv.org/abs/2001.11363).
+"""Input noise for robustness evaluation, after the REST paper (Duggal et al., WWW 2020,
+https://arxiv.org/abs/2001.11363) and, where named, its public code.
 
 Noise is added to the signals in microvolts, before anything else sees them (the host's wire
-conversion, the board's integer preprocessing, the model). Two kinds, each with REST's levels:
+conversion, the board's integer preprocessing, the model). The kinds, each with REST's levels:
 
-- Gaussian: ``x + N(0, c * sigma)``, c = 0.1 / 0.2 / 0.3 (low / med / high); REST writes
-  ``N(mu, c * sigma)`` with the training mean ``mu`` of its one DC-free EEG channel, which is
-  about 0. Per channel, ``mu`` of the EMG envelope is its average level (+1.5 uV, 1.6 standard
-  deviations): adding it is an offset that doubles the chin EMG, not noise. So "gaussian" is
-  zero-mean, and "gaussian-mean" is REST's formula taken literally per channel;
-- shot: ``xn = (x - x_min) / (x_max - x_min)``, ``x' = clip01(Poisson(xn * c) / c)``, scaled
-  back; c = 5000 / 2500 / 1000 (low / med / high). Fewer "photons" (smaller c) is more noise.
+- "gaussian" (paper, eq. 8): ``x + N(0, c * sigma)``, c = 0.1 / 0.2 / 0.3 (low / med / high);
+- "gaussian-mean" (REST code, ``utils.gaussian_noise``): ``x + N(mu, c * sigma)`` with the
+  training mean ``mu``. In the code ``mu`` is that of its one DC-free EEG channel, about 0; per
+  channel here, ``mu`` of the EMG envelope is its average level (+1.5 uV, 1.6 standard
+  deviations): adding it is an offset that doubles the chin EMG, not noise. It is reported
+  beside the paper's zero-mean noise, named as the code's;
+- "shot" (paper, section 4.3): ``xn = (x - x_min) / (x_max - x_min)``,
+  ``x' = clip01(Poisson(xn * c) / c)``, scaled back; c = 5000 / 2500 / 1000 (low / med / high).
+  Fewer "photons" (smaller c) is more noise.
 
 ``sigma``, ``x_min``, ``x_max`` (and ``mu`` for "gaussian-mean") are statistics of the training
 split. REST used one EEG channel and global scalars; ULW-SleepNet has four channels with very

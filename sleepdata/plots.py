@@ -152,3 +152,33 @@ def plot_hypnograms(
     axes[-1].set_xlabel(xlabel)
     axes[0].set_title(title)
     _save(fig, path)
+
+
+def plot_gamma_histograms(
+    path: str | Path, before, after, threshold: float | None, *, title: str = ""
+) -> None:
+    """Histograms of BatchNorm |gamma| before and after sparsity training (log-spaced bins, so
+    that gammas pushed towards zero stay visible), with the pruning threshold."""
+    before, after = np.abs(np.asarray(before, float)), np.abs(np.asarray(after, float))
+    both = np.concatenate([before, after])
+    lo = max(float(both[both > 0].min()) if (both > 0).any() else 1e-6, 1e-6)
+    bins = np.geomspace(lo, max(float(both.max()), lo * 10), 40)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for values, name, color in ((before, "before", "#9ecae1"), (after, "after", "#08306b")):
+        ax.hist(
+            np.maximum(values, lo),
+            bins=bins,
+            alpha=0.6,
+            label=f"{name} ({len(values)})",
+            color=color,
+        )
+    if threshold is not None:
+        ax.axvline(
+            max(threshold, lo), color="#e34a33", linestyle="--", label=f"threshold {threshold:.3g}"
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("|gamma|")
+    ax.set_ylabel("channels")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    _save(fig, path)

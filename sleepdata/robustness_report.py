@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import provenance, rest_table
 from .metrics import format_metric
 
 #: The file ``host_tools robustness`` writes its on-chip scores to.
@@ -129,6 +130,12 @@ def _noise_kinds(result: dict) -> list[str]:
     return kinds
 
 
+def data_label(results) -> str:
+    """Where the results' nights came from, as they record it (``sleepdata.provenance``)."""
+    labels = {provenance.of_result(r) or "data provenance not recorded" for r in results}
+    return "; ".join(sorted(labels))
+
+
 def plot_macro_f1(path: Path, results: dict[str, dict]) -> None:
     """Macro-F1 versus noise level, PNG at ``path``: one panel per noise kind of the first
     result, one colour per result (name -> results.json), solid float, dashed int8. Attacks
@@ -165,36 +172,47 @@ def plot_macro_f1(path: Path, results: dict[str, dict]) -> None:
     axes[0].set_ylabel("macro-F1")
     axes[0].set_ylim(0, 1)
     axes[-1].legend(fontsize=7)
-    fig.suptitle("macro-F1 under noise (simulated nights, not Sleep-EDF)", fontsize=10)
+    fig.suptitle(f"macro-F1 under noise ({data_label(results.values())})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def compare(
-    runs: dict[str, str | Path],
+    runs: dict[str, str | Path | list[str | Path]],
     out: str | Path,
     onchip: dict[str, str | Path] | None = None,
 ) -> str:
-    """One table and one plot over several ``robustness`` output folders (name -> folder),
-    written to OUT/table.md and OUT/macro_f1.png; returns the table. The "on chip" columns
-    come from ``onchip`` (name -> onchip.json or its folder, written by ``host_tools
-    robustness``), else from each run's onchip.json or onchip/onchip.json."""
+    """One table and one plot over several ``robustness`` output folders (name -> folder, or
+    a list of folders: the model's training seeds), written to OUT/table.md and
+    OUT/macro_f1.png (first seed of each model), and the study's Table 4 with mean +- std over
+    seeds to OUT/study.md; returns table.md. The "on chip" columns come from ``onchip`` (name
+    -> onchip.json or its folder, written by ``host_tools robustness``), else from each
+    model's first run's onchip.json or onchip/onchip.json."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     onchip = onchip or {}
     unknown = sorted(set(onchip) - set(runs))
     if unknown:
         raise ValueError(f"--onchip {unknown[0]}=...: no --run of that name")
-    results = {n: json.loads((Path(d) / "results.json").read_text()) for n, d in runs.items()}
-    chips = {n: find_onchip(d, onchip.get(n)) for n, d in runs.items()}
-    shapes = {
-        n: [(c["kind"], c["level"], c["n_epochs"]) for c in r["conditions"]]
-        for n, r in results.items()
+    folders = {n: [d] if isinstance(d, str | Path) else list(d) for n, d in runs.items()}
+    seeds = {
+        n: [json.loads((Path(d) / "results.json").read_text()) for d in ds]
+        for n, ds in folders.items()
     }
-    if len({json.dumps(s) for s in shapes.values()}) != 1:
+    results = {n: rs[0] for n, rs in seeds.items()}
+    chips = {n: find_onchip(ds[0], onchip.get(n)) for n, ds in folders.items()}
+    shapes = {
+        json.dumps([(c["kind"], c["level"], c["n_epochs"]) for c in r["conditions"]])
+        for rs in seeds.values()
+        for r in rs
+    }
+    if len(shapes) != 1:
         raise ValueError("the robustness runs differ in conditions or epoch subsets")
     table = render_table(results, onchip=chips)
     (out / "table.md").write_text(table)
+    (out / "study.md").write_text(
+        rest_table.render(seeds, {n: c for n, c in chips.items() if c}) + "\n"
+    )
     plot_macro_f1(out / "macro_f1.png", results)
     return table

@@ -39,6 +39,7 @@ from . import hypnogen
 from .hypnogram import read_hypnogram
 from .layout import EPOCH_S
 from .names import parse_name
+from .provenance import SIMULATOR_MARK
 from .psg_writer import write_psg
 from .stages import MOVEMENT, N1, N2, N3, REM, UNSCORED, W
 
@@ -471,7 +472,7 @@ def simulate_from_hypnogram(
         tmp,
         night,
         patient=f"Simulated_{name[:6]}",
-        recording=f"ulw-sleepnet-mcu_simulator_seed_{seed}_not_a_real_recording",
+        recording=f"{SIMULATOR_MARK}_seed_{seed}_not_a_real_recording",
     )
     tmp.replace(psg_path)
     hyp_copy = out_dir / hyp_path.name

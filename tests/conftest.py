@@ -12,6 +12,7 @@ import pytest
 from sleepdata import simulator
 from sleepdata.hypnogram import write_hypnogram
 from sleepdata.layout import SLEEP_CASSETTE_SIGNALS
+from sleepdata.provenance import SIMULATOR_MARK
 from sleepdata.psg_writer import write_psg
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,11 +46,13 @@ def write_pair(
     specs=None,
     edit=None,
     hypnogram_stages=None,
+    marked: bool = True,
 ) -> tuple[Path, Path]:
     """A small simulated PSG + hypnogram pair in ``folder``.
 
     ``specs`` replaces the signal layout, ``edit(signals)`` changes the signals before writing,
-    ``hypnogram_stages`` writes a hypnogram other than ``stages``.
+    ``hypnogram_stages`` writes a hypnogram other than ``stages``; ``marked`` False leaves out
+    the simulator's mark in the EDF header (the file then passes for a real recording).
     """
     folder.mkdir(parents=True, exist_ok=True)
     stages = np.asarray(stages, dtype=np.int8)
@@ -59,7 +62,8 @@ def write_pair(
         edit(night.signals)
     psg = folder / f"{name}0-PSG.edf"
     hyp = folder / f"{name}C-Hypnogram.edf"
-    write_psg(psg, night, specs=specs or SLEEP_CASSETTE_SIGNALS)
+    mark = {"recording": f"{SIMULATOR_MARK}_test_seed_{seed}"} if marked else {}
+    write_psg(psg, night, specs=specs or SLEEP_CASSETTE_SIGNALS, **mark)
     write_hypnogram(
         hyp,
         START,

@@ -1,5 +1,6 @@
 """Benchmarks: the data path on one night (simulate, load, load from the cache), and one
-training epoch over a data folder with where its time goes."""
+training epoch over a data folder with where its time goes and what an adversarial attack on
+every sample would add."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from sleepdata import cache, hypnogen, simulator
+from sleepdata.noise import SignalStats
 from sleepdata.normalise import Normaliser
 from sleepdata.psg import pair_for
 
 from .loop import as_float
 from .model import ULWSleepNet
+from .rest import Attack, DifferentiableInput, attack, channel_scale
 from .splits import load_recordings, model_inputs
 
 #: One training epoch over the 37,614 epochs of the 35 nights of build/sim35 may take 60 s; a
@@ -90,6 +93,53 @@ def block_breakdown(model: ULWSleepNet, batch: torch.Tensor, repeats: int = 5) -
     return out
 
 
+#: The attack REST-style fine-tuning runs on every training batch, and how many batches time it.
+BENCH_ATTACK, ATTACK_BATCHES = Attack("pgd", 10.0, 10), 3
+
+
+def attack_cost(
+    model: ULWSleepNet,
+    recs,
+    norm: Normaliser,
+    y: torch.Tensor,
+    order: np.ndarray,
+    batch_size: int,
+    seed: int,
+) -> dict:
+    """Seconds the `BENCH_ATTACK` takes on ``ATTACK_BATCHES`` batches of raw microvolts (the
+    first batches of ``order`` over the recordings' epochs in turn, labels ``y``), and that rate
+    extrapolated to one epoch over every sample."""
+    starts = np.cumsum([0] + [len(r) for r in recs])
+    n = int(starts[-1])
+
+    def microvolts(idx: np.ndarray) -> torch.Tensor:
+        night = np.searchsorted(starts, idx, side="right") - 1
+        return torch.from_numpy(
+            np.stack([recs[r].epochs[i - starts[r]] for r, i in zip(night, idx, strict=True)])
+        )
+
+    inp = DifferentiableInput(norm)
+    scale = channel_scale(SignalStats.fit([r.epochs for r in recs], source="bench"))
+    gen = torch.Generator().manual_seed(seed)
+    n_batches = min(ATTACK_BATCHES, math.ceil(n / batch_size))
+    seconds = 0.0
+    for b in range(n_batches):
+        idx = np.sort(order[b * batch_size : (b + 1) * batch_size])
+        x_uv = microvolts(idx)
+        t0 = time.perf_counter()
+        attack(model, inp, x_uv, y[idx], BENCH_ATTACK, scale, gen)
+        seconds += time.perf_counter() - t0
+    per_batch = seconds / n_batches
+    return {
+        "attack": str(BENCH_ATTACK),
+        "timed_batches": n_batches,
+        "per_batch_s": round(per_batch, 2),
+        "epoch_s_extrapolated": round(per_batch * n / batch_size, 1),
+        "note": f"extrapolated from {n_batches} batches of {batch_size} to all {n:,} "
+        "samples; added to the training epoch when every batch is attacked",
+    }
+
+
 def bench_train(
     data: str | Path, cache_dir, *, batch_size: int = 128, compile: bool = False, seed: int = 0
 ) -> dict:
@@ -139,6 +189,7 @@ def bench_train(
         "input_prep_s": round(prep_s, 1),
         "epoch_breakdown_s": {k: round(v, 1) for k, v in times.items()},
         "share_by_block": {k: round(v / total_blocks, 3) for k, v in blocks.items()},
+        "attack_per_epoch": attack_cost(model, recs, norm, y, order, batch_size, seed),
         "target_epoch_s": round(TRAIN_TARGET_S * len(x) / TRAIN_TARGET_SAMPLES, 1),
         "target": f"{TRAIN_TARGET_S} s per {TRAIN_TARGET_SAMPLES:,} epochs (the 35 nights of "
         "build/sim35), in proportion to the epochs here",

@@ -127,6 +127,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig.from_file(
         args.config,
+        recipe=args.recipe,
         epochs=args.epochs,
         seed=args.seed,
         batch_size=args.batch_size,
@@ -148,6 +149,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     print(format_scores(result))
     print(f"pooled over test subjects; details in {args.out}/metrics.json")
+    report = Path(args.out) / "cv_report.md"
+    if "over_folds" in result:
+        print()
+        print(report.read_text(), end="")
+        print(f"(written to {report})")
     return 0
 
 
@@ -262,11 +268,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=_subject_list,
         help="with --test-subjects: validation subjects, e.g. 92",
     )
-    p.add_argument("--epochs", type=int, help="training epochs (default 30)")
+    p.add_argument(
+        "--recipe",
+        choices=["project", "paper"],
+        help="project (default): batch 128, 30 epochs, checkpoint by validation macro-F1, "
+        "PyTorch's initialisation and BatchNorm momentum; paper: the original ULW-SleepNet "
+        "training (batch 32, 50 epochs, Glorot initialisation, Keras BatchNorm momentum 0.99, "
+        "checkpoint by validation accuracy); the options below override it",
+    )
+    p.add_argument("--epochs", type=int, help="training epochs (default: the recipe's, 30 or 50)")
     p.add_argument(
         "--samples-per-epoch", type=int, help="30-s epochs drawn per training epoch (default all)"
     )
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, help="default: the recipe's, 128 or 32")
     p.add_argument("--seed", type=int)
     p.add_argument("--config", help="JSON file of training options (see training/train.py)")
     p.add_argument("--normalisation", choices=["fixed", "zscore"])

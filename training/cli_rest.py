@@ -8,6 +8,8 @@ import sys
 
 from sleepdata.cache import default_cache
 
+from .sources import ATTACKS
+
 
 def _int_list(text: str) -> tuple[int, ...]:
     """'4,8,16,32' -> (4, 8, 16, 32)."""
@@ -18,6 +20,15 @@ def _int_list(text: str) -> tuple[int, ...]:
     if any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"{text!r}: every value must be positive")
     return values
+
+
+def _band(text: str) -> tuple[float, float]:
+    """'0.5,40' -> (0.5, 40.0)."""
+    try:
+        low, high = (float(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LOW,HIGH in Hz like 0.5,40") from None
+    return low, high
 
 
 #: RobustConfig fields set from the command-line options of the same name (--eps-uv: eps_uv).
@@ -38,6 +49,8 @@ _FINETUNE_OPTIONS = (
     "prune_widths",
     "retrain_epochs",
     "select_attack",
+    "optimizer",
+    "gaussian_fraction",
     "seed",
 )
 
@@ -65,6 +78,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 def cmd_robustness(args: argparse.Namespace) -> int:
     import torch
 
+    from sleepdata.filters import BandPass
+
     from .robustness import RobustnessOptions, robustness
 
     torch.set_num_threads(args.threads)
@@ -75,6 +90,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         write_adversarial=args.write_adversarial,
         seed=args.seed,
         tflite=args.tflite,
+        bandpass=BandPass(*args.bandpass) if args.bandpass else None,
     )
     try:
         result = robustness(args.model, args.data, args.out, opts, cache_dir=args.cache)
@@ -96,7 +112,7 @@ def cmd_robustness_table(args: argparse.Namespace) -> int:
             if not sep or not name or not folder:
                 print(f"error: {option} {item!r}: expected NAME=FOLDER", file=sys.stderr)
                 return 2
-            into[name] = folder
+            into[name] = folder.split(",") if option == "--run" else folder
     try:
         print(compare(runs, args.out, onchip))
     except (ValueError, FileNotFoundError) as exc:
@@ -115,7 +131,18 @@ def add_rest_commands(sub) -> None:
     p.add_argument("--data", required=True, help="folder of PSG/hypnogram pairs")
     p.add_argument("--out", required=True, help="run folder (re-run the command to resume)")
     p.add_argument("--config", help="JSON file of options (RobustConfig in training/finetune.py)")
-    p.add_argument("--augment", choices=["none", "gaussian", "rest-published", "pgd"])
+    p.add_argument(
+        "--augment",
+        choices=["none", "gaussian", *ATTACKS],
+        help="training input: clean, Gaussian noise (paper eq. 8), or an attack: paper (eq. 2), "
+        "rest-code (REST's code: random start, step 0.01 uV), pgd (standard)",
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=["adam", "sgd"],
+        help="adam (amsgrad, cosine decay; default) or sgd (the paper's: momentum 0.9, lr / 10 "
+        "after 1/3 and 2/3 of each stage)",
+    )
     p.add_argument("--epochs", type=int)
     p.add_argument("--samples-per-epoch", type=int, help="training epochs drawn per epoch")
     p.add_argument("--batch-size", type=int)
@@ -123,6 +150,9 @@ def add_rest_commands(sub) -> None:
     p.add_argument("--eps-uv", type=float, help="attack budget, uV of Fpz-Cz (default 10)")
     p.add_argument("--attack-iterations", type=int)
     p.add_argument("--gaussian-c", type=float)
+    p.add_argument(
+        "--gaussian-fraction", type=float, help="share of each batch given Gaussian noise (0.5)"
+    )
     p.add_argument(
         "--adversarial-fraction",
         type=float,
@@ -141,8 +171,9 @@ def add_rest_commands(sub) -> None:
     p.add_argument("--retrain-epochs", type=int)
     p.add_argument(
         "--select-attack",
-        choices=["rest-published", "pgd"],
-        help="attack of the adversarial validation score (default pgd)",
+        choices=list(ATTACKS),
+        help="attack of the adversarial validation score (default paper: eq. 2, the same for "
+        "every compared model)",
     )
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, default=2, help="torch threads (2)")
@@ -168,6 +199,14 @@ def add_rest_commands(sub) -> None:
     )
     p.add_argument("--no-int8", action="store_true", help="float model only")
     p.add_argument(
+        "--bandpass",
+        type=_band,
+        metavar="LOW,HIGH",
+        help="band-pass every test input (noisy or attacked) in uV before the int8 conversion: "
+        "REST's Blanco model is the Liu model with --bandpass 0.5,40 (zero-phase 4th-order "
+        "Butterworth on EEG and EOG; sleepdata/filters.py)",
+    )
+    p.add_argument(
         "--write-adversarial",
         action="store_true",
         help="also write the adversarial wire samples per night (OUT/adversarial/*.npz)",
@@ -181,7 +220,12 @@ def add_rest_commands(sub) -> None:
         "robustness-table", help="one macro-F1 table and plot over several robustness runs"
     )
     p.add_argument(
-        "--run", action="append", required=True, help="NAME=FOLDER of a robustness output"
+        "--run",
+        action="append",
+        required=True,
+        help="NAME=FOLDER of a robustness output, or NAME=FOLDER,FOLDER,... (one per training "
+        "seed: study.md shows mean +- std); the paper's names baseline, liu, blanco, ford, "
+        "rest_a, rest_as are ordered as in its Table 4",
     )
     p.add_argument(
         "--onchip",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sleepdata import cache
+from sleepdata import cache, provenance
 from sleepdata.hypnogram import write_stage_tsv
 from sleepdata.metrics import scores, sleep_statistics, write_confusion_csv
 from sleepdata.normalise import input_transform
@@ -28,8 +28,11 @@ def evaluate(
     (out / "hypnograms").mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     per_night, ys, ps = {}, [], []
-    for pair in progress(discover_pairs(data), desc="evaluate", unit="night"):
+    pairs = discover_pairs(data)
+    prov = provenance.describe(p.psg for p in pairs)
+    for pair in progress(pairs, desc="evaluate", unit="night"):
         rec = cache.load(pair, cache_dir)
+        kind = provenance.kind_of(pair.psg)
         probs = predict(model, transform(rec.epochs))
         pred = probs.argmax(axis=1)
         write_stage_tsv(
@@ -45,23 +48,27 @@ def evaluate(
             rec.labels,
             pred,
             probs=probs,
-            title=f"{rec.name}: expert vs model",
+            title=f"{rec.name} ({kind}): expert vs model",
         )
         per_night[rec.name] = {
             **scores(rec.labels, pred),
             "sleep_expert": sleep_statistics(rec.labels),
             "sleep_predicted": sleep_statistics(pred),
+            "data": kind,
         }
         ys.append(rec.labels)
         ps.append(pred)
     pooled = scores(np.concatenate(ys), np.concatenate(ps))
     write_confusion_csv(out / "confusion.csv", np.array(pooled["confusion"]))
-    plot_confusion(out / "confusion.png", np.array(pooled["confusion"]), title="pooled")
+    plot_confusion(
+        out / "confusion.png", np.array(pooled["confusion"]), title=f"pooled: {prov['label']}"
+    )
     result = {
         **pooled,
         "pooled": True,
         "model": str(model_dir),
         "data": str(data),
+        "data_provenance": prov,
         "note": "epochs of all nights pooled; per-night figures under 'nights'",
         "nights": per_night,
     }

@@ -7,8 +7,9 @@ signal of the subject split stored in MODEL's config.json, through the deploymen
 (training/rest.py), with Gaussian noise or adversarial batches, the spectral and BatchNorm-L1
 terms, then optionally prunes DSSC channels and retrains. OUT holds ``finetune.json`` (the
 options, to refuse a resume with others), ``stage-1/`` (and ``pruned-before-retraining/`` and
-``stage-2/`` when pruning), each with checkpoint.pt, history.json and model/, and ``model/``: the
-best checkpoint of the last stage with ``metrics.json`` on the clean test subjects. Re-running the
+``stage-2/`` when pruning), each with checkpoint.pt, history.json and model/ (pruning.json and
+gammas.png, training/slimming.py, say what the pruning did), and ``model/``: the best
+checkpoint of the last stage with ``metrics.json`` on the clean test subjects. Re-running the
 same command resumes.
 """
 
@@ -31,6 +32,7 @@ from sleepdata.noise import SignalStats, gaussian_noise
 from sleepdata.normalise import Normaliser
 from sleepdata.stages import STAGE_NAMES
 
+from . import slimming
 from .loop import Recipe, fit, predict
 from .model import ULWSleepNet, load_model, save_model
 from .rest import (
@@ -43,7 +45,11 @@ from .rest import (
     prune,
     spectral_penalty,
 )
-from .splits import load_recordings, model_inputs, training_stats
+from .sources import ATTACK_ALIASES, ATTACKS
+from .splits import data_provenance, load_recordings, model_inputs, training_stats
+
+#: Training-input options: clean, Gaussian noise, or one of the attacks.
+AUGMENTS = ("none", "gaussian", *ATTACKS)
 
 
 @dataclass(frozen=True)
@@ -51,17 +57,22 @@ class RobustConfig:
     """Options of ``python -m training finetune``: fine-tune a trained model folder on the raw
     microvolt signal with REST's terms, optionally prune and retrain.
 
-    ``augment``: "none", "gaussian" (REST's Gaussian noise, c = ``gaussian_c``, on a
-    ``gaussian_fraction`` of each batch: the "Ford" baseline), "rest-published" or "pgd"
-    (every batch replaced by its adversarial version, budget ``eps_uv`` in uV of Fpz-Cz, see
-    training/rest.py; with ``adversarial_fraction`` < 1 only that fraction of each batch, the
-    rest stays clean). ``lambda_o``: spectral term; ``lambda_g``: L1 on BatchNorm gammas (first
-    stage only). ``prune_fraction`` > 0: after the first stage, the best checkpoint loses that
-    fraction of its DSSC channels (at least ``prune_min_fraction`` of each layer kept, each
-    layer's count rounded up to one of ``prune_widths`` when given) and is
-    retrained for ``retrain_epochs`` without the sparsity term. Checkpoints are selected on the
-    mean of clean and adversarial (``select_attack`` at ``select_eps_uv``) validation macro-F1,
-    on fixed subsets of ``val_samples`` / ``val_adv_samples`` validation epochs."""
+    ``augment``: "none", "gaussian" (zero-mean Gaussian noise, paper eq. 8, c = ``gaussian_c``,
+    on a ``gaussian_fraction`` of each batch: the "Ford" model), or an attack of
+    training/rest.py, ``ATTACKS`` ("paper": eq. 2; "rest-code"; "pgd"): every batch replaced by
+    its adversarial version (paper, section 3), budget ``eps_uv`` in uV of Fpz-Cz; with
+    ``adversarial_fraction`` < 1 only that fraction of each batch, the rest stays clean.
+    ``lambda_o``: spectral term; ``lambda_g``: L1 on BatchNorm gammas (first stage only).
+    ``prune_fraction`` > 0: after the first stage, its last epoch (network slimming prunes the
+    end of sparsity training) loses that fraction of its DSSC channels (at least
+    ``prune_min_fraction`` of each layer kept, each layer's count rounded up to one of
+    ``prune_widths`` when given) and is retrained for ``retrain_epochs``
+    with the same terms but the sparsity term. ``optimizer``: "adam" (amsgrad, cosine decay to 0
+    over each stage) or "sgd" (momentum ``momentum``, the learning rate divided by 10 after one
+    and two thirds of each stage: the paper's schedule, 10 and 20 of 30 epochs). Checkpoints are
+    selected on the mean of clean and adversarial (``select_attack`` at ``select_eps_uv``)
+    validation macro-F1, on fixed subsets of ``val_samples`` / ``val_adv_samples`` validation
+    epochs."""
 
     epochs: int = 3
     samples_per_epoch: int | None = None  # None: every training epoch, each epoch
@@ -81,17 +92,26 @@ class RobustConfig:
     prune_min_fraction: float = 0.1
     prune_widths: tuple[int, ...] | None = None
     retrain_epochs: int = 0
-    select_attack: str = "pgd"
+    select_attack: str = "paper"
     select_eps_uv: float = 6.0
     val_samples: int | None = 1000
     val_adv_samples: int = 300
+    optimizer: str = "adam"
+    momentum: float = 0.9
     seed: int = 0
 
     def __post_init__(self):
-        if self.augment not in ("none", "gaussian", "rest-published", "pgd"):
+        for name in ("augment", "select_attack"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, ATTACK_ALIASES.get(value, value))
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"augment {self.augment!r}: expected one of {', '.join(AUGMENTS)}")
+        if self.select_attack not in ATTACKS:
             raise ValueError(
-                f"augment {self.augment!r}: expected none, gaussian, rest-published or pgd"
+                f"select_attack {self.select_attack!r}: expected one of {', '.join(ATTACKS)}"
             )
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer {self.optimizer!r}: expected adam or sgd")
         if not 0 < self.adversarial_fraction <= 1:
             raise ValueError("adversarial_fraction must be in (0, 1]")
         if self.prune_fraction > 0 and self.retrain_epochs < 1:
@@ -144,6 +164,20 @@ def _val_scores(model, inp, norm, data: _RobustData, cfg: RobustConfig, scale) -
     }
 
 
+def _optimiser(model, cfg: RobustConfig, steps: int):
+    """The optimiser and its per-batch scheduler over a stage of ``steps`` batches."""
+    if cfg.optimizer == "sgd":  # the paper: SGD, momentum 0.9, lr / 10 at epochs 10 and 20 of 30
+        opt = torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+        milestones = [max(1, round(steps / 3)), max(1, round(2 * steps / 3))]
+        return opt, torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=0.1)
+    opt = torch.optim.Adam(
+        model.parameters(), lr=cfg.lr, amsgrad=True, weight_decay=cfg.weight_decay
+    )
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
+
+
 def _stage(
     folder: Path,
     model: ULWSleepNet,
@@ -162,14 +196,10 @@ def _stage(
     scale = channel_scale(stats)
     n = len(data.x_train)
     per_epoch = min(cfg.samples_per_epoch or n, n)
-    opt = torch.optim.Adam(
-        model.parameters(), lr=cfg.lr, amsgrad=True, weight_decay=cfg.weight_decay
-    )
-    n_batches = math.ceil(per_epoch / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs * n_batches, 1))
+    opt, sched = _optimiser(model, cfg, epochs * math.ceil(per_epoch / cfg.batch_size))
     spec = (
         Attack(cfg.augment, cfg.eps_uv, cfg.attack_iterations, cfg.attack_step_uv)
-        if cfg.augment in ("rest-published", "pgd")
+        if cfg.augment in ATTACKS
         else None
     )
     y_all = torch.from_numpy(data.y_train.astype(np.int64))
@@ -256,6 +286,7 @@ def finetune(
     run_file.write_text(json.dumps(run_info, indent=1) + "\n")
 
     recs = load_recordings(data, cache_dir)
+    provenance = data_provenance(data)
     part = {
         k: [r for r in recs if subject_key(r) in set(split[k])] for k in ("train", "val", "test")
     }
@@ -283,6 +314,7 @@ def finetune(
         "stages": list(STAGE_NAMES),
         "split": split,
         "finetune": {"init": str(init), **asdict(cfg)},
+        "data_provenance": provenance,
     }
     t0 = time.perf_counter()
     _stage(
@@ -298,10 +330,28 @@ def finetune(
     )
     final = out / "stage-1" / "model"
     if cfg.prune_fraction > 0:
+        # Network slimming prunes the model at the END of sparsity training, where the gammas
+        # are most separated (its best-validation epoch may come before they separate).
         best, _ = load_model(final)
+        state = torch.load(
+            out / "stage-1" / "checkpoint.pt", map_location="cpu", weights_only=False
+        )
+        best.load_state_dict(state["model"])
         plan = plan_pruning(best, cfg.prune_fraction, cfg.prune_min_fraction, cfg.prune_widths)
         pruned = prune(best, plan)
-        extra = {**extra, "pruned": {"plan": plan.to_dict(), "from": str(final)}}
+        before, _ = load_model(init)
+        slim = slimming.report(
+            out / "pruned-before-retraining", before, best, plan, cfg.prune_fraction
+        )
+        extra = {
+            **extra,
+            "pruned": {
+                "plan": plan.to_dict(),
+                "from": str(out / "stage-1" / "checkpoint.pt") + " (last sparsity epoch)",
+                **{k: slim[k] for k in ("channels", "removed", "fraction_removed")},
+                "separation": slim["separation_after"],
+            },
+        }
         save_model(out / "pruned-before-retraining", pruned, extra)
         _stage(
             out / "stage-2",
@@ -326,6 +376,7 @@ def finetune(
         "pooled": True,
         "note": "test subjects' epochs pooled; clean signals",
         "test_subjects": split["test"],
+        "data_provenance": provenance,
         "wall_s_this_run": round(wall, 1),
     }
     (out / "model" / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")

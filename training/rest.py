@@ -34,12 +34,7 @@ from sleepdata.noise import SignalStats
 from sleepdata.normalise import INPUT_SCALE, Normaliser
 
 from .model import DSSC, ModelConfig, ULWSleepNet
-
-#: Attack names: REST's published setting (step 0.01 uV: effectively uniform noise in +-eps)
-#: and a real L-inf PGD (step 2.5 * eps / iterations).
-ATTACKS = ("rest-published", "pgd")
-PUBLISHED_STEP_UV = 0.01
-
+from .sources import ATTACK_ALIASES, ATTACKS, REST_CODE_STEP_UV
 
 # ------------------------------------------------------------------------------------------
 # The deployment input path, differentiable
@@ -97,8 +92,8 @@ def channel_scale(stats: SignalStats) -> np.ndarray:
 @dataclass(frozen=True)
 class Attack:
     """An L-inf attack on microvolts. ``eps_uv`` and ``step_uv`` are in microvolts of channel 0
-    (scaled per channel by `channel_scale`); ``step_uv`` None takes the kind's default:
-    0.01 for ``rest-published``, 2.5 * eps / iterations for ``pgd``."""
+    (scaled per channel by `channel_scale`); ``step_uv`` None takes the kind's default: eps for
+    ``paper`` (eq. 2), 0.01 for ``rest-code``, 2.5 * eps / iterations for ``pgd``."""
 
     kind: str
     eps_uv: float
@@ -106,6 +101,7 @@ class Attack:
     step_uv: float | None = None
 
     def __post_init__(self):
+        object.__setattr__(self, "kind", ATTACK_ALIASES.get(self.kind, self.kind))
         if self.kind not in ATTACKS:
             raise ValueError(f"attack {self.kind!r}: expected one of {', '.join(ATTACKS)}")
         if not self.eps_uv >= 0 or self.iterations < 0:
@@ -115,9 +111,17 @@ class Attack:
     def step(self) -> float:
         if self.step_uv is not None:
             return self.step_uv
-        if self.kind == "rest-published":
-            return PUBLISHED_STEP_UV
+        if self.kind == "paper":
+            return self.eps_uv
+        if self.kind == "rest-code":
+            return REST_CODE_STEP_UV
         return 2.5 * self.eps_uv / max(self.iterations, 1)
+
+    @property
+    def random_start(self) -> bool:
+        """REST's code and a standard PGD start at a uniform random point of the ball; the
+        paper's eq. 2 starts at the clean input."""
+        return self.kind != "paper"
 
     def __str__(self) -> str:
         return f"{self.kind} eps {self.eps_uv:g} uV, {self.iterations} x {self.step:g} uV"
@@ -133,8 +137,9 @@ def attack(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Adversarial microvolts for ``x_uv`` (n, channels, samples) float32 and labels ``y``:
-    random start in U(-eps, eps), then ``iterations`` signed-gradient steps on the
-    cross-entropy, each projected back onto the eps ball. The model runs in eval mode (BatchNorm
+    start at ``x_uv`` (``paper``) or at a random point in U(-eps, eps) (``rest-code``, ``pgd``;
+    drawn from ``generator``), then ``iterations`` signed-gradient steps on the cross-entropy,
+    each projected back onto the eps ball. The model runs in eval mode (BatchNorm
     running statistics, no dropout) and its mode is restored afterwards; no parameter gradient
     is left behind."""
     if spec.eps_uv == 0:
@@ -144,8 +149,11 @@ def attack(
     sc = torch.as_tensor(scale, dtype=torch.float32).view(-1, 1)
     eps, step = spec.eps_uv * sc, spec.step * sc
     x0 = x_uv.detach()
-    u = torch.rand(x0.shape, generator=generator, dtype=torch.float32)
-    delta = (2.0 * u - 1.0) * eps
+    if spec.random_start:
+        u = torch.rand(x0.shape, generator=generator, dtype=torch.float32)
+        delta = (2.0 * u - 1.0) * eps
+    else:
+        delta = torch.zeros_like(x0)
     params = [p for p in model.parameters() if p.requires_grad]
     for p in params:
         p.requires_grad_(False)
@@ -201,10 +209,15 @@ def bn_l1(model: nn.Module) -> torch.Tensor:
 @dataclass(frozen=True)
 class PrunePlan:
     """Channels to keep per DSSC block: ``inner[b]`` after the block's first units, ``outer[b]``
-    the block's output channels; sorted original indices."""
+    the block's output channels; sorted original indices. ``threshold``: the global |gamma|
+    threshold (channels at or below it are removed unless a layer's floor or width keeps them);
+    ``by_threshold``: per layer (inner and outer of each block, in order) the count the
+    threshold and floor alone keep, before rounding up to an allowed width."""
 
     inner: tuple[tuple[int, ...], ...]
     outer: tuple[tuple[int, ...], ...]
+    threshold: float | None = None
+    by_threshold: tuple[int, ...] | None = None
 
     def config(self, base: ModelConfig) -> ModelConfig:
         return ModelConfig(
@@ -216,7 +229,12 @@ class PrunePlan:
         )
 
     def to_dict(self) -> dict:
-        return {"inner": [list(k) for k in self.inner], "outer": [list(k) for k in self.outer]}
+        return {
+            "inner": [list(k) for k in self.inner],
+            "outer": [list(k) for k in self.outer],
+            "threshold": self.threshold,
+            "by_threshold": list(self.by_threshold) if self.by_threshold else None,
+        }
 
 
 def _blocks(model: ULWSleepNet) -> list[DSSC]:
@@ -257,18 +275,24 @@ def plan_pruning(
     allg = torch.cat(layers)
     n_remove = round(fraction * allg.numel())
     threshold = torch.sort(allg).values[n_remove - 1].item() if n_remove > 0 else -1.0
-    keeps = []
+    keeps, counted = [], []
     for g in layers:
         floor = max(1, math.ceil(min_fraction * g.numel()))
         keep = set(torch.nonzero(g > threshold).flatten().tolist())
         want = max(len(keep), floor)
+        counted.append(want)
         if allowed is not None:
             want = min([w for w in allowed if w >= want] or [g.numel()])
             want = min(want, g.numel())
         if len(keep) != want:
             keep = set(torch.argsort(g, descending=True)[:want].tolist())
         keeps.append(tuple(sorted(keep)))
-    return PrunePlan(inner=tuple(keeps[0::2]), outer=tuple(keeps[1::2]))
+    return PrunePlan(
+        inner=tuple(keeps[0::2]),
+        outer=tuple(keeps[1::2]),
+        threshold=threshold if n_remove > 0 else None,
+        by_threshold=tuple(counted),
+    )
 
 
 def _take(t: torch.Tensor, rows=None, cols=None) -> torch.Tensor:

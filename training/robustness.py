@@ -5,14 +5,21 @@ Table 4) of one model folder, float and int8.
 test subjects (the split stored in its config.json) under:
 
 - no noise;
-- Gaussian noise c_g = 0.1 / 0.2 / 0.3 and shot noise c_s = 5000 / 2500 / 1000, drawn by
-  ``sleepdata.noise`` exactly as ``host_tools stream --noise`` draws them (per-channel training
-  statistics, epoch ``i`` of a recording from ``epoch_rng(seed, i)``), so the host and on-chip
-  figures see the same noisy wire samples;
-- white-box attacks ``rest-published`` and ``pgd`` at eps 2 / 6 / 12 uV (of Fpz-Cz, scaled per
-  channel, see training/rest.py), crafted on the float model through the differentiable
-  deployment input path, then rounded to int16 wire samples; the int8 model gets the same wire
-  samples (a transfer attack for it: the int8 model has no gradient).
+- Gaussian noise c_g = 0.1 / 0.2 / 0.3 (zero-mean, paper eq. 8; and with the training mean,
+  REST code) and shot noise c_s = 5000 / 2500 / 1000, drawn by ``sleepdata.noise`` exactly as
+  ``host_tools stream --noise`` draws them (per-channel training statistics, epoch ``i`` of a
+  recording from ``epoch_rng(seed, i)``), so the host and on-chip figures see the same noisy
+  wire samples;
+- white-box attacks at eps 2 / 6 / 12 uV (of Fpz-Cz, scaled per channel), each named by its
+  source (training/rest.py ``ATTACKS``: ``paper`` eq. 2, ``rest-code``, ``pgd``), crafted on
+  the float model through the differentiable deployment input path, then rounded to int16 wire
+  samples; the int8 model gets the same wire samples (a transfer attack for it: the int8 model
+  has no gradient).
+
+With ``bandpass`` (REST's "Blanco" model: the Liu model plus a test-time 0.5-40 Hz band-pass,
+``sleepdata.filters``) every input, noisy or attacked, is filtered in microvolts before the int8
+conversion; attacks are crafted on the unfiltered model (the filter is a defence the attacker
+does not see) and the adversarial wire files hold the filtered samples.
 
 Each condition is scored by the float PyTorch model and by the int8 model on the TensorFlow Lite
 Micro reference runtime (``sleepdata.tflm.TflmRunner``), both reading the int8 input the board
@@ -34,14 +41,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from sleepdata import adversarial, cache
+from sleepdata import adversarial, cache, provenance
 from sleepdata.cohort import pairs_of_subjects, subject_key
+from sleepdata.filters import BandPass
 from sleepdata.metrics import scores
 from sleepdata.noise import (
     GAUSSIAN_LEVELS,
@@ -58,7 +66,8 @@ from sleepdata.robustness_report import find_onchip, plot_macro_f1, render_table
 
 from .loop import predict
 from .model import load_model
-from .rest import ATTACKS, Attack, DifferentiableInput, attack, channel_scale
+from .rest import Attack, DifferentiableInput, attack, channel_scale
+from .sources import ATTACKS
 
 LEVEL_NAMES = ("low", "med", "high")
 EPS_LEVELS_UV = {"low": 2.0, "med": 6.0, "high": 12.0}
@@ -82,6 +91,7 @@ class RobustnessOptions:
     attacks: tuple[str, ...] = ATTACKS
     attack_iterations: int = 10
     batch_size: int = 100
+    bandpass: BandPass | None = None
 
 
 @dataclass
@@ -121,6 +131,33 @@ def _stats(config: dict, data, cache_dir, split) -> SignalStats:
     )
 
 
+#: A model folder that is another model behind a test-time filter (REST's Blanco model).
+FILTER_FILE = "test_time_filter.json"
+
+
+def resolve_test_time_filter(
+    model_dir: Path, opts: RobustnessOptions
+) -> tuple[Path, RobustnessOptions]:
+    """For a folder holding `FILTER_FILE` ({"model": folder relative to it, "bandpass": {low_hz,
+    high_hz, order, channels}}): the model folder it names and ``opts`` with that band-pass.
+    Any other folder is returned as it is."""
+    spec = model_dir / FILTER_FILE
+    if not spec.is_file():
+        return model_dir, opts
+    if opts.bandpass is not None:
+        raise ValueError(f"{model_dir}: its {FILTER_FILE} sets the band-pass; drop --bandpass")
+    try:
+        d = json.loads(spec.read_text())
+        bp = d["bandpass"]
+        band = BandPass(bp["low_hz"], bp["high_hz"], bp["order"], tuple(bp["channels"]))
+        target = (model_dir / d["model"]).resolve()
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{spec}: not a test-time filter description ({exc})") from None
+    if opts.tflite is None:
+        opts = replace(opts, tflite=str(target / "model_int8.tflite"))
+    return target, replace(opts, bandpass=band)
+
+
 def _int8_runner(path: Path | None):
     if path is None:
         return None
@@ -153,6 +190,7 @@ def robustness(
 ) -> dict:
     opts = opts or RobustnessOptions()
     model_dir, out = Path(model_dir), Path(out)
+    model_dir, opts = resolve_test_time_filter(model_dir, opts)
     out.mkdir(parents=True, exist_ok=True)
     model, config = load_model(model_dir)
     norm = Normaliser.from_dict(config["normalisation"])
@@ -172,6 +210,7 @@ def robustness(
     pairs, recs = [p for p, _ in loaded], [r for _, r in loaded]
     if not recs:
         raise ValueError(f"{data}: no recording of the test subjects {split['test']}")
+    prov = provenance.describe(p.psg for p in pairs)
     rng = np.random.default_rng(opts.seed)
     ts = _TestSet(recs, _pick(recs, opts.max_epochs, rng))
     ts.adv = _pick(recs, opts.adversarial_epochs, rng, within=ts.index)
@@ -183,9 +222,13 @@ def robustness(
     def record(kind: str, level: str, value, res: dict, n: int) -> None:
         conditions.append({"kind": kind, "level": level, "value": value, "n_epochs": n, **res})
 
+    def test_time(x_uv: np.ndarray) -> np.ndarray:
+        """What the model's input path receives: the signal, band-passed for Blanco."""
+        return x_uv if opts.bandpass is None or not len(x_uv) else opts.bandpass.apply(x_uv)
+
     def inputs(subset: list[np.ndarray]) -> np.ndarray:
         return np.concatenate(
-            [norm.model_input(r.epochs[i]) for r, i in zip(recs, subset, strict=True)]
+            [norm.model_input(test_time(r.epochs[i])) for r, i in zip(recs, subset, strict=True)]
         )
 
     record("none", "-", 0, _score_both(model, runner, inputs(ts.index), y), len(y))
@@ -213,7 +256,7 @@ def robustness(
                     if len(idx)
                     else np.zeros((0, *r.epochs.shape[1:]))
                 )
-                parts.append(norm.model_input(noisy))
+                parts.append(norm.model_input(test_time(noisy)))
             record(kind, level, value, _score_both(model, runner, np.concatenate(parts), y), len(y))
 
     inp = DifferentiableInput(norm)
@@ -241,7 +284,7 @@ def robustness(
                         scale,
                         gen,
                     )
-                    wire.append(norm.to_wire(x_adv.numpy()))
+                    wire.append(norm.to_wire(test_time(x_adv.numpy())))
                 wire = (
                     np.concatenate(wire) if wire else np.zeros((0, *r.epochs.shape[1:]), np.int16)
                 )
@@ -286,10 +329,13 @@ def robustness(
             "recording: sleepdata.noise.epoch_rng(noise_seed, i) with signal_stats"
         ),
         "attack_eps_scale": scale.tolist(),
-        "options": {k: v for k, v in asdict(opts).items()},
+        "options": {k: v for k, v in asdict(opts).items() if k != "bandpass"},
+        "data_provenance": prov,
+        "test_time_filter": opts.bandpass.to_dict() if opts.bandpass else None,
         "note": (
-            "simulated nights, not Sleep-EDF; macro-F1 pooled over the chosen test epochs; "
-            "attacks crafted on the float model and transferred to the int8 model"
+            f"{prov['label']}; macro-F1 pooled over the chosen test epochs; attacks crafted on "
+            "the float model and transferred to the int8 model"
+            + ("; every input band-passed before the int8 conversion" if opts.bandpass else "")
         ),
         "conditions": conditions,
     }
@@ -299,7 +345,8 @@ def robustness(
     )
     (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / "table.md").write_text(result["table_md"])
-    plot_macro_f1(out / "macro_f1.png", {model_dir.name: result})
+    name = model_dir.name + (" + band-pass" if opts.bandpass else "")
+    plot_macro_f1(out / "macro_f1.png", {name: result})
     return result
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sleepdata import cache
+from sleepdata import cache, provenance
 from sleepdata.cohort import subject_name
 from sleepdata.layout import EPOCH_SAMPLES, MODEL_CHANNELS
 from sleepdata.noise import SignalStats
@@ -29,6 +29,12 @@ def load_recordings(data: str | Path, cache_dir: str | Path | None) -> list[Reco
     """Every PSG/hypnogram pair of the folder ``data``, epoched (cached in ``cache_dir``)."""
     pairs = discover_pairs(data)
     return [cache.load(p, cache_dir) for p in progress(pairs, desc="load", unit="night")]
+
+
+def data_provenance(data: str | Path) -> dict:
+    """Whether the nights of the folder ``data`` are simulated or real, read from their PSG
+    files (``sleepdata.provenance``): recorded in every config.json and metrics.json."""
+    return provenance.describe(p.psg for p in discover_pairs(data))
 
 
 def model_inputs(recs: Sequence[Recording], norm: Normaliser | None) -> np.ndarray:

@@ -4,8 +4,13 @@ A run directory holds ``run.json`` (options and data split), one folder per fold
 (``fold-1`` ... or ``split`` for a fixed subject split) with ``checkpoint.pt`` (last epoch, for
 resuming), ``model/`` (best epoch by validation macro-F1: config.json + weights.pt),
 ``history.json``, ``learning_curves.png``, ``predictions.npz`` (test subjects), ``metrics.json``,
-``confusion.csv/png``; and pooled ``metrics.json`` + ``confusion.csv/png`` over all test folds.
+``confusion.csv/png``; and pooled ``metrics.json`` + ``confusion.csv/png`` over all test folds,
+with ``cv_report.md``: ACC, macro-F1 and kappa per fold, pooled, and mean +- std over folds.
 Stopping and re-running the same command resumes where it stopped.
+
+``TrainConfig.recipe`` names a recipe of training/recipes.py: ``project`` (the defaults below)
+or ``paper`` (the original ULW-SleepNet training: batch 32, 50 epochs, Glorot initialisation,
+Keras BatchNorm momentum, checkpoint by validation accuracy); explicit options override it.
 """
 
 from __future__ import annotations
@@ -29,7 +34,19 @@ from sleepdata.stages import N_STAGES, STAGE_NAMES
 from .errors import TrainingError
 from .loop import Recipe, as_float, fit, predict
 from .model import ModelConfig, ULWSleepNet, load_model
-from .splits import fixed_split, kfold_splits, load_recordings, model_inputs, training_stats
+from .recipes import INITS, RECIPES, SELECT_METRICS, prepare_model
+from .splits import (
+    data_provenance,
+    fixed_split,
+    kfold_splits,
+    load_recordings,
+    model_inputs,
+    subject_numbers,
+    training_stats,
+)
+
+# The scores of the cross-validation report: metrics.json key -> column name.
+CV_SCORES = {"acc": "ACC", "macro_f1": "macro-F1", "kappa": "kappa"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +62,10 @@ class TrainConfig:
     compile: bool = False
     seed: int = 0
     samples_per_epoch: int | None = None  # training epochs drawn per epoch (None: all)
+    recipe: str = "project"  # the RECIPES entry the defaults came from
+    select: str = "macro_f1"  # checkpoint: best validation "macro_f1" or "acc"
+    init: str = "torch"  # "torch" (PyTorch's defaults) or "glorot" (Keras' defaults)
+    bn_momentum: float = 0.1  # PyTorch's BatchNorm momentum (Keras' 0.99 is 0.01)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "samples_per_epoch"):
@@ -56,11 +77,19 @@ class TrainConfig:
             raise TrainingError(
                 f"normalisation {self.normalisation!r}: expected 'fixed' or 'zscore'"
             )
+        for name, allowed in (("recipe", RECIPES), ("select", SELECT_METRICS), ("init", INITS)):
+            if getattr(self, name) not in allowed:
+                raise TrainingError(
+                    f"{name} {getattr(self, name)!r}: expected one of {', '.join(allowed)}"
+                )
+        if not 0 < self.bn_momentum <= 1:
+            raise TrainingError(f"bn_momentum {self.bn_momentum}: must be in (0, 1]")
 
     @classmethod
     def from_file(cls, path: str | Path | None, **overrides) -> TrainConfig:
-        """Options of the JSON file ``path`` (field name -> value), then ``overrides`` that
-        are not None; TrainingError names the file when it cannot be used."""
+        """The defaults of the recipe (``overrides["recipe"]``, else the file's, else
+        "project"), then the options of the JSON file ``path`` (field name -> value), then
+        ``overrides`` that are not None; TrainingError names the file when it cannot be used."""
         d = {}
         if path:
             try:
@@ -74,7 +103,10 @@ class TrainConfig:
                 f"are {', '.join(cls.__dataclass_fields__)}"
             )
         d.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**d)
+        recipe = d.get("recipe", "project")
+        if recipe not in RECIPES:
+            raise TrainingError(f"--recipe {recipe}: expected one of {', '.join(RECIPES)}")
+        return cls(**{**RECIPES[recipe], **d})
 
 
 def class_weight_tensor(y: np.ndarray) -> torch.Tensor:
@@ -92,14 +124,14 @@ def train_fold(
     cfg: TrainConfig,
     extra: dict,
 ) -> list[dict]:
-    """Train on data['train'], select on data['val'] (macro-F1); returns the history.
+    """Train on data['train'], select on data['val'] (``cfg.select``); returns the history.
 
     data maps split name -> (int8 inputs, labels). Resumes from folder/checkpoint.pt.
     """
     x_train, y_train = data["train"]
     x_val, y_val = data["val"]
     torch.manual_seed(cfg.seed)
-    model = ULWSleepNet(model_config)
+    model = prepare_model(ULWSleepNet(model_config), cfg.init, cfg.bn_momentum)
     opt = torch.optim.Adam(
         model.parameters(), lr=cfg.lr, amsgrad=True, weight_decay=cfg.weight_decay
     )
@@ -123,14 +155,16 @@ def train_fold(
         s = scores(y_val, probs.argmax(axis=1))
         return {"val_loss": float(val_loss), "val_macro_f1": s["macro_f1"], "val_acc": s["acc"]}
 
+    select = SELECT_METRICS[cfg.select]
     recipe = Recipe(
         batch_loss,
         validate,
-        select="val_macro_f1",
-        recorded=("val_macro_f1",),
+        select=select,
+        recorded=tuple(dict.fromkeys((select, "val_macro_f1"))),
         progress=lambda row: {
             "loss": f"{row['train_loss']:.3f}",
             "val_f1": format_metric(row["val_macro_f1"]),
+            **({"val_acc": f"{row['val_acc']:.3f}"} if cfg.select == "acc" else {}),
         },
     )
     history = fit(
@@ -151,17 +185,72 @@ def train_fold(
     return history
 
 
-def evaluate_fold(folder: Path, x_test: np.ndarray, y_test: np.ndarray, nights: np.ndarray) -> dict:
+def evaluate_fold(
+    folder: Path, x_test: np.ndarray, y_test: np.ndarray, nights: np.ndarray, provenance: dict
+) -> dict:
     """Scores the fold's selected model (folder/model) on its test subjects: predictions.npz
-    (probabilities, labels, record name per epoch), metrics.json and confusion.csv/png."""
+    (probabilities, labels, record name per epoch), metrics.json (with the data's
+    ``provenance``) and confusion.csv/png."""
     model, _ = load_model(folder / "model")
     probs = predict(model, x_test)
     np.savez(folder / "predictions.npz", probs=probs, labels=y_test, nights=nights)
     s = scores(y_test, probs.argmax(axis=1))
     write_confusion_csv(folder / "confusion.csv", np.array(s["confusion"]))
     plot_confusion(folder / "confusion.png", np.array(s["confusion"]), title=folder.name)
-    (folder / "metrics.json").write_text(json.dumps({**s, "pooled": True}, indent=1) + "\n")
+    result = {**s, "pooled": True, "data_provenance": provenance}
+    (folder / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
     return s
+
+
+def over_folds(fold_metrics: Sequence[dict]) -> dict:
+    """Mean and sample standard deviation (ddof=1) over folds of each score of CV_SCORES:
+    score -> {"mean", "std", "n_folds"}. A fold where a score is undefined (None) is left out
+    of that score's figures; std is None with fewer than two folds."""
+    out = {}
+    for key in CV_SCORES:
+        values = np.array([f[key] for f in fold_metrics if f[key] is not None], dtype=np.float64)
+        out[key] = {
+            "mean": float(values.mean()) if len(values) else None,
+            "std": float(values.std(ddof=1)) if len(values) > 1 else None,
+            "n_folds": len(values),
+        }
+    return out
+
+
+def cv_report(result: dict, test_subjects: dict[str, Sequence[str]]) -> str:
+    """cv_report.md of a cross-validated run's ``result`` (`run`): ACC, macro-F1 and kappa per
+    fold, pooled over folds and mean +- sample std over folds, each row labelled;
+    ``test_subjects`` maps fold name -> its test subjects."""
+    folds, summary = result["folds"], result["over_folds"]
+    n = len(folds)
+    head = "| | test subjects | epochs | " + " | ".join(CV_SCORES.values()) + " |"
+    lines = [
+        f"# Cross-validation: {n} subject-wise folds",
+        "",
+        head,
+        "|" + "---|" * (3 + len(CV_SCORES)),
+    ]
+    for f in folds:
+        scores_ = " | ".join(format_metric(f[k]) for k in CV_SCORES)
+        subjects = subject_numbers(test_subjects[f["fold"]])
+        lines.append(f"| {f['fold']} | {subjects} | {f['n_epochs']:,} | {scores_} |")
+    pooled = " | ".join(format_metric(result[k]) for k in CV_SCORES)
+    lines.append(f"| pooled over folds | all | {result['n_epochs']:,} | {pooled} |")
+    spread = " | ".join(
+        format_metric(summary[k]["mean"])
+        + ("" if summary[k]["std"] is None else f" +- {summary[k]['std']:.3f}")
+        for k in CV_SCORES
+    )
+    lines += [
+        f"| mean +- std over folds | | | {spread} |",
+        "",
+        "Pooled: the epochs of every fold's test subjects scored together (as in "
+        "metrics.json). Mean +- std: each fold scored on its own test subjects, then the mean "
+        f"and the sample standard deviation (ddof=1) of the {n} fold scores; a fold where a "
+        "score is undefined (n/a) is left out of that score's mean and std.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _check_same_run(run_file: Path, run_info: dict) -> None:
@@ -197,10 +286,13 @@ def run(
     cache_dir: str | Path | None = None,
     model_config: ModelConfig | None = None,
 ) -> dict:
-    """Cross-validate (``folds``) or train on a fixed subject split; returns pooled metrics."""
+    """Cross-validate (``folds``) or train on a fixed subject split; returns pooled metrics
+    (with cross-validation also ``over_folds``: mean and sample std of the per-fold scores,
+    and RUN/cv_report.md)."""
     out = Path(out)
     model_config = model_config or ModelConfig()
     by_subject = group_by_subject(load_recordings(data, cache_dir))
+    provenance = data_provenance(data)
     if test_subjects or val_subjects:
         splits = [fixed_split(by_subject, test_subjects, val_subjects)]
     else:
@@ -240,11 +332,12 @@ def run(
             "stages": list(STAGE_NAMES),
             "train_config": asdict(cfg),
             "split": asdict(split),
+            "data_provenance": provenance,
         }
         if not (folder / "metrics.json").is_file():
             train_fold(folder, data_xy, model_config, cfg, extra)
             nights = np.concatenate([[r.name] * len(r) for r in part["test"]])
-            evaluate_fold(folder, *data_xy["test"], nights)
+            evaluate_fold(folder, *data_xy["test"], nights, provenance)
         fold = json.loads((folder / "metrics.json").read_text())
         fold_metrics.append({"fold": split.name, **fold})
         pred = np.load(folder / "predictions.npz")
@@ -259,8 +352,16 @@ def run(
         **pooled,
         "pooled": True,
         "note": "epochs of all test subjects pooled over folds (not averaged per night)",
+        "data_provenance": provenance,
         "folds": fold_metrics,
     }
+    if len(splits) > 1:
+        result["over_folds"] = over_folds(fold_metrics)
+        result["over_folds_note"] = (
+            "mean and sample standard deviation (ddof=1) of the per-fold scores"
+        )
+        report = cv_report(result, {split.name: split.test for split in splits})
+        (out / "cv_report.md").write_text(report)
     (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
     if len(splits) == 1:
         shutil.copyfile(out / "metrics.json", folder / "model" / "metrics.json")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,3 +83,11 @@ def test_references_are_tflite_micro_and_the_float_model(folder):
     assert np.array_equal(refs.tflm(x[0]), runner.run_one(x[0]))
     logits = refs.float_logits(x)
     assert logits.shape == (2, 5) and np.isfinite(logits).all()
+
+
+def test_a_model_behind_a_test_time_filter_is_refused_with_what_to_do():
+    """models/ulw_sleepnet_blanco is the Liu model plus a band-pass the host does not apply:
+    streaming it as if it were a model would score unfiltered input under its name."""
+    blanco = Path(__file__).resolve().parents[2] / "models" / "ulw_sleepnet_blanco"
+    with pytest.raises(ModelError, match=r"test-time filter.*Blanco.*training robustness"):
+        ModelFiles.load(blanco)

@@ -165,7 +165,7 @@ def test_finetune_rest_prunes_to_engine_widths_and_resumes(short_run, cohort, tm
     out, _ = short_run
     argv = ["finetune", "--init", str(out / "run" / "split" / "model"), "--data", str(cohort)]
     argv += ["--out", str(tmp_path / "ft"), "--cache", str(out / "cache"), "--threads", "1"]
-    argv += ["--augment", "rest-published", "--adversarial-fraction", "0.5", "--eps-uv", "10"]
+    argv += ["--augment", "paper", "--adversarial-fraction", "0.5", "--eps-uv", "10"]
     argv += ["--lambda-o", "3e-3", "--lambda-g", "1e-5", "--epochs", "1"]
     argv += ["--samples-per-epoch", "64", "--batch-size", "32", "--prune-fraction", "0.6"]
     argv += ["--prune-widths", "4,8,16,32", "--retrain-epochs", "1"]
@@ -176,9 +176,23 @@ def test_finetune_rest_prunes_to_engine_widths_and_resumes(short_run, cohort, tm
         assert model.config.widths + model.config.inner != (8, 16, 32, 8, 16, 32)  # pruned
         assert set(model.config.widths + model.config.inner) <= {4, 8, 16, 32}
         assert config["finetune"]["adversarial_fraction"] == 0.5
+        assert config["finetune"]["select_attack"] == "paper"  # one rule for every model
         assert "training split" in config["signal_stats"]["source"]
+        # the cohort is simulated, and its files say so
+        assert config["data_provenance"]["data"] == "simulated"
+        # what slimming did: every gamma before and after, the threshold, the channels built
+        slim = json.loads(
+            (tmp_path / "ft" / "pruned-before-retraining" / "pruning.json").read_text()
+        )
+        kept = sum(model.config.widths + model.config.inner)
+        assert slim["channels"] == 112 and slim["kept"] == kept
+        assert slim["removed"] == 112 - kept and slim["threshold"] is not None
+        assert [len(x["gamma_after"]) for x in slim["layers"]] == [8, 8, 16, 16, 32, 32]
+        assert config["pruned"]["removed"] == 112 - kept
+        assert (tmp_path / "ft" / "pruned-before-retraining" / "gammas.png").stat().st_size > 1000
         metrics = json.loads((tmp_path / "ft" / "model" / "metrics.json").read_text())
         assert metrics["n_epochs"] == 4 * len(NIGHT) and 0 <= metrics["macro_f1"] <= 1
+        assert metrics["data_provenance"]["data"] == "simulated"
         weights = (tmp_path / "ft" / "model" / "weights.pt").read_bytes()
         assert main(argv) == 0  # resumed: both stages are complete, nothing retrained
         assert (tmp_path / "ft" / "model" / "weights.pt").read_bytes() == weights

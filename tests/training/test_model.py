@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -65,6 +66,57 @@ def test_fast_layers_equal_the_generic_torch_kernels():
         )
         torch.testing.assert_close(model(x), fast, atol=1e-5, rtol=1e-5)
     assert model.extractor[0].main[0][0].forward.__func__ is DepthwiseConv.forward
+
+
+@pytest.mark.parametrize(
+    "config",
+    [ModelConfig(), ModelConfig(widths=(8, 16, 32), inner_widths=(4, 8, 16))],
+    ids=["shipped", "pruned"],
+)
+def test_fused_training_step_equals_the_generic_torch_kernels(config):
+    """Training through the fused blocks (training/fastpath.py) computes what the layers compute
+    one by one: same loss (same dropout masks from the same seed), same gradients of every
+    parameter and of the input, same BatchNorm running statistics."""
+    torch.manual_seed(0)
+    model = ULWSleepNet(config).train()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = torch.randn(8, 4, 3000), torch.randint(0, 5, (8,))
+
+    def step(generic: bool):
+        model.load_state_dict(start)
+        model.zero_grad()
+        xg = x.clone().requires_grad_()
+        torch.manual_seed(1)
+        with generic_kernels(model) if generic else contextlib.nullcontext():
+            loss = torch.nn.functional.cross_entropy(model(xg), y)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        return loss, {**grads, "input": xg.grad}, model.state_dict()
+
+    loss, grads, state = step(generic=False)
+    want_loss, want, want_state = step(generic=True)
+    torch.testing.assert_close(loss, want_loss, rtol=1e-5, atol=1e-6)
+    scale = torch.cat([g.flatten() for g in want.values()]).norm()
+    for name, g in want.items():
+        if ".main." in name and name.endswith(".1.bias"):
+            # a pointwise bias before a BatchNorm has a zero gradient (the batch mean cancels
+            # it): both paths give rounding noise
+            assert max(g.norm(), grads[name].norm()) <= 1e-4 * scale, name
+        else:
+            assert (grads[name] - g).norm() <= 1e-4 * g.norm(), name
+    for name, v in want_state.items():
+        torch.testing.assert_close(state[name], v, rtol=1e-5, atol=1e-6)
+
+
+def test_hooked_layers_run_one_by_one():
+    """Forward hooks on a layer (as `layer_counts` uses) see that layer run."""
+    model = ULWSleepNet().eval()
+    seen = []
+    layer = model.extractor[0].shortcut[1][1]
+    handle = layer.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    model(torch.zeros(1, 4, 3000))
+    handle.remove()
+    assert seen == [torch.Size([1, 8, 4, 750])]
 
 
 def test_channels_share_one_extractor():

@@ -102,21 +102,48 @@ def test_attacks_raise_the_loss_pgd_more_and_stay_in_the_budget(norm_stats):
         clean = F.cross_entropy(model(inp(xt)), yt).item()
     assert clean < 1.0  # fitted (chance: ln 5 = 1.61)
     losses = {}
-    for kind, iterations in (("start", 0), ("rest-published", 5), ("pgd", 5)):
-        # the same random start for all three (generator seed 0); "start" takes no step
-        spec = Attack("rest-published" if kind == "start" else kind, 20.0, iterations)
+    for kind, iterations in (("start", 0), ("rest-code", 5), ("pgd", 5), ("paper", 5)):
+        # the same random start for the first three (generator seed 0); "start" takes no step
+        spec = Attack("rest-code" if kind == "start" else kind, 20.0, iterations)
         x_adv = attack(model, inp, xt, yt, spec, scale, torch.Generator().manual_seed(0))
         delta = (x_adv - xt).abs().amax(dim=(0, 2)).numpy()
         assert (delta <= 20.0 * scale + 1e-3).all(), (kind, delta)
         with torch.no_grad():
             losses[kind] = F.cross_entropy(model(inp(x_adv)), yt).item()
         assert all(p.grad is None for p in model.parameters())
-    # the published step (0.01 uV) barely leaves the random start, but uphill; PGD climbs far
-    assert losses["rest-published"] > losses["start"], losses
-    assert losses["pgd"] > max(clean, losses["rest-published"]) + 1.0, (clean, losses)
-    assert Attack("rest-published", 10).step == 0.01
+    # REST code's step (0.01 uV) barely leaves the random start, but uphill; PGD and the
+    # paper's eq. 2 (steps of eps from the clean input) climb far
+    assert losses["rest-code"] > losses["start"], losses
+    assert losses["pgd"] > max(clean, losses["rest-code"]) + 1.0, (clean, losses)
+    assert losses["paper"] > max(clean, losses["rest-code"]) + 1.0, (clean, losses)
+    assert Attack("rest-code", 10).step == 0.01
+    assert Attack("rest-published", 10).kind == "rest-code"  # the name of earlier run folders
+    assert Attack("paper", 10).step == 10.0
     assert Attack("pgd", 10, 10).step == pytest.approx(2.5)
     assert Attack("pgd", 20.0, iterations=5).step == pytest.approx(10.0)
+
+
+def test_the_papers_attack_starts_at_the_input_and_steps_by_eps(norm_stats):
+    """Paper, eq. 2: X_p(0) = X; one step is X + eps * sign(gradient) (per channel budget),
+    whatever the generator: no random start."""
+    norm, stats, _ = norm_stats
+    x = _signals(4, seed=5)
+    y = (np.arange(4) % 5).astype(np.int64)
+    model = _trained_tiny(norm, x, y, steps=5)
+    inp, scale = DifferentiableInput(norm), channel_scale(stats)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    spec = Attack("paper", 8.0, iterations=1)
+    a = attack(model, inp, xt, yt, spec, scale, torch.Generator().manual_seed(1))
+    b = attack(model, inp, xt, yt, spec, scale, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(a, b)
+    x0 = xt.clone().requires_grad_(True)
+    loss = F.cross_entropy(model.eval()(inp(x0)), yt)
+    (grad,) = torch.autograd.grad(loss, x0)
+    eps = torch.as_tensor(8.0 * scale, dtype=torch.float32).view(-1, 1)
+    moved = grad != 0
+    torch.testing.assert_close((a - xt)[moved], (eps * grad.sign()).expand_as(grad)[moved])
+    assert ((a - xt)[~moved] == 0).all()
+    assert spec.random_start is False and Attack("pgd", 8.0).random_start
 
 
 def test_channel_scale_is_relative_to_fpz_cz(norm_stats):

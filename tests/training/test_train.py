@@ -115,3 +115,53 @@ def test_training_options_are_checked():
 def test_class_weights_follow_inverse_frequency():
     w = class_weight_tensor(np.array([0, 0, 0, 1, 2, 2, 3, 4]))
     assert w[1] == pytest.approx(3 * w[0]) and w[2] == pytest.approx(1.5 * w[0])
+
+
+def test_the_paper_recipe_selects_by_validation_accuracy(cohort, tmp_path, monkeypatch):
+    """Validation accuracy and macro-F1 disagree on the best epoch: the paper recipe keeps the
+    epoch of best accuracy, the project recipe that of best macro-F1."""
+    from training import train
+
+    real, calls = train.scores, []
+    crafted = [(0.5, 0.5), (0.9, 0.3), (0.6, 0.8)]  # (acc, macro-F1) of validation epochs 1-3
+
+    def fake_scores(y, p):
+        s = real(y, p)
+        calls.append(1)
+        if len(calls) <= len(crafted):  # the validations come first, then test and pooled
+            s["acc"], s["macro_f1"] = crafted[len(calls) - 1]
+        return s
+
+    monkeypatch.setattr(train, "scores", fake_scores)
+    for recipe, best in (("paper", 2), ("project", 3)):
+        calls.clear()
+        out = tmp_path / recipe
+        cfg = TrainConfig.from_file(None, recipe=recipe, epochs=3, samples_per_epoch=32)
+        run(cohort, out, cfg, **_split(tmp_path))
+        config = json.loads((out / "split" / "model" / "config.json").read_text())
+        assert config["selected_epoch"] == best
+        assert config["train_config"]["recipe"] == recipe
+        assert config["train_config"]["select"] == ("acc" if recipe == "paper" else "macro_f1")
+        recorded = json.loads((out / "run.json").read_text())["train_config"]
+        assert (recorded["batch_size"], recorded["epochs"]) == (
+            (32, 3) if recipe == "paper" else (128, 3)
+        )
+    assert config["val_macro_f1"] == 0.8 and "val_acc" not in config  # project: as before
+    paper = json.loads((tmp_path / "paper" / "split" / "model" / "config.json").read_text())
+    assert paper["val_acc"] == 0.9 and paper["train_config"]["init"] == "glorot"
+    assert paper["train_config"]["bn_momentum"] == 0.01
+
+
+def test_a_run_from_before_the_recipes_resumes_and_a_recipe_change_is_refused(cohort, tmp_path):
+    split = _split(tmp_path)
+    cfg = TrainConfig(epochs=1, samples_per_epoch=32)
+    run(cohort, tmp_path / "r", cfg, **split)
+    run_json = tmp_path / "r" / "run.json"
+    info = json.loads(run_json.read_text())
+    for name in ("recipe", "select", "init", "bn_momentum"):
+        del info["train_config"][name]
+    run_json.write_text(json.dumps(info))
+    run(cohort, tmp_path / "r", cfg, **split)  # the missing options count as the project's
+    paper = TrainConfig.from_file(None, recipe="paper", epochs=1, samples_per_epoch=32)
+    with pytest.raises(TrainingError, match=r"--recipe project -> paper.*--select macro_f1 -> acc"):
+        run(cohort, tmp_path / "r", paper, **split)

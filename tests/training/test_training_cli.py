@@ -76,3 +76,32 @@ def test_subject_lists_must_be_numbers(capsys):
         main(argv)
     assert stop.value.code == 2
     assert "--test-subjects: '0,x': expected subject numbers like 0,1,12" in capsys.readouterr().err
+
+
+def test_train_paper_recipe_with_folds_prints_the_cv_report(tmp_path, capsys):
+    """--recipe paper with explicit options over 2 subject-wise folds: the options are
+    recorded, and the report gives each fold, the pooled scores and mean +- std over folds."""
+    import json
+
+    for subject in range(4):
+        write_pair(tmp_path / "data", NIGHT * 3, name=f"SC40{subject}1E", seed=subject)
+    argv = ["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")]
+    argv += ["--cache", str(tmp_path / "cache"), "--folds", "2", "--recipe", "paper"]
+    argv += ["--epochs", "1", "--batch-size", "16", "--samples-per-epoch", "32"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    info = json.loads((tmp_path / "run" / "run.json").read_text())["train_config"]
+    assert (info["recipe"], info["epochs"], info["batch_size"]) == ("paper", 1, 16)
+    assert (info["select"], info["init"], info["bn_momentum"]) == ("acc", "glorot", 0.01)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert {"acc", "macro_f1", "kappa", "per_class_f1", "pooled", "folds"} <= set(metrics)
+    accs = [f["acc"] for f in metrics["folds"]]
+    assert metrics["over_folds"]["acc"]["mean"] == pytest.approx(np.mean(accs))
+    assert metrics["over_folds"]["acc"]["std"] == pytest.approx(np.std(accs, ddof=1))
+    report = (tmp_path / "run" / "cv_report.md").read_text()
+    assert report in out
+    rows = {line.split(" | ")[0]: line for line in report.splitlines() if line.startswith("| ")}
+    assert {"| fold-1", "| fold-2", "| pooled over folds", "| mean +- std over folds"} <= set(rows)
+    spread = f"{np.mean(accs):.3f} +- {np.std(accs, ddof=1):.3f}"
+    assert spread in rows["| mean +- std over folds"] and "ddof=1" in report
+    assert f"{metrics['acc']:.3f}" in rows["| pooled over folds"]
