@@ -164,15 +164,17 @@ robustness: setup $(BUILD)/sim35/.done
 	$(REST_STUDY) table
 
 ## robustness-onchip: the same noisy and adversarial epochs (seed 0 of each model) streamed
-##                    through the emulated board running it (after `make robustness` and
-##                    `make variant-cards`); fills the "on chip" tables
+##                    through the emulated board running it (Blanco: the Liu firmware fed the
+##                    band-passed samples; after `make robustness` and `make variant-cards`);
+##                    fills the "on chip" tables
 ROBUSTNESS_ONCHIP_OPTS ?= --max-epochs 100
-ONCHIP_VARIANTS := liu ford rest_a rest_as
+ONCHIP_VARIANTS := liu blanco ford rest_a rest_as
 robustness-onchip: setup
 	$(VENV)/bin/host_tools robustness --run $(REST)/robustness/baseline/seed-0 $(ROBUSTNESS_ONCHIP_OPTS)
 	for v in $(ONCHIP_VARIANTS); do \
 		$(VENV)/bin/host_tools robustness --run $(REST)/robustness/$$v/seed-0 \
-			--firmware $(REST)/firmware/$$v/firmware.elf $(ROBUSTNESS_ONCHIP_OPTS) || exit 1; \
+			--firmware $(REST)/firmware/$${v/blanco/liu}/firmware.elf $(ROBUSTNESS_ONCHIP_OPTS) \
+			|| exit 1; \
 	done
 	$(REST_STUDY) table
 

@@ -49,7 +49,7 @@ def fixed_epochs(
 
 def bench(
     dev: Device,
-    n: int,
+    n: int | None = None,
     seed: int = 0,
     model: ModelFiles | None = None,
     psg: str | Path | None = None,
@@ -59,9 +59,11 @@ def bench(
     """Counts of ``n`` inferences on the board; ``model`` (default: the shipped model folder)
     gives the input normalisation and, when the board runs that model, the layer names; ``psg``
     the recording whose epochs are used (default: a simulated night), or ``epochs`` the wire
-    epochs themselves (from fixed_epochs)."""
+    epochs themselves (from fixed_epochs; then ``n`` is their number)."""
     model = model or ModelFiles.load()
     if epochs is None:
+        if n is None:
+            raise BenchError("bench: give the number of epochs or the epochs themselves")
         epochs = fixed_epochs(model, n, seed, psg)
     n = len(epochs)
     info = dev.hello()

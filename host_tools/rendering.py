@@ -46,6 +46,13 @@ def _noise_text(noise: dict | None) -> str:
 def _adversarial_text(adv: dict | None) -> str:
     if not adv:
         return "none"
+    band = adv.get("test_time_filter")
+    if band:  # not an attack: inputs band-passed on the host (training robustness)
+        return (
+            f"none; the epochs are the int16 wire samples of `{adv['file']}`: condition "
+            f"{adv.get('condition')}, band-passed {band.get('low_hz')}-{band.get('high_hz')} Hz "
+            "on the host"
+        )
     return (
         f"{adv['attack']} eps {adv['eps_uv']:g} uV (of Fpz-Cz), the int16 wire samples of "
         f"`{adv['file']}` ({adv['crafted_on']})"

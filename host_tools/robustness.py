@@ -15,6 +15,11 @@ board with the same noise, condition by condition:
 - each attack and eps with files in DIR/adversarial/<attack>-eps<E>/<record>.npz: the attack
   subset, the files' wire samples (``host_tools stream --adversarial``).
 
+A run whose inputs were band-passed on the host (results.json ``test_time_filter``: REST's
+Blanco model) streams, for every condition but the attacks, the filtered wire samples that
+``training robustness --write-adversarial`` wrote to DIR/filtered/<condition>/<record>.npz
+(this package has no filter and adds no noise of its own to them).
+
 Each stream is a ``host_tools stream`` run folder OUT/<condition>/<record> (results.csv,
 run.json, report.json, report.md; the hypnogram figures are skipped for speed). Running the
 same command again continues where it stopped. OUT/onchip.json holds per condition the on-chip
@@ -217,6 +222,7 @@ def plan_sweep(
     stats = SignalStats.from_dict(run["signal_stats"])
     seed = int(run["noise_seed"])
     cut = {s: first_pooled(nights, s, max_epochs) for s in ("main", "attack")}
+    filtered = run.get("test_time_filter")
     conditions: list[Condition] = []
     wanted: dict[tuple[str, str], dict] = {}  # (slug, night) -> indices, options
     for c in run["conditions"]:
@@ -224,7 +230,16 @@ def plan_sweep(
         cond = Condition(c, subset, slug)
         conditions.append(cond)
         noise, files_dir = None, None
-        if c["kind"] in KINDS:
+        if filtered and attack is None:  # band-passed on the host: stream training's samples
+            files_dir = run_dir / "filtered" / slug
+            if not files_dir.is_dir():
+                raise SweepError(
+                    f"{run_dir}: its inputs were band-passed on the host "
+                    f"({filtered.get('low_hz')}-{filtered.get('high_hz')} Hz), which host_tools "
+                    f"cannot do, and {files_dir} is missing: re-run python -m training "
+                    "robustness with --write-adversarial, which writes the filtered samples"
+                )
+        elif c["kind"] in KINDS:
             noise = NoiseSpec(c["kind"], float(c["value"]))
         if attack is not None:
             files_dir = run_dir / "adversarial" / slug

@@ -10,6 +10,11 @@ One ``.npz`` per recording (docs/robustness.md):
   ``eps_uv_per_channel``, ``iterations``, ``step_uv``, ``seed``, ``crafted_on`` and
   ``int8_model_sha256`` (the int8 model the file is meant for).
 
+The same format carries the band-passed inputs of a model with a test-time filter (REST's
+Blanco model), one file per condition and recording: ``meta`` then has ``condition``, ``noise``
+(kind, value, seed or null), ``test_time_filter`` and ``int8_model_sha256`` instead of the
+attack's fields.
+
 ``write`` is used by training's robustness evaluation, ``read`` by the host tools.
 """
 
@@ -63,6 +68,8 @@ class AdversarialEpochs:
             "record": m.get("record"),
             "int8_model_sha256": m.get("int8_model_sha256"),
             "epochs_in_file": len(self.index),
+            # a file of band-passed inputs (a model with a test-time filter) instead of attacks
+            **{k: m[k] for k in ("condition", "noise", "test_time_filter") if k in m},
         }
 
 

@@ -78,8 +78,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 def cmd_robustness(args: argparse.Namespace) -> int:
     import torch
 
-    from sleepdata.filters import BandPass
-
+    from .filters import BandPass
     from .robustness import RobustnessOptions, robustness
 
     torch.set_num_threads(args.threads)
@@ -118,6 +117,31 @@ def cmd_robustness_table(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: robustness-table: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def cmd_study_models(args: argparse.Namespace) -> int:
+    from .study_models import write
+
+    specs = []
+    for item in args.model:
+        name, sep, rest = item.partition("=")
+        parts = rest.split(",") if rest else []
+        if not sep or not name or not 1 <= len(parts) <= 3:
+            print(
+                f"error: --model {item!r}: expected NAME=FOLDER[,REPORT[,BENCH]]", file=sys.stderr
+            )
+            return 2
+        parts += [None] * (3 - len(parts))
+        specs.append((name, *parts))
+    try:
+        rows = write(args.out, specs)
+    except (OSError, KeyError, ValueError) as exc:
+        print(f"error: study-models: {exc}", file=sys.stderr)
+        return 2
+    from .study_models import render
+
+    print(render(rows), end="")
     return 0
 
 
@@ -204,12 +228,14 @@ def add_rest_commands(sub) -> None:
         metavar="LOW,HIGH",
         help="band-pass every test input (noisy or attacked) in uV before the int8 conversion: "
         "REST's Blanco model is the Liu model with --bandpass 0.5,40 (zero-phase 4th-order "
-        "Butterworth on EEG and EOG; sleepdata/filters.py)",
+        "Butterworth on EEG and EOG; training/filters.py)",
     )
     p.add_argument(
         "--write-adversarial",
         action="store_true",
-        help="also write the adversarial wire samples per night (OUT/adversarial/*.npz)",
+        help="also write the adversarial wire samples per night (OUT/adversarial/*.npz; with a "
+        "band-pass, the filtered samples of every other condition too: OUT/filtered/*.npz, "
+        "for host_tools robustness)",
     )
     p.add_argument("--seed", type=int, default=0, help="noise seed (as host_tools stream)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (2)")
@@ -236,3 +262,17 @@ def add_rest_commands(sub) -> None:
     )
     p.add_argument("--out", required=True, help="folder for table.md and macro_f1.png")
     p.set_defaults(func=cmd_robustness_table)
+
+    p = sub.add_parser(
+        "study-models", help="the study's models side by side: channels, MACs, flash, RAM, cost"
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="NAME=FOLDER[,REPORT[,BENCH]]",
+        help="a model folder, the converter's report.json and host_tools bench --json of its "
+        "firmware; ratios are against the model named baseline",
+    )
+    p.add_argument("--out", required=True, help="Markdown file (and the same name .json)")
+    p.set_defaults(func=cmd_study_models)

@@ -17,9 +17,12 @@ test subjects (the split stored in its config.json) under:
   has no gradient).
 
 With ``bandpass`` (REST's "Blanco" model: the Liu model plus a test-time 0.5-40 Hz band-pass,
-``sleepdata.filters``) every input, noisy or attacked, is filtered in microvolts before the int8
+``training.filters``) every input, noisy or attacked, is filtered in microvolts before the int8
 conversion; attacks are crafted on the unfiltered model (the filter is a defence the attacker
-does not see) and the adversarial wire files hold the filtered samples.
+does not see) and the adversarial wire files hold the filtered samples. With
+``write_adversarial`` the filtered wire samples of the other conditions are written too,
+``filtered/<condition>/<record>.npz`` (the same file format), for ``host_tools robustness`` to
+stream: the host tools add noise themselves but have no filter.
 
 Each condition is scored by the float PyTorch model and by the int8 model on the TensorFlow Lite
 Micro reference runtime (``sleepdata.tflm.TflmRunner``), both reading the int8 input the board
@@ -49,7 +52,6 @@ import torch
 
 from sleepdata import adversarial, cache, provenance
 from sleepdata.cohort import pairs_of_subjects, subject_key
-from sleepdata.filters import BandPass
 from sleepdata.metrics import scores
 from sleepdata.noise import (
     GAUSSIAN_LEVELS,
@@ -64,6 +66,7 @@ from sleepdata.progress import progress
 from sleepdata.psg import Recording
 from sleepdata.robustness_report import find_onchip, plot_macro_f1, render_table
 
+from .filters import BandPass
 from .loop import predict
 from .model import load_model
 from .rest import Attack, DifferentiableInput, attack, channel_scale
@@ -226,12 +229,33 @@ def robustness(
         """What the model's input path receives: the signal, band-passed for Blanco."""
         return x_uv if opts.bandpass is None or not len(x_uv) else opts.bandpass.apply(x_uv)
 
-    def inputs(subset: list[np.ndarray]) -> np.ndarray:
-        return np.concatenate(
-            [norm.model_input(test_time(r.epochs[i])) for r, i in zip(recs, subset, strict=True)]
-        )
+    # With a test-time filter the board cannot draw the inputs itself (host_tools adds noise
+    # but has no filter): the filtered wire samples of every condition go to files it streams.
+    write_filtered = opts.write_adversarial and opts.bandpass is not None
 
-    record("none", "-", 0, _score_both(model, runner, inputs(ts.index), y), len(y))
+    def wire_of(r: Recording, idx, x_uv: np.ndarray, slug: str | None = None, noise=None):
+        """The wire samples of ``x_uv`` (epochs ``idx`` of ``r``) as the board receives them;
+        with a filter written to filtered/SLUG/<record>.npz (condition SLUG, as host_tools
+        robustness names its streams)."""
+        wire = norm.to_wire(test_time(x_uv))
+        if write_filtered and slug is not None and len(idx):
+            meta = {
+                "record": r.name,
+                "condition": slug,
+                "noise": noise,
+                "test_time_filter": opts.bandpass.to_dict(),
+                "int8_model_sha256": tflite_hash,
+            }
+            path = out / "filtered" / slug / f"{r.name}.npz"
+            adversarial.write(path, wire=wire, index=idx, labels=r.labels[idx], meta=meta)
+        return wire
+
+    def inputs(subset: list[np.ndarray], slug: str | None = None) -> np.ndarray:
+        wires = [wire_of(r, i, r.epochs[i], slug) for r, i in zip(recs, subset, strict=True)]
+        return norm.to_int8(np.concatenate(wires))
+
+    # the attack subset lies within the main one: "none" files serve both no-noise rows
+    record("none", "-", 0, _score_both(model, runner, inputs(ts.index, "none"), y), len(y))
     res = _score_both(model, runner, inputs(ts.adv), y_adv)
     record("none (attack subset)", "-", 0, res, len(y_adv))
 
@@ -256,7 +280,8 @@ def robustness(
                     if len(idx)
                     else np.zeros((0, *r.epochs.shape[1:]))
                 )
-                parts.append(norm.model_input(test_time(noisy)))
+                noise = {"kind": kind, "value": value, "seed": opts.seed}
+                parts.append(norm.to_int8(wire_of(r, idx, noisy, f"{kind}-{level}", noise)))
             record(kind, level, value, _score_both(model, runner, np.concatenate(parts), y), len(y))
 
     inp = DifferentiableInput(norm)

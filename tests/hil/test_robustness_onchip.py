@@ -33,11 +33,11 @@ def test_onchip_sweep_is_bitexact_on_every_condition(request, tmp_path, tmp_path
     if not url:
         assert result["board"]["board"] == "emu-m4" and result["counter_kind"] == "instructions"
     conds = result["conditions"]
-    assert len(conds) == 17
+    assert len(conds) == 20  # 2 clean, 9 noise, 3 attacks x 3 eps
     for c in conds:
         assert not c.get("skipped") and c["n_epochs"] == 1, c
         assert c["onchip"]["macro_f1"] == c["tflm_int8"]["macro_f1"], c
         assert c["bitexact"] == 1.0 and c["mismatches"] == 0, c
         assert c["count_per_epoch_median"] > 1_000_000
     table = (out / "table.md").read_text()
-    assert "| no noise | 10 |" in table and table.count(" (1) |") == 17
+    assert "| no noise | 10 |" in table and table.count(" (1) |") == 20

@@ -75,6 +75,9 @@ class FakeBoard:
     def set_profile(self, enabled: bool) -> None:
         self.profile = enabled
 
+    def send_epoch(self, epoch_index: int, samples: np.ndarray) -> Result:
+        return next(self.stream_epochs(epoch_index, [samples]))
+
     def stream_epochs(self, first_epoch, epochs):
 
         for k, samples in enumerate(epochs, first_epoch):

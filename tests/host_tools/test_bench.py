@@ -4,6 +4,7 @@ is asked (the counts themselves: tests/hil/test_board.py)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from sleepdata.psg import load_recording, pair_for
 from sleepdata.stages import N1, N2, N3, REM, W
 
 from ..conftest import write_pair
+from .fakes import FakeBoard
 
 NIGHT = [W] * 4 + [N1] * 3 + [N2] * 8 + [N3] * 5 + [REM] * 6 + [W] * 4
 
@@ -53,3 +55,14 @@ def test_bad_inputs_are_one_line_errors_before_any_board(tmp_path, capsys):
         main(["bench", "--epochs", "0", "--port", "loop://"])
     assert exit_.value.code == 2
     assert "--epochs: must be at least 1, not 0" in capsys.readouterr().err
+
+
+def test_bench_command_counts_the_epochs_it_sends(tmp_path, capsys, monkeypatch):
+    psg, _ = write_pair(tmp_path, NIGHT)
+    board = FakeBoard(ModelFiles.load())
+    monkeypatch.setattr("host_tools.cli._open", lambda args, model_dir=None: (board, lambda: None))
+    assert main(["bench", "--psg", str(psg), "--epochs", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["epochs"] == 3 and board.next_epoch == 3
+    assert result["inference"]["median"] > 0 and result["preprocess"]["median"] > 0
+    assert [row["count"] for row in result["per_layer"]] == [1000, 2000]

@@ -29,10 +29,10 @@ NIGHT = [W] * 6 + [N1] * 3 + [N2] * 6 + [N3] * 5 + [REM] * 5 + [W] * 3
 MAIN_EPOCHS, ATTACK_EPOCHS = 10, 3
 
 
-def tiny_robustness_run(folder):
+def tiny_robustness_run(folder, *options: str):
     """``training robustness`` of the shipped model on one test night (subject 0) with
-    adversarial files; a night of training subject 6 gives the statistics when config.json has
-    none. Returns the run folder."""
+    adversarial files (and ``options``); a night of training subject 6 gives the statistics
+    when config.json has none. Returns the run folder."""
     import torch
 
     data = folder / "psg"
@@ -42,6 +42,7 @@ def tiny_robustness_run(folder):
     argv = ["robustness", "--model", str(default_model_dir()), "--data", str(data)]
     argv += ["--cache", str(folder / "cache"), "--out", str(out), "--threads", "1"]
     argv += ["--max-epochs", str(MAIN_EPOCHS), "--adversarial-epochs", str(ATTACK_EPOCHS)]
+    argv += options
     threads = torch.get_num_threads()
     try:
         assert training_main([*argv, "--write-adversarial"]) == 0
@@ -80,10 +81,11 @@ def test_results_json_records_exactly_what_was_scored(run):
 def test_sweep_streams_the_runs_epochs_and_noise_and_resumes(run, tmp_path):
     model = ModelFiles.load()
     sweep = plan_sweep(run, tmp_path / "onchip")
-    assert sweep.total_epochs == MAIN_EPOCHS * 10 + ATTACK_EPOCHS * 6  # clean: the union
+    # clean: the union of both subsets; 3 attacks x 3 eps on the attack subset
+    assert sweep.total_epochs == MAIN_EPOCHS * 10 + ATTACK_EPOCHS * 9
     result = run_sweep(FakeBoard(model), sweep, progress=False)
     conds = result["conditions"]
-    assert len(conds) == 17 and not any(c.get("skipped") for c in conds)
+    assert len(conds) == 20 and not any(c.get("skipped") for c in conds)
     for c in conds:
         assert c["n_epochs"] == c["n_epochs_host"], c["kind"]
         # TFLM on the samples streamed = the host run's int8 figure: the same noisy samples
@@ -184,3 +186,20 @@ def test_errors_are_clear_and_come_before_a_board(run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "results.json does not exist" in err
     assert err.count("\n") == 1
+
+
+def test_band_passed_run_streams_the_filtered_samples_training_wrote(tmp_path):
+    """REST's Blanco: inputs band-passed on the host, which host_tools cannot do. The sweep
+    streams the filtered wire samples of every condition from the run's files: TFLM on the
+    streamed samples reproduces the run's int8 figures; without the files, a clear error."""
+    run = tiny_robustness_run(tmp_path, "--bandpass", "0.5,40")
+    assert json.loads((run / "results.json").read_text())["test_time_filter"]["low_hz"] == 0.5
+    sweep = plan_sweep(run, tmp_path / "onchip")
+    assert all(job.options.noise is None for job in sweep.jobs)
+    result = run_sweep(FakeBoard(ModelFiles.load()), sweep, progress=False)
+    for c in result["conditions"]:
+        assert not c.get("skipped") and c["n_epochs"] == c["n_epochs_host"], c["kind"]
+        assert c["tflm_equals_host_int8"] is True, (c["kind"], c["level"])
+    shutil.rmtree(run / "filtered" / "shot-high")
+    with pytest.raises(SweepError, match=r"band-passed on the host .*/shot-high is missing"):
+        plan_sweep(run, tmp_path / "again")

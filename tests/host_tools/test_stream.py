@@ -67,7 +67,7 @@ def test_stream_writes_every_output_and_resumes_without_duplicates(night, tmp_pa
     assert r["samples_in_flight_at_interruptions"] == 0
     meta = json.loads((out / rf.RUN).read_text())
     assert [s["status"] for s in meta["sessions"]] == ["interrupted", "complete"]
-    assert meta["layer_counts"]["epoch"] == 0 and meta["recording"]["simulated"] is False
+    assert meta["layer_counts"]["epoch"] == 0 and meta["recording"]["simulated"] is True  # marked
     assert r["per_layer"][0]["per_mac"] == 10.0
     hyp = read_hypnogram(out / rf.EDF)
     assert [v for v in hyp.epochs()[1] if v >= 0] == res.onchip.tolist()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sleepdata.filters import BandPass
+from training.filters import BandPass
 
 
 def test_the_band_passes_in_band_waves_without_delay_and_removes_drift_and_mains():

@@ -7,8 +7,8 @@ order nor its phase. Here: 4th-order Butterworth as second-order sections, run f
 backwards (``scipy.signal.sosfiltfilt``, zero phase, so no stage-relevant waveform is shifted),
 per 30-s epoch and channel, on the EEG and EOG channels. The chin EMG of Sleep-EDF's sleep
 cassette is a 1 Hz envelope, a level whose information lies below 0.5 Hz: a band-pass would
-erase it, so it passes unfiltered (REST filtered its single EEG channel). scipy is imported
-only here (the ``simulate`` extra), never by the host tools.
+erase it, so it passes unfiltered (REST filtered its single EEG channel). scipy comes with the
+``train`` extra (through ``simulate``); the host tools never filter.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .layout import MODEL_CHANNELS, MODEL_FS_HZ
+from sleepdata.layout import MODEL_CHANNELS, MODEL_FS_HZ
 
 
 @dataclass(frozen=True)
