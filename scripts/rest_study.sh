@@ -160,6 +160,7 @@ evaluate() {
 table() {
 	local runs=() v dirs
 	for v in baseline liu blanco ford rest_a rest_as; do
+		[ -d "$REST/robustness/$v" ] || continue
 		dirs=$(find "$REST/robustness/$v" -maxdepth 2 -name results.json -printf '%h\n' 2>/dev/null |
 			sort | paste -sd, -)
 		[ -n "$dirs" ] && runs+=(--run "$v=$dirs")
