@@ -73,6 +73,8 @@ finetune() { # MODEL SEED
 	if [ "$2" = "$first_seed" ]; then
 		mkdir -p "models/ulw_sleepnet_$1"
 		cp "$REST/$1/seed-$2/model/"{config.json,weights.pt,metrics.json} "models/ulw_sleepnet_$1/"
+		# what slimming did: the gammas before and after sparsity training, the threshold
+		cp "$REST/$1/seed-$2/pruned-before-retraining/"{pruning.json,gammas.png} "models/ulw_sleepnet_$1/"
 	fi
 }
 

@@ -60,8 +60,8 @@ def _pruned_text(pruned: dict) -> str:
     sep = pruned.get("separation") or {}
     text = (
         f"pruning removed {pruned['removed']} of {pruned['channels']} DSSC channels "
-        f"({pruned['fraction_removed']:.1%}; `pruned-before-retraining/pruning.json`, "
-        "`gammas.png` in the run folder)"
+        f"({pruned['fraction_removed']:.1%}; `pruning.json` and `gammas.png`, the gammas before "
+        "and after sparsity training, are beside this card)"
     )
     if sep.get("median_kept") is not None and sep.get("median_removed") is not None:
         text += (
