@@ -8,7 +8,8 @@ Models: ``train`` (subject-wise cross-validation or a fixed subject split, resum
 folder of recordings: metrics, hypnograms, plots), ``summary`` (parameters and MACs per layer),
 ``model-card`` (MODEL_CARD.md of a fine-tuned model folder).
 Robustness: ``robustness`` (REST's noise and attack evaluation, float and int8),
-``robustness-table`` (one table and plot over several such runs).
+``robustness-table`` (one table and plot over several such runs), ``study-models`` (the REST
+study's models side by side: channels removed, MACs, flash, RAM, instructions).
 Benchmarks: ``bench-train`` (one training epoch), ``bench-data`` (simulate and load one night).
 """
 
