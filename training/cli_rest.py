@@ -121,7 +121,7 @@ def cmd_robustness_table(args: argparse.Namespace) -> int:
 
 
 def cmd_study_models(args: argparse.Namespace) -> int:
-    from .study_models import write
+    from .study_models import render, write
 
     specs = []
     for item in args.model:
@@ -139,8 +139,6 @@ def cmd_study_models(args: argparse.Namespace) -> int:
     except (OSError, KeyError, ValueError) as exc:
         print(f"error: study-models: {exc}", file=sys.stderr)
         return 2
-    from .study_models import render
-
     print(render(rows), end="")
     return 0
 
