@@ -216,7 +216,7 @@ class Emulator:
     ``elf``: the firmware image to boot; without it, firmware_elf(board, model_dir=model_dir)
     (built for the model folder ``model_dir`` when that is not the committed model).
     ``guard``: how QEMU is tied to this process, "auto" (prctl on Linux, else the watchdog),
-    "prctl" or "watchdog"."""
+    "prctl" or "watchdog". ``extra_args``: more QEMU arguments (the cycle estimate's plugin)."""
 
     def __init__(
         self,
@@ -225,6 +225,7 @@ class Emulator:
         elf: Path | None = None,
         model_dir: str | Path | None = None,
         guard: str = "auto",
+        extra_args: list[str] | None = None,
     ):
         boards = load_boards()
         if board not in boards:
@@ -234,6 +235,7 @@ class Emulator:
         self.board = boards[board]
         self.elf = elf or firmware_elf(board, model_dir=Path(model_dir) if model_dir else None)
         self.guard = guard
+        self.extra_args = list(extra_args or [])
         self.port = 0
         self.proc: subprocess.Popen | None = None
         self._watchdog: subprocess.Popen | None = None
@@ -264,6 +266,7 @@ class Emulator:
             f"shift={self.board.icount_shift},align=off,sleep=off",
             "-serial",
             f"tcp:127.0.0.1:{self.port},server=on,wait=on,nodelay=on",
+            *self.extra_args,
         ]
         preexec = None if self.guard == "watchdog" else _pdeathsig_preexec()
         if preexec is None and self.guard == "prctl":

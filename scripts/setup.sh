@@ -15,7 +15,7 @@ log() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 # --- 1. Debian packages --------------------------------------------------------------------
-DEB_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang-14 libclang-rt-14-dev libfuzzer-14-dev clang-format-14)
+DEB_PACKAGES=(gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang-14 libclang-rt-14-dev libfuzzer-14-dev clang-format-14)
 missing=()
 command -v arm-none-eabi-gcc >/dev/null 2>&1 || missing+=(gcc-arm-none-eabi)
 # newlib is a library: probe for its header rather than a command.
@@ -25,6 +25,8 @@ else
     missing+=(libnewlib-arm-none-eabi)
 fi
 command -v qemu-system-arm >/dev/null 2>&1 || missing+=(qemu-system-arm)
+# the cycle estimate's QEMU plugin (host_tools/cycles) is built with the host's C compiler
+command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 # make lint: clang-format for the firmware's hand-written C
 command -v clang-format-14 >/dev/null 2>&1 || missing+=(clang-format-14)
 # the firmware fuzzer (make -C firmware fuzz): clang with libFuzzer and the sanitizer runtimes
