@@ -55,11 +55,13 @@ def bench(
     psg: str | Path | None = None,
     *,
     epochs: np.ndarray | None = None,
+    record: list | None = None,
 ) -> dict:
     """Counts of ``n`` inferences on the board; ``model`` (default: the shipped model folder)
     gives the input normalisation and, when the board runs that model, the layer names; ``psg``
     the recording whose epochs are used (default: a simulated night), or ``epochs`` the wire
-    epochs themselves (from fixed_epochs; then ``n`` is their number)."""
+    epochs themselves (from fixed_epochs; then ``n`` is their number). ``record``, if given,
+    receives each epoch's (inference count, per-layer counts)."""
     model = model or ModelFiles.load()
     if epochs is None:
         if n is None:
@@ -73,6 +75,8 @@ def bench(
     for i, epoch in enumerate(epochs):
         r = dev.send_epoch(i, epoch)
         counts.append((r.preprocess_count, r.inference_count))
+        if record is not None:
+            record.append((r.inference_count, [c for c, _ in dev.layer_counts]))
         layers = np.array(dev.layer_counts) if layers is None else layers + dev.layer_counts
     dev.set_profile(False)
     pre, inf = np.array(counts).T

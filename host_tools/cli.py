@@ -100,11 +100,36 @@ def cmd_bench(args) -> int:
 
     model = ModelFiles.load(args.model)  # (a missing model folder fails before a board starts)
     epochs = fixed_epochs(model, args.epochs, args.seed, args.psg)  # (and so does a bad recording)
+    if args.cycles:
+        return _bench_cycles(args, model, epochs)
     dev, close = _open(args)
     try:
         result = bench(dev, model=model, epochs=epochs)
     finally:
         close()
+    print(json.dumps(result, indent=1) if args.json else render(result))
+    return 0
+
+
+def _bench_cycles(args, model, epochs) -> int:
+    from .cycles.estimate import estimate_epochs, render
+    from .cycles.memory import load_settings
+    from .errors import DeviceError
+
+    if args.port:
+        raise DeviceError(
+            "--cycles estimates cycles on an emulated board (--board); a real board measures "
+            "them: plain `host_tools bench --port URL` reports its DWT cycle counts"
+        )
+    result = estimate_epochs(
+        epochs,
+        board=args.board,
+        elf=_firmware(args),
+        model=model,
+        model_dir=args.model,
+        settings=load_settings(args.memory_profile),
+        keep_trace=Path(args.keep_trace) if args.keep_trace else None,
+    )
     print(json.dumps(result, indent=1) if args.json else render(result))
     return 0
 
@@ -401,6 +426,21 @@ def build_parser() -> argparse.ArgumentParser:
                 help="model folder: its input normalisation and layer names (default: "
                 "models/ulw_sleepnet of the source checkout)",
             )
+            p.add_argument(
+                "--cycles",
+                action="store_true",
+                help="estimate Cortex-M4 cycles from the emulated board's exact instruction "
+                "stream (per epoch and layer, each memory setting; docs/cycles.md)",
+            )
+            p.add_argument(
+                "--memory-profile",
+                metavar="FILE",
+                help="with --cycles: a board profile (host_tools calibrate) adding or replacing "
+                "memory settings",
+            )
+            p.add_argument(
+                "--keep-trace", metavar="DIR", help="with --cycles: keep the plugin's trace here"
+            )
     return parser
 
 
@@ -419,6 +459,7 @@ def _run(args) -> int:
     from sleepdata.errors import DataError
 
     from .bench import BenchError
+    from .cycles.errors import CyclesError
     from .emulator import EmulatorError
     from .errors import DeviceError
     from .inputs import StreamError
@@ -429,6 +470,7 @@ def _run(args) -> int:
         return args.func(args)
     except (
         BenchError,
+        CyclesError,
         DeviceError,
         EmulatorError,
         DataError,

@@ -8,8 +8,10 @@ import bisect
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import CyclesError
 
-class ElfError(Exception):
+
+class ElfError(CyclesError):
     """The file is not a firmware ELF the estimate can use; says what is missing."""
 
 

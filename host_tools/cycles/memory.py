@@ -8,11 +8,13 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
+from .errors import CyclesError
+
 STALL_KEYS = ("seq_miss_cycles", "nonseq_miss_cycles", "dmiss_cycles")
 CACHE_KEYS = ("icache_lines", "icache_line_bytes", "dcache_lines", "dcache_line_bytes")
 
 
-class MemorySettingError(Exception):
+class MemorySettingError(CyclesError):
     """A memory setting is unknown or malformed; says which file and key."""
 
 

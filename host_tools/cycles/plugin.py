@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from .elfimage import ElfImage
+from .errors import CyclesError
 
 # SYST_CVR, the SysTick current-value register (Armv7-M ARM B3.3.2): the board counter's reads
 # (firmware/boards/common/systick.h) end the plugin's segments.
@@ -20,7 +21,7 @@ SYST_CVR = 0xE000E018
 PROFILE_COUNTS = "profile_counts"
 
 
-class PluginError(Exception):
+class PluginError(CyclesError):
     """The plugin cannot be built or configured; says what to install or pass."""
 
 

@@ -9,8 +9,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import CyclesError
 
-class TraceError(Exception):
+
+class TraceError(CyclesError):
     """The trace does not hold what the board reported; says which epoch and layer differ."""
 
 
