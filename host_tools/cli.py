@@ -211,10 +211,32 @@ def cmd_stream(args) -> int:
             f"(host_tools report {out} renders it again)"
         )
         return 0
+    if args.cycles_sample and not args.port:
+        report = _stream_cycles(args, out, model)
     print(summary_text(report, out))
     if report.get("faults"):
         print(faults_text(report))
     return 0
+
+
+def _stream_cycles(args, out: Path, model) -> dict:
+    """The report's cycle estimate: a sample of the run's epochs re-sent to a traced board."""
+    from .cycles.stream_sample import estimate_run_sample
+    from .report import write_outputs
+    from .runfolder import RESULTS, read_meta, read_results, write_meta
+
+    print(f"cycle estimate: {args.cycles_sample} epochs of the run again, traced", flush=True)
+    meta = read_meta(out)
+    meta["cycles_estimate"] = estimate_run_sample(
+        out,
+        board=args.board,
+        elf=_firmware(args),
+        model=model,
+        model_dir=model.folder,
+        n=args.cycles_sample,
+    )
+    write_meta(out, meta)
+    return write_outputs(out, read_results(out / RESULTS), meta, figures=False)
 
 
 def cmd_robustness(args) -> int:
@@ -339,6 +361,14 @@ def build_parser() -> argparse.ArgumentParser:
     _board_options(p)
     p.add_argument("--start", type=int, default=0, help="first kept epoch to stream (0)")
     p.add_argument("--epochs", type=int, default=None, help="how many epochs (default: all)")
+    p.add_argument(
+        "--cycles-sample",
+        type=int,
+        default=3,
+        metavar="N",
+        help="emulated board: estimate Cortex-M4 cycles of N of the run's epochs (first, "
+        "middle, last) into the report (docs/cycles.md; 0: none; default 3)",
+    )
     p.add_argument(
         "--realtime", action="store_true", help="pace at the recording's rate (30 s per epoch)"
     )

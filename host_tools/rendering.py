@@ -65,6 +65,33 @@ def _epochs_text(r: dict) -> str:
     return f"{r['epochs']} (recording epochs {r['first_epoch']}..{r['last_epoch']}{subset})"
 
 
+def _cycles_lines(ce: dict | None) -> list[str]:
+    """report.md's cycle estimate section (docs/cycles.md)."""
+    if not ce:
+        return []
+    if not ce.get("made"):
+        return [f"- Cycle estimate: not made ({ce.get('why')}).", ""]
+    e = ce["per_epoch"]
+    lines = [
+        f"### Estimated cycles (epochs {', '.join(map(str, ce['epochs']))}; model "
+        f"{ce['model']} {ce['model_hash']})",
+        "",
+        f"{ce['estimate']}. The estimate's instruction counts equal this run's counts of the "
+        "same epochs.",
+        "",
+        "| memory setting | cycles per inference | cycles/MAC | cycles/instruction |",
+        "|---|---|---|---|",
+    ]
+    for k, desc in ce["memory_settings"].items():
+        lines.append(
+            f"| {k}: {desc} | {e['cycles'][k]:,} | {e['cycles_per_mac'][k]:.2f} | "
+            f"{e['cycles_per_instruction'][k]:.3f} |"
+        )
+    mix = ", ".join(f"{k} {v:.1%}" for k, v in e["mix"].items())
+    lines += ["", f"Instruction mix: {mix}.", ""]
+    return lines
+
+
 def render_markdown(r: dict) -> str:
     """report.md: the same figures as report.json, for people."""
     rec = r["recording"]
@@ -134,6 +161,7 @@ def render_markdown(r: dict) -> str:
         f"{e['supply_v']:g} V; assumes {e['assumes']}.",
         "",
     ]
+    lines += _cycles_lines(r.get("cycles_estimate"))
     if r["per_layer"]:
         lines += [
             f"### Per layer (epoch {r['per_layer_epoch']}; {r['macs_per_epoch']:,} MACs, "
@@ -209,6 +237,14 @@ def _sessions_text(r: dict) -> str:
     return f" over {n} sessions" if n > 1 else ""
 
 
+def _cycles_summary(ce: dict | None) -> list[str]:
+    if not ce or not ce.get("made"):
+        return []
+    cyc, per_mac = ce["per_epoch"]["cycles"], ce["per_epoch"]["cycles_per_mac"]
+    figures = ", ".join(f"{v:,} {k} ({per_mac[k]:.2f}/MAC)" for k, v in cyc.items())
+    return [f"estimated cycles per inference (not measured; {len(ce['epochs'])} epochs): {figures}"]
+
+
 def summary_text(r: dict, folder: str | Path) -> str:
     """The few lines printed at the end of a stream."""
     e = r["energy"]
@@ -231,6 +267,7 @@ def summary_text(r: dict, folder: str | Path) -> str:
             f"(real-time factor {r['real_time_factor']:.4f} at "
             f"{r['core_clock_hz'] / 1e6:g} MHz); energy estimate "
             f"{e['energy_per_night_j']:.1f} J per 8-h night ({e['profile']})",
+            *_cycles_summary(r.get("cycles_estimate")),
             f"wall {r['wall_s']:.1f} s{_sessions_text(r)}, {_f(r['epochs_per_s'], '.2f')} "
             "epochs/s, host CPU "
             f"{_f(r['host_cpu_ms_per_epoch'], '.1f')} ms/epoch, "

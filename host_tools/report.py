@@ -219,7 +219,8 @@ def build_report(results: Results, meta: dict) -> dict:
             if kind == "instructions"
             else "cycles measured on the board (DWT) at its clock"
         ),
-        "energy": energy_estimate(median_total, kind),
+        "energy": energy_estimate(median_total, kind, _cycles_per_instruction(meta)),
+        "cycles_estimate": meta.get("cycles_estimate"),
         "host_to_board_kBps": bytes_stream / stream_s / 1e3 if stream_s > 0 else None,
         "bytes_sent": int(_sum_sessions(sessions, "bytes_sent")),
         "retries": int(_sum_sessions(sessions, "retries")),
@@ -241,6 +242,14 @@ def build_report(results: Results, meta: dict) -> dict:
     if meta.get("faults"):  # a --faults stream: what was injected and what it took
         report["faults"] = {**meta["faults"], "epochs_scored": n}
     return report
+
+
+def _cycles_per_instruction(meta: dict) -> float | None:
+    """The nucleo-l476rg cycles per instruction of the run's cycle estimate, if one was made."""
+    ce = meta.get("cycles_estimate") or {}
+    if not ce.get("made"):
+        return None
+    return ce["per_epoch"]["cycles_per_instruction"].get("nucleo-l476rg")
 
 
 def write_outputs(

@@ -40,6 +40,27 @@ def trace_geometry(settings: dict[str, MemorySetting]) -> MemorySetting:
     return cached[0]
 
 
+def run_traced(dev, epochs: np.ndarray) -> tuple[list[tuple[int, list[int] | None]], list[int]]:
+    """Each epoch twice: per-layer profiling off (the inference exactly as a stream runs it) and
+    on (its layers; the profiling adds a few instructions per layer). The board's counts, in the
+    order the trace holds the inferences, and the MACs of each layer."""
+    if not len(epochs):
+        raise CyclesError("the estimate needs at least one epoch")
+    dev.reset_stream()
+    counts: list[tuple[int, list[int] | None]] = []
+    macs: list[int] = []
+    for i, epoch in enumerate(epochs):
+        for profiled in (False, True):
+            dev.set_profile(profiled)
+            r = dev.send_epoch(2 * i + profiled, epoch)
+            layers = [c for c, _ in dev.layer_counts] if profiled else None
+            counts.append((r.inference_count, layers))
+            if profiled:
+                macs = [m for _, m in dev.layer_counts]
+    dev.set_profile(False)
+    return counts, macs
+
+
 def estimate_epochs(
     epochs: np.ndarray,
     *,
@@ -50,12 +71,13 @@ def estimate_epochs(
     settings: dict[str, MemorySetting] | None = None,
     keep_trace: Path | None = None,
 ) -> dict:
-    """Run ``epochs`` (int16 wire epochs, as bench takes them) on the emulated ``board`` (its
-    firmware: ``elf``, else the one built for ``model_dir``) under the trace plugin and estimate
-    their cycles (see the module docstring); ``model``: bench's layer names and normalisation."""
-    from ..bench import bench
+    """Run ``epochs`` (int16 wire epochs (n, 3000, 4), as bench takes them) on the emulated
+    ``board`` (its firmware: ``elf``, else the one built for ``model_dir``) under the trace
+    plugin and estimate their cycles (see the module docstring). ``model`` names the layers
+    when the board runs it."""
     from ..device import Device
     from ..emulator import Emulator
+    from ..protocol import CounterKind
 
     settings = settings or load_settings()
     t0 = time.monotonic()
@@ -67,30 +89,45 @@ def estimate_epochs(
         cfg = write_config(Path(tmp) / "plugin.cfg", image, trace_path, trace_geometry(settings))
         emu.extra_args = qemu_args(build_plugin(), cfg)
         emu.start()
-        record: list = []
         try:
             dev = Device(emu.connect(), timeout_s=300)
             try:
-                counts = bench(dev, model=model, epochs=epochs, record=record)
+                info = dev.hello()
+                counts, macs = run_traced(dev, epochs)
             finally:
                 dev.port.close()
         finally:
             emu.stop()  # QEMU exits: the plugin writes the rest of the trace
         t_run = time.monotonic() - t0
         windows = epoch_windows(read_trace(trace_path), image.object_range(PROFILE_COUNTS)[0])
-    check(windows, record)  # the estimate is of the code the board counted, or nothing
+    check(windows, counts)  # the estimate is of the code the board counted, or nothing
     timer = Timer(Decoder(image, Table()))
-    n_layers = len(counts["per_layer"])
-    per_epoch, per_layer = [], [Cycles() for _ in range(n_layers)]
-    for w in windows:
-        whole = Cycles()
+    per_epoch, per_layer = [], [Cycles() for _ in macs]
+    profiled_counts = [total for total, layers in counts if layers is not None]
+    for w, (_, layers) in zip(windows, counts, strict=True):
+        if layers is None:  # the epoch as a stream runs it
+            whole = Cycles()
+            for seg in w.segments:
+                whole.add(timer.segment(seg))
+            per_epoch.append(whole)
+            continue
         for seg, layer in zip(w.segments, w.layers, strict=True):
-            c = timer.segment(seg)
-            whole.add(c)
             if layer is not None:
-                per_layer[layer].add(c)
-        per_epoch.append(whole)
-    return summarise(counts, per_epoch, per_layer, settings, t_run, time.monotonic() - t0)
+                per_layer[layer].add(timer.segment(seg))
+    names = (
+        model.layer_names(len(macs))
+        if model is not None and info.model_hash == model.model_hash
+        else [f"layer {i}" for i in range(len(macs))]
+    )
+    meta = {
+        "board": info.board,
+        "counter_kind": CounterKind(info.counter_kind).name.lower(),
+        "macs": sum(macs),
+        "layers": list(zip(names, macs, strict=True)),
+    }
+    result = summarise(meta, per_epoch, per_layer, settings, t_run, time.monotonic() - t0)
+    result["per_epoch_instructions_profiled"] = profiled_counts
+    return result
 
 
 def _figures(c: Cycles, n: int, macs: int, settings) -> dict:
@@ -110,7 +147,7 @@ def _figures(c: Cycles, n: int, macs: int, settings) -> dict:
     }
 
 
-def summarise(counts, per_epoch, per_layer, settings, run_s, total_s) -> dict:
+def summarise(meta, per_epoch, per_layer, settings, run_s, total_s) -> dict:
     n = len(per_epoch)
     whole = Cycles()
     for c in per_epoch:
@@ -118,12 +155,14 @@ def summarise(counts, per_epoch, per_layer, settings, run_s, total_s) -> dict:
     unlisted = dict(whole.unlisted)
     return {
         "estimate": LABEL,
-        "board": counts["board"],
-        "counter_kind": counts["counter_kind"],  # the board's counts stay instructions
+        "board": meta["board"],
+        "counter_kind": meta["counter_kind"],  # the board's counts stay instructions
         "epochs": n,
         "instructions_equal_board_counts": True,  # check() raised otherwise
         "memory_settings": {k: s.description for k, s in settings.items()},
-        "per_epoch": _figures(whole, n, counts["macs"], settings),
+        "per_epoch": _figures(whole, n, meta["macs"], settings),
+        "per_epoch_note": "the inference as a stream runs it (per-layer profiling off)",
+        "per_epoch_instructions": [c.insns for c in per_epoch],
         "per_epoch_spread": {
             k: {
                 "min": round(min(c.total(s) for c in per_epoch)),
@@ -133,9 +172,11 @@ def summarise(counts, per_epoch, per_layer, settings, run_s, total_s) -> dict:
             for k, s in settings.items()
         },
         "per_layer": [
-            {"layer": row["layer"], **_figures(c, n, row["macs"], settings)}
-            for row, c in zip(counts["per_layer"], per_layer, strict=True)
+            {"layer": name, **_figures(c, n, m, settings)}
+            for (name, m), c in zip(meta["layers"], per_layer, strict=True)
         ],
+        "per_layer_note": "with per-layer profiling on: each layer's count includes its counter "
+        "read, as the board's per-layer counts do",
         "not_in_timing_table": unlisted,  # timed as 1 cycle each
         "seconds": {"board_run": round(run_s, 2), "total": round(total_s, 2)},
         "seconds_per_epoch": round(total_s / n, 3),

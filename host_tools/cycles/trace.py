@@ -84,40 +84,38 @@ class EpochWindow:
 
 
 def epoch_windows(segs: list[Segment], watch_base: int) -> list[EpochWindow]:
-    """The inferences in the trace, in order. A layer ends with the counter read whose segment
-    is followed by exactly one store into the per-layer totals (profile_counts[i] += ...; the
-    zeroing in profile_begin stores them all). An inference window opens at the first counter
-    read after the restart's store to the counter (the read that sees the restarted counter:
-    the board counts from there) and closes with the read after its last layer."""
+    """The inferences in the trace, in order, with per-layer profiling on or off.
+
+    profile_begin zeroes every per-layer total (several stores into profile_counts) and reads the
+    counter; with profiling on, each layer then ends with a counter read whose next segment
+    begins with one store, profile_counts[i] += ...; the inference ends with the next read. The
+    window opens at the first counter read after the restart's store to the counter (the read
+    that sees the restarted counter: the board counts from there)."""
     layer_of: list[int | None] = [None] * len(segs)
     for i in range(len(segs) - 1):
-        nxt = segs[i + 1]
-        if nxt.watched == 1:
-            layer_of[i] = (nxt.first_watched - watch_base) // 4
+        if segs[i + 1].watched == 1:
+            layer_of[i] = (segs[i + 1].first_watched - watch_base) // 4
     windows: list[EpochWindow] = []
-    i = 0
-    while i < len(segs):
-        if layer_of[i] is None:
-            i += 1
-            continue
-        first = i
-        while i < len(segs) and layer_of[i] is not None:
-            i += 1
-        last = i  # the read after the last layer
-        w = first - 1
+    for b, seg in enumerate(segs):
+        if seg.watched <= 1 or seg.boundary_store:
+            continue  # not profile_begin
+        w = b - 1
         while w >= 0 and not segs[w].boundary_store:
             w -= 1
-        if w < 0 or last >= len(segs):
-            raise TraceError("an inference in the trace has no counter restart before it")
-        start = w + 2  # after the restart's store, the first read
-        windows.append(EpochWindow(segs[start : last + 1], layer_of[start : last + 1]))
-        i = last + 1
+        if w < 0:
+            continue  # before the counter's first restart: the start-up clearing memory
+        start, end = w + 2, b + 1
+        while end < len(segs) and layer_of[end] is not None:
+            end += 1
+        if start > b or end >= len(segs):
+            raise TraceError(f"trace segment {seg.index}: an inference without its counter reads")
+        windows.append(EpochWindow(segs[start : end + 1], layer_of[start : end + 1]))
     return windows
 
 
-def check(windows: list[EpochWindow], board: list[tuple[int, list[int]]]) -> None:
+def check(windows: list[EpochWindow], board: list[tuple[int, list[int] | None]]) -> None:
     """Raise unless every epoch's instruction count, whole and per layer, equals the board's
-    (``board``: per epoch, its inference count and per-layer counts)."""
+    (``board``: per epoch, its inference count and per-layer counts, None if not profiled)."""
     if len(windows) != len(board):
         raise TraceError(
             f"the trace holds {len(windows)} inferences, the board reported {len(board)}"
@@ -127,6 +125,8 @@ def check(windows: list[EpochWindow], board: list[tuple[int, list[int]]]) -> Non
             raise TraceError(
                 f"epoch {e}: the trace counts {w.insns:,} instructions, the board {total:,}"
             )
+        if layers is None:
+            continue
         mine = w.layer_insns(len(layers))
         for i, (a, b) in enumerate(zip(mine, layers, strict=True)):
             if a != b:

@@ -69,3 +69,14 @@ def test_pairs_are_read_per_segment(tmp_path):
     got = read_trace(write(tmp_path, segs))
     assert got[0].pairs == {(0x10, 0x12): 2, (0x12, 0x14): 1}
     assert got[1].pairs == {(1, 2): 1}
+
+
+def test_an_unprofiled_inference_is_one_window_without_layers(tmp_path):
+    """Per-layer profiling off (a stream's epochs): profile_begin's read, then the final read."""
+    segs = [seg(0, 40, store=True), seg(1, 2), seg(2, 3), seg(3, 70, watched=3, first=BASE)]
+    segs += [seg(4, 5000), seg(5, 9999, store=True)]
+    segs += epoch_segments(10, [100, 200])
+    w = epoch_windows(read_trace(write(tmp_path, segs)), BASE)
+    assert [x.insns for x in w] == [3 + 70 + 5000, 3 + 70 + 300 + 50]
+    assert w[0].layers == [None, None, None]
+    check(w, [(5073, None), (423, [100, 200])])
