@@ -27,7 +27,7 @@ NO_DEMO_HYPNOGRAM := note: using a generated night: the README's figures are of 
 	simulated from the real SC4001EC-Hypnogram.edf ($(HYPNOGRAMS_URL); set SHARED_HYPNOGRAMS=DIR, \
 	its folder)
 
-.PHONY: setup test lint format demo demo-stream bench-host bench-edf-fuzz bench-stream bench-faults bench bench-train model cv model-paper convert firmware firmware-test firmware-fuzz bench-fuzz firmware-model rest-variants variant-cards robustness robustness-onchip clean distclean
+.PHONY: setup test lint format demo demo-stream bench-cycles bench-host bench-edf-fuzz bench-stream bench-faults bench bench-train model cv model-paper convert firmware firmware-test firmware-fuzz bench-fuzz firmware-model rest-variants variant-cards robustness robustness-onchip clean distclean
 
 setup:
 	@scripts/setup.sh
@@ -95,6 +95,12 @@ bench-edf-fuzz: setup
 bench: setup
 	$(if $(DEMO_HYPNOGRAM),,@echo "$(NO_DEMO_HYPNOGRAM)")
 	$(PY) -m training bench-data $(if $(DEMO_HYPNOGRAM),--hypnogram $(DEMO_HYPNOGRAM)) --seed $(SEED)
+
+## bench-cycles: estimated Cortex-M4 cycles of 5 epochs on emu-m4, per epoch and layer, both
+##               memory settings (docs/cycles.md), and the microbenchmarks against hand counts
+bench-cycles: setup firmware
+	$(VENV)/bin/host_tools bench --cycles --epochs 5
+	$(PY) -m pytest -q tests/cycles/test_microbench.py
 
 ## bench-train: one training epoch over the 35 simulated nights (target <= 60 s), with breakdown;
 ##              without the real hypnograms, over 20 generated nights (target in proportion)

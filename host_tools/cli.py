@@ -101,37 +101,23 @@ def cmd_bench(args) -> int:
     model = ModelFiles.load(args.model)  # (a missing model folder fails before a board starts)
     epochs = fixed_epochs(model, args.epochs, args.seed, args.psg)  # (and so does a bad recording)
     if args.cycles:
-        return _bench_cycles(args, model, epochs)
+        from .cycles.commands import bench_cycles
+
+        return bench_cycles(args, model, epochs, firmware=_firmware(args))
     dev, close = _open(args)
     try:
         result = bench(dev, model=model, epochs=epochs)
     finally:
         close()
+    result["inputs"] = {"seed": args.seed, "psg": args.psg}  # (calibrate re-creates the epochs)
     print(json.dumps(result, indent=1) if args.json else render(result))
     return 0
 
 
-def _bench_cycles(args, model, epochs) -> int:
-    from .cycles.estimate import estimate_epochs, render
-    from .cycles.memory import load_settings
-    from .errors import DeviceError
+def cmd_calibrate(args) -> int:
+    from .cycles.commands import calibrate_command
 
-    if args.port:
-        raise DeviceError(
-            "--cycles estimates cycles on an emulated board (--board); a real board measures "
-            "them: plain `host_tools bench --port URL` reports its DWT cycle counts"
-        )
-    result = estimate_epochs(
-        epochs,
-        board=args.board,
-        elf=_firmware(args),
-        model=model,
-        model_dir=args.model,
-        settings=load_settings(args.memory_profile),
-        keep_trace=Path(args.keep_trace) if args.keep_trace else None,
-    )
-    print(json.dumps(result, indent=1) if args.json else render(result))
-    return 0
+    return calibrate_command(args, _open)
 
 
 def cmd_info(args) -> int:
@@ -212,31 +198,13 @@ def cmd_stream(args) -> int:
         )
         return 0
     if args.cycles_sample and not args.port:
-        report = _stream_cycles(args, out, model)
+        from .cycles.commands import stream_cycles
+
+        report = stream_cycles(args, out, model, firmware=_firmware(args))
     print(summary_text(report, out))
     if report.get("faults"):
         print(faults_text(report))
     return 0
-
-
-def _stream_cycles(args, out: Path, model) -> dict:
-    """The report's cycle estimate: a sample of the run's epochs re-sent to a traced board."""
-    from .cycles.stream_sample import estimate_run_sample
-    from .report import write_outputs
-    from .runfolder import RESULTS, read_meta, read_results, write_meta
-
-    print(f"cycle estimate: {args.cycles_sample} epochs of the run again, traced", flush=True)
-    meta = read_meta(out)
-    meta["cycles_estimate"] = estimate_run_sample(
-        out,
-        board=args.board,
-        elf=_firmware(args),
-        model=model,
-        model_dir=model.folder,
-        n=args.cycles_sample,
-    )
-    write_meta(out, meta)
-    return write_outputs(out, read_results(out / RESULTS), meta, figures=False)
 
 
 def cmd_robustness(args) -> int:
@@ -432,6 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _board_options(p, port=False)
     p.set_defaults(func=cmd_board)
+
+    from .cycles.cli_options import add_calibrate_parser
+
+    add_calibrate_parser(sub, _board_options, cmd_calibrate, _positive_int, _MODEL_HELP)
 
     for name, func, help_ in (
         ("info", cmd_info, "the board's self-description"),

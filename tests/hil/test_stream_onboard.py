@@ -134,6 +134,19 @@ def test_cli_stream_on_an_emulated_board_then_report(request, night, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "bit-exact vs TFLite Micro 1.0000" in done.stdout
     assert f"report: {out / rf.REPORT_MD}" in done.stdout
+    # the cycle estimate of a sample of the run's epochs, of the very code and input it counted
+    ce = json.loads((out / rf.REPORT_JSON).read_text())["cycles_estimate"]
+    assert (
+        ce["made"]
+        and ce["instructions_equal_run_counts"]
+        and ce["epochs"]
+        == [
+            start,
+            start + 1,
+            start + 2,
+        ]
+    )
+    assert "estimated cycles per inference (not measured; 3 epochs)" in done.stdout
     (out / rf.REPORT_MD).unlink()
     again = subprocess.run(
         [*run, "report", str(out)], capture_output=True, text=True, cwd=REPO, timeout=120

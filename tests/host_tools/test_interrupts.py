@@ -85,7 +85,7 @@ def test_sigterm_mid_stream_saves_the_run_closes_the_board_and_exits_as_ctrl_c(
     monkeypatch.setattr(cli, "_open", fake_open)
     before = signal.getsignal(signal.SIGTERM)
     out = tmp_path / "run"
-    argv = ["stream", str(psg), "--out", str(out)]
+    argv = ["stream", str(psg), "--out", str(out), "--cycles-sample", "0"]  # (a scripted board)
     assert cli.main(argv) == cli.EXIT_INTERRUPTED
     assert boards[0].closed  # the board (an emulator: stopped) was closed
     assert signal.getsignal(signal.SIGTERM) is before
