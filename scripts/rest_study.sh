@@ -97,12 +97,23 @@ train() {
 	done
 }
 
+trained() { # MODEL SEED: whether its training finished (an interrupted run already has the
+	# weights of its best epoch so far, which must not enter the study)
+	if [ "$1" = blanco ] || [ "$2" = "$first_seed" ]; then
+		[ -f "$(model_dir "$1" "$2")/weights.pt" ]
+	elif [ "$1" = baseline ]; then
+		[ -f "$REST/baseline/seed-$2/metrics.json" ] # written when the run ends
+	else
+		[ -f "$REST/$1/seed-$2/finetune.json" ] # written when the fine-tuning ends
+	fi
+}
+
 convert() { # MODEL SEED: the int8 model next to the weights (seed 0: shipped in models/)
 	local dir out
 	dir=$(model_dir "$1" "$2")
 	out="$REST/convert/$1-seed$2"
-	if [ ! -f "$dir/weights.pt" ]; then
-		echo "rest_study: $1 seed $2 is not trained yet ($dir): skipped"
+	if ! trained "$1" "$2"; then
+		echo "rest_study: $1 seed $2 has not finished training ($REST/$1/seed-$2): skipped"
 		return 1
 	fi
 	if [ ! -f "$out/report.json" ]; then
@@ -138,6 +149,10 @@ evaluate_one() { # NAME MODEL SEED [robustness options]
 	dir=$(model_dir "$model" "$seed")
 	int8=$dir/model_int8.tflite
 	[ "$model" = blanco ] && int8=$(model_dir liu "$seed")/model_int8.tflite # Liu behind a filter
+	if ! trained "$model" "$seed"; then
+		echo "rest_study: $name seed $seed has not finished training: skipped"
+		return 0
+	fi
 	if [ ! -f "$int8" ]; then
 		echo "rest_study: $name seed $seed has no int8 model yet ($int8; run the cards step): skipped"
 		return 0
