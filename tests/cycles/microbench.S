@@ -104,6 +104,52 @@ reset:
     bl leaf
     end
 
+    /* 11: eight words from eight different 32-byte lines of flash data, twice: 16 independent
+     * loads, 2 + 15 x 1; the data cache (8 lines, nucleo-l476rg setting) misses on the first
+     * eight and hits on the second eight */
+    ldr r4, =table
+    begin
+    ldr r0, [r4, #0]
+    ldr r0, [r4, #32]
+    ldr r0, [r4, #64]
+    ldr r0, [r4, #96]
+    ldr r0, [r4, #128]
+    ldr r0, [r4, #160]
+    ldr r0, [r4, #192]
+    ldr r0, [r4, #224]
+    ldr r0, [r4, #0]
+    ldr r0, [r4, #32]
+    ldr r0, [r4, #64]
+    ldr r0, [r4, #96]
+    ldr r0, [r4, #128]
+    ldr r0, [r4, #160]
+    ldr r0, [r4, #192]
+    ldr r0, [r4, #224]
+    end
+
+    /* 12: nine lines, twice: one more line than the cache holds, so least-recently-used
+     * replacement evicts each line just before it is read again: 18 misses */
+    begin
+    ldr r0, [r4, #256]
+    ldr r0, [r4, #0]
+    ldr r0, [r4, #32]
+    ldr r0, [r4, #64]
+    ldr r0, [r4, #96]
+    ldr r0, [r4, #128]
+    ldr r0, [r4, #160]
+    ldr r0, [r4, #192]
+    ldr r0, [r4, #224]
+    ldr r0, [r4, #256]
+    ldr r0, [r4, #0]
+    ldr r0, [r4, #32]
+    ldr r0, [r4, #64]
+    ldr r0, [r4, #96]
+    ldr r0, [r4, #128]
+    ldr r0, [r4, #160]
+    ldr r0, [r4, #192]
+    ldr r0, [r4, #224]
+    end
+
     /* semihosting SYS_EXIT (ADP_Stopped_ApplicationExit) */
     movs r0, #0x18
     ldr r1, =0x20026
@@ -116,3 +162,7 @@ leaf:
     bx lr
     .size leaf, . - leaf
     .pool
+
+    .align 5
+table:
+    .space 288

@@ -31,7 +31,11 @@ HAND = [
     ("IT folded", 2, 3),
     ("word load at an odd address", 4, 1),
     ("BL + BX LR", 4, 2),
+    ("8 flash lines, twice", 17, 16),
+    ("9 flash lines, twice", 19, 18),
 ]
+# data-cache misses in the nucleo-l476rg setting (8 lines of 32 B, least recently used)
+DMISS = {"8 flash lines, twice": 8, "9 flash lines, twice": 18}
 FRAME_CYCLES, FRAME_INSNS = 3, 2
 
 
@@ -49,7 +53,7 @@ def traced(tmp_path_factory):
         check=True,
     )  # fmt: skip
     image = ElfImage(elf)
-    memory = load_settings()["ideal"]
+    memory = load_settings()["nucleo-l476rg"]  # its caches simulated; "ideal" cycles timed
     cfg = write_config(tmp / "cfg", image, tmp / "trace.txt", memory, watch=None)
     subprocess.run(
         [qemu, "-M", "ast1030-evb", "-display", "none", "-monitor", "none", "-kernel", str(elf),
@@ -84,3 +88,10 @@ def test_timing_table_names_its_source_on_every_row():
     assert table.rows and table.rules
     for row in table.rows.values():
         assert row.trm.startswith(("3.3.1", "3.3.2", "7.2.3")), row
+
+
+@pytest.mark.parametrize("name", sorted(DMISS))
+def test_data_cache_misses_equal_hand_count(traced, name):
+    _, segments = traced
+    i = [h[0] for h in HAND].index(name)
+    assert segments[i].dmiss == DMISS[name]
