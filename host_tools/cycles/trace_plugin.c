@@ -27,8 +27,12 @@
  * for a halfword at an odd address or a word at a halfword boundary, +2 for a word at an odd one.
  *
  * The caches are the target's flash caches (the configuration gives their lines and line size
- * and which addresses are flash): fully associative, least recently used. They see every
- * instruction fetch and flash data access; misses are counted in thread mode only. */
+ * and which addresses are flash): fully associative, least recently used. They see the
+ * thread-mode fetches and flash data accesses only: when a handler runs depends on the host's
+ * timing of the serial link, so letting its accesses into the caches would make the misses,
+ * unlike the instructions, differ from run to run. For the same reason (how long the main loop
+ * polled before an epoch depends on the host) the caches start empty at each counter restart,
+ * i.e. at the start of every measured window. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -306,11 +310,13 @@ static void on_insn(unsigned int vcpu, void *udata)
         n_frames < (int)(sizeof(frames) / sizeof(frames[0]))) {
         frames[n_frames++] = (frame_t){h->lo, h->hi, 0};
     }
-    int thread = n_frames == 0;
-
+    if (n_frames > 0) {
+        seg.handler_insns++;
+        return;
+    }
     uint32_t line = in->pc >> icache.shift;
     if (line != fetch_line) {
-        if (in_flash(in->pc) && cache_access(&icache, in->pc) && thread) {
+        if (in_flash(in->pc) && cache_access(&icache, in->pc)) {
             if (line == fetch_line + 1) {
                 seg.imiss_seq++;
             } else {
@@ -318,10 +324,6 @@ static void on_insn(unsigned int vcpu, void *udata)
             }
         }
         fetch_line = line;
-    }
-    if (!thread) {
-        seg.handler_insns++;
-        return;
     }
     seg.insns++;
     table_get(&seg.pairs, (uint64_t)last_thread_pc << 32 | in->pc)->v[0]++;
@@ -333,9 +335,6 @@ static void on_mem(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr
     (void)vcpu;
     const insn_t *in = udata;
     if (n_frames > 0) {
-        if (in_flash((uint32_t)vaddr)) {
-            cache_access(&dcache, (uint32_t)vaddr);
-        }
         return;
     }
     uint32_t a = (uint32_t)vaddr;
@@ -361,6 +360,11 @@ static void on_mem(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr
     for (unsigned i = 0; i < n_boundary; ++i) {
         if (a == boundary[i]) {
             close_segment(in->pc, store);
+            if (store) { /* the counter restarts: the caches start empty (see the top) */
+                memset(icache.tag, 0, sizeof(icache.tag));
+                memset(dcache.tag, 0, sizeof(dcache.tag));
+                fetch_line = UINT32_MAX;
+            }
             break;
         }
     }
