@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import cached_property
 from importlib import resources
 
 from .elfimage import ElfImage
@@ -172,10 +171,6 @@ class Timer:
         self.d = decoder
         self.rules = decoder.table.rules
 
-    @cached_property
-    def _refill(self) -> float:
-        return self.rules["refill"]
-
     def pair_cycles(self, prev_pc: int, pc: int) -> tuple[float, Insn]:
         """Cycles of the instruction at ``pc`` executed right after the one at ``prev_pc``,
         with the refill that ``prev_pc``'s change of flow (if any) costs charged here."""
@@ -185,7 +180,7 @@ class Timer:
         if prev_pc:
             prev = self.d[prev_pc]
             if prev.writes_pc and pc != prev.pc + prev.size:
-                c += self._refill
+                c += self.rules["refill"]
                 if ins.size == 4 and pc % 4 == 2:
                     c += self.rules["refill_unaligned_32"]
             elif (
