@@ -44,6 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--check", type=int, default=2000, help="inputs checked against TFLM")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--shortcut",
+        choices=("composed", "as-trained"),
+        default="composed",
+        help="each DSSC shortcut stream as one composed unit (exact in float, fewer MACs; "
+        "default) or as the two trained units",
+    )
     v = sub.add_parser("vectors", help="test vectors for the on-target unit tests")
     v.add_argument("--model", default="models/ulw_sleepnet")
     v.add_argument("--out", default="firmware/test/test_target/vectors.h")
@@ -57,7 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .build import build, render_markdown
 
     try:
-        report = build(args.model, args.out, data=args.data, n_check=args.check, seed=args.seed)
+        report = build(
+            args.model,
+            args.out,
+            data=args.data,
+            n_check=args.check,
+            seed=args.seed,
+            compose_shortcut=args.shortcut == "composed",
+        )
     except (UnsupportedModelError, ConversionError, DataError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

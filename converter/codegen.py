@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jinja2
 
-from .fusion import pointwise_lut, separable_uses_lut
+from .fusion import pointwise_lut, separable_uses_lut, shortcut_uses_lut
 from .lowering import Step
 from .plan import Plan
 
@@ -45,7 +45,7 @@ _CALLS = {
 _FUSED_CALLS = {
     "separable": "engine_separable_s8(&s{s}_unit, {in0}, {p[len_in]}, {p[len_mid]}, {pool}, {out}, "
     "{p[len_out]})",
-    "shortcut_add": "engine_shortcut_add_s8(&s{s}_first, &s{s}_second, &s{s}_add, {in0}, "
+    "shortcut_add": "engine_shortcut_add_s8(&s{s}_first, {second}, &s{s}_add, {in0}, "
     "{p[len_in]}, {p[len_first]}, {in1}, {out}, {p[len_out]}, engine_arena + {scratch}, "
     "ENGINE_SHORTCUT_SCRATCH_BYTES)",
 }
@@ -163,14 +163,23 @@ def step_view(plan: Plan, i: int, step: Step) -> StepView:
         arrays = []
         for unit in ("first", "second"):
             u = p[unit]
+            if u is None:  # a one-unit stream
+                continue
             arrays += _arrays(f"s{i}_{unit}_dw", u["dw"]) + _arrays(f"s{i}_{unit}_pw", u["pw"])
-            structs.append(_unit_struct(f"s{i}_{unit}", f"s{i}_{unit}", u["dw"], u["pw"]))
+            lut = None
+            if p["second"] is None and shortcut_uses_lut(u["dw"], u["pw"]):
+                lut = f"s{i}_first_pw_lut"  # in flash, as for a separable unit
+                arrays.append((lut, "int8_t", pointwise_lut(u["pw"])))
+            structs.append(_unit_struct(f"s{i}_{unit}", f"s{i}_{unit}", u["dw"], u["pw"], lut))
         structs.append(
             StructView(
                 "engine_add_s8_params_t", f"s{i}_add", [(k, p["add"][k]) for k in _ADD_FIELDS]
             )
         )
-        call = _FUSED_CALLS["shortcut_add"].format(p=p, s=i, scratch=step.scratch_offset, **buffers)
+        second = "0" if p["second"] is None else f"&s{i}_second"
+        call = _FUSED_CALLS["shortcut_add"].format(
+            p=p, s=i, second=second, scratch=step.scratch_offset, **buffers
+        )
     else:
         arrays = _arrays(f"s{i}", p)
         bias = f"s{i}_bias" if isinstance(p.get("bias"), list) else "0"
@@ -227,9 +236,12 @@ def engine_layers(plan: Plan) -> list[dict]:
     return [{"name": s.name, "macs": int(s.macs)} for s in plan.steps]
 
 
-def layers_json(layers: list[dict], model_sha256: str) -> str:
-    """The text of engine_layers.json (one-space indent, trailing newline)."""
+def layers_json(layers: list[dict], model_sha256: str, model_macs: int | None = None) -> str:
+    """The text of engine_layers.json (one-space indent, trailing newline). model_macs: the
+    trained network's MACs per epoch, when the graph computes fewer (a composed shortcut)."""
     doc = {"generator": GENERATOR, "model_sha256": model_sha256, "layers": layers}
+    if model_macs is not None:
+        doc["model_macs"] = int(model_macs)
     return json.dumps(doc, indent=1) + "\n"
 
 
@@ -240,6 +252,7 @@ def write_sources(
     versions: dict[str, str],
     tflm_arena: int,
     norm: list[dict],
+    model_macs: int | None = None,
 ) -> list[Path]:
     """engine_model.c/.h (the firmware's engine), model_norm.h (its input normalisation and
     model hash), model_data.c/.h (the flatbuffer, for TFLite Micro users) and
@@ -273,6 +286,6 @@ def write_sources(
         path.write_text(env.get_template(name + ".j2").render(**ctx))
         written.append(path)
     path = out / LAYERS_FILE
-    path.write_text(layers_json(layers, h))
+    path.write_text(layers_json(layers, h, model_macs))
     written.append(path)
     return written

@@ -64,14 +64,16 @@ def keras_parity(model: ULWSleepNet, kmodel, check: np.ndarray, tol: float = 1e-
     return diff
 
 
-def to_int8_tflite(model: ULWSleepNet, representative_int8: np.ndarray) -> tuple[bytes, object]:
+def to_int8_tflite(
+    model: ULWSleepNet, representative_int8: np.ndarray, compose_shortcut: bool = True
+) -> tuple[bytes, object]:
     """Full-integer TFLite (int8 input and output, int32 biases) calibrated on int8 model inputs
     (n, 4, 3000) from the shared normalisation. The input must come out with scale 1/16 and zero
     point 0 (so the board's int8 feeds straight in): the calibration set therefore holds a
-    full-scale epoch, and the result is checked."""
+    full-scale epoch, and the result is checked. compose_shortcut: see converter.keras_mirror."""
     import tensorflow as tf
 
-    kmodel = build_keras(model)
+    kmodel = build_keras(model, compose_shortcut)
     full_scale = np.tile(np.array([-128, 127], np.int8), representative_int8[0].size // 2)
     calib = np.concatenate(
         [full_scale.reshape(1, *representative_int8.shape[1:]), representative_int8]

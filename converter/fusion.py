@@ -2,8 +2,8 @@
 rules (channel limit, in-place lead, scratch, lookup table).
 
 A depthwise -> pointwise (-> max pool 2/2) chain becomes one engine_separable_s8 step, and a
-position-wise shortcut stream (two kernel-1 separable units) with the ADD that consumes it
-becomes one engine_shortcut_add_s8 step, whenever every tensor inside the chain has a single
+position-wise shortcut stream (one or two kernel-1 separable units) with the ADD that consumes
+it becomes one engine_shortcut_add_s8 step, whenever every tensor inside the chain has a single
 consumer; anything else keeps its unfused kernel. Fused steps may write over their input (see
 ``converter.plan.plan_arena``), which is what keeps the arena small. A shortcut+ADD step also
 gets scratch memory (its ADD's rescale tables) in a part of the arena that is free during the
@@ -90,7 +90,7 @@ def fuse_steps(steps: list[Step], graph_outputs: list[int]) -> list[Step]:
 
     fused: dict[int, Step] = {}  # index of the chain's last step -> fused step
 
-    # 1. Shortcut stream + ADD: dw(k1) -> pw -> dw(k1) -> pw -> ADD, from the ADD backwards.
+    # 1. Shortcut stream + ADD: dw(k1) -> pw (-> dw(k1) -> pw) -> ADD, from the ADD backwards.
     for i, add in enumerate(steps):
         if add.kind != "add" or add.phase != "row" or add.inputs[0] == add.inputs[1]:
             continue
@@ -98,9 +98,8 @@ def fuse_steps(steps: list[Step], graph_outputs: list[int]) -> list[Step]:
             chain = _shortcut_chain(steps, producer, add.inputs[side], feeds, i)
             if chain is None:
                 continue
-            d1, p1, d2, p2 = (steps[k] for k in chain)
             main = add.inputs[1 - side]
-            fused[i] = _fused_shortcut(d1, p1, d2, p2, add, main, side)
+            fused[i] = _fused_shortcut([steps[k] for k in chain], add, main, side)
             taken.update([*chain, i])
             break
 
@@ -122,32 +121,46 @@ def fuse_steps(steps: list[Step], graph_outputs: list[int]) -> list[Step]:
 
 def _shortcut_chain(steps, producer, tensor, feeds, add_index) -> list[int] | None:
     """[dw1, pw1, dw2, pw2] step indices if `tensor` comes out of such a position-wise chain
-    whose inner tensors each feed only the next step (and pw2 feeds only the ADD)."""
+    whose inner tensors each feed only the next step (and pw2 feeds only the ADD), or [dw, pw]
+    for a one-unit stream (the form converter.keras_mirror gives a composed shortcut)."""
     idx = []
     t = tensor
     for kind in ("pointwise", "depthwise", "pointwise", "depthwise"):
         k = producer.get(t)
         if k is None or steps[k].kind != kind or steps[k].phase != "row":
-            return None
+            break
         idx.append(k)
         t = steps[k].inputs[0]
-    p2, d2, p1, d1 = idx
-    if feeds(d1, "pointwise") != p1 or feeds(p1, "depthwise") != d2:
-        return None
-    if feeds(d2, "pointwise") != p2 or feeds(p2, "add") != add_index:
-        return None
-    dw1, pw1, dw2, pw2 = (steps[k] for k in (d1, p1, d2, p2))
-    if not (_unit_ok(dw1, pw1) and _unit_ok(dw2, pw2)):
-        return None
-    a, b = dw1.params, dw2.params
-    if (a["kernel"], a["pad_left"], b["kernel"], b["pad_left"]) != (1, 0, 1, 0):
-        return None
+    if len(idx) == 4 and _position_wise(steps, feeds, add_index, idx[3], idx[2], idx[1], idx[0]):
+        return idx[::-1]
+    if len(idx) >= 2 and _position_wise(steps, feeds, add_index, idx[1], idx[0]):
+        return idx[1::-1]
+    return None
+
+
+def _position_wise(steps, feeds, add_index, d1, p1, d2=None, p2=None) -> bool:
+    """Whether dw1 -> pw1 (-> dw2 -> pw2) -> ADD is a chain engine_shortcut_add_s8 computes:
+    kernel-1 depthwise layers without padding, each tensor feeding only the next step, and
+    every output position reading inside its input."""
+    last = p1 if p2 is None else p2
+    if feeds(d1, "pointwise") != p1 or feeds(last, "add") != add_index:
+        return False
+    dw1, pw1 = steps[d1], steps[p1]
+    a = dw1.params
+    if not _unit_ok(dw1, pw1) or (a["kernel"], a["pad_left"]) != (1, 0):
+        return False
+    if p2 is None:
+        return True
+    if feeds(p1, "depthwise") != d2 or feeds(d2, "pointwise") != p2:
+        return False
+    dw2, pw2 = steps[d2], steps[p2]
+    b = dw2.params
+    if not _unit_ok(dw2, pw2) or (b["kernel"], b["pad_left"]) != (1, 0):
+        return False
     if pw1.params["out_channels"] != b["channels"] or b["len_in"] != a["len_out"]:
-        return None
+        return False
     last_first = (b["len_out"] - 1) * b["stride"]
-    if last_first >= a["len_out"] or last_first * a["stride"] >= a["len_in"]:
-        return None
-    return [d1, p1, d2, p2]
+    return last_first < a["len_out"] and last_first * a["stride"] < a["len_in"]
 
 
 def _layer_prefix(steps: list[Step]) -> str:
@@ -189,14 +202,17 @@ def _fused_separable(dw: Step, pw: Step, pool: Step | None = None) -> Step:
     )
 
 
-def _fused_shortcut(d1, p1, d2, p2, add: Step, main: int, side: int) -> Step:
-    """side: which ADD input (0 or 1) the shortcut is; the kernel's `a` is the main stream."""
-    parts = [d1, p1, d2, p2, add]
+def _fused_shortcut(units: list[Step], add: Step, main: int, side: int) -> Step:
+    """units: [dw1, pw1] or [dw1, pw1, dw2, pw2]; side: which ADD input (0 or 1) the shortcut
+    is; the kernel's `a` is the main stream."""
+    parts = [*units, add]
     a = add.params
     if side == 0:  # the ADD is symmetric in its inputs: swap a and b's parameters
         a = {**a}
         for name in ("offset", "mult", "shift"):
             a[f"a_{name}"], a[f"b_{name}"] = add.params[f"b_{name}"], add.params[f"a_{name}"]
+    d1, p1 = units[0], units[1]
+    second = None if len(units) == 2 else {"dw": units[2].params, "pw": units[3].params}
     return Step(
         "shortcut_add",
         _layer_prefix(parts),
@@ -205,11 +221,11 @@ def _fused_shortcut(d1, p1, d2, p2, add: Step, main: int, side: int) -> Step:
         add.output,
         {
             "first": {"dw": d1.params, "pw": p1.params},
-            "second": {"dw": d2.params, "pw": p2.params},
+            "second": second,
             "add": a,
             "len_in": d1.params["len_in"],
             "len_first": d1.params["len_out"],
-            "len_out": d2.params["len_out"],
+            "len_out": units[-2].params["len_out"],
         },
         "row",
         macs=sum(s.macs for s in parts),
@@ -248,3 +264,9 @@ def separable_uses_lut(dw: dict, pw: dict, pooled: bool) -> bool:
         and dw["stride"] == 1
         and pw["out_channels"] in (4, 8)
     )
+
+
+def shortcut_uses_lut(dw: dict, pw: dict) -> bool:
+    """Whether engine_shortcut_add_s8 may take its one-unit lookup-table path
+    (engine_shortcut1_lut_ok, given pw_lut): then the generated unit brings pw_lut."""
+    return dw["channels"] == 1 and pw["out_channels"] in (4, 8)

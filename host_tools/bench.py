@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .device import Device
-from .protocol import CounterKind
+from .protocol import EVENT_NAMES, CounterKind
 from .reference import ModelFiles
 
 
@@ -56,12 +56,14 @@ def bench(
     *,
     epochs: np.ndarray | None = None,
     record: list | None = None,
+    events: bool = False,
 ) -> dict:
     """Counts of ``n`` inferences on the board; ``model`` (default: the shipped model folder)
     gives the input normalisation and, when the board runs that model, the layer names; ``psg``
     the recording whose epochs are used (default: a simulated night), or ``epochs`` the wire
     epochs themselves (from fixed_epochs; then ``n`` is their number). ``record``, if given,
-    receives each epoch's (inference count, per-layer counts)."""
+    receives each epoch's (inference count, per-layer counts). ``events``: the DWT event
+    counters per layer too (real boards; DeviceError naming a board without them)."""
     model = model or ModelFiles.load()
     if epochs is None:
         if n is None:
@@ -70,14 +72,18 @@ def bench(
     n = len(epochs)
     info = dev.hello()
     dev.reset_stream()
-    dev.set_profile(True)
-    counts, layers = [], None
+    dev.set_profile(True, events=events)
+    counts, layers, ev, late = [], None, None, 0
     for i, epoch in enumerate(epochs):
         r = dev.send_epoch(i, epoch)
         counts.append((r.preprocess_count, r.inference_count))
         if record is not None:
             record.append((r.inference_count, [c for c, _ in dev.layer_counts]))
         layers = np.array(dev.layer_counts) if layers is None else layers + dev.layer_counts
+        if events:
+            e = dev.event_counts
+            ev = np.array(e.layers) if ev is None else ev + e.layers
+            late += e.late
     dev.set_profile(False)
     pre, inf = np.array(counts).T
     macs = int(layers[:, 1].sum() // n)
@@ -94,7 +100,7 @@ def bench(
         }
         for i, (c, m) in enumerate(layers)
     ]
-    return {
+    out = {
         "board": info.board,
         "counter_kind": kind,
         "core_clock_hz": info.core_clock_hz,
@@ -105,6 +111,21 @@ def bench(
         f"{kind}_per_mac": round(float(np.median(inf)) / macs, 2),
         "per_layer": per_layer,
     }
+    if ev is not None:  # per-epoch means, the sampler's own events subtracted by the board
+        out["events"] = {
+            "late": late,
+            "per_layer": [
+                {
+                    "layer": names[i],
+                    **{k: int(v // n) for k, v in zip(EVENT_NAMES, row, strict=True)},
+                }
+                for i, row in enumerate(ev)
+            ],
+        }
+    if named.model_macs is not None:  # the graph computes fewer MACs than the trained network
+        out["model_macs"] = named.model_macs
+        out[f"{kind}_per_model_mac"] = round(float(np.median(inf)) / named.model_macs, 2)
+    return out
 
 
 def _stats(x: np.ndarray) -> dict:
@@ -117,13 +138,31 @@ def render(b: dict) -> str:
         f"{b['board']}: {b['epochs']} epochs, counts are {k}",
         f"inference  min {b['inference']['min']:,}  median {b['inference']['median']:,}  "
         f"max {b['inference']['max']:,}  ({b[f'{k}_per_mac']} {k} per MAC, "
-        f"{b['macs']:,} MACs)",
+        f"{b['macs']:,} MACs computed)",
         f"preprocess min {b['preprocess']['min']:,}  median {b['preprocess']['median']:,}  "
         f"max {b['preprocess']['max']:,}",
+    ]
+    if "model_macs" in b:
+        lines.insert(
+            2,
+            f"           {b[f'{k}_per_model_mac']} {k} per MAC of the trained network "
+            f"({b['model_macs']:,} MACs; the int8 graph composes its shortcut streams)",
+        )
+    lines += [
         "",
         f"{'layer':<44}{k:>14}{'MACs':>12}{'per MAC':>9}",
     ]
     for row in b["per_layer"]:
         per = "" if row["per_mac"] is None else f"{row['per_mac']:.2f}"
         lines.append(f"{row['layer']:<44}{row['count']:>14,}{row['macs']:>12,}{per:>9}")
+    if "events" in b:
+        lines += ["", "DWT events per layer and epoch (sampler's own events subtracted)"]
+        if b["events"]["late"]:
+            lines.append(
+                f"WARNING: {b['events']['late']} sampler intervals were late: a counter may have "
+                "wrapped unseen there, so some totals may be short"
+            )
+        lines.append(f"{'layer':<44}" + "".join(f"{k.upper():>11}" for k in EVENT_NAMES))
+        for row in b["events"]["per_layer"]:
+            lines.append(f"{row['layer']:<44}" + "".join(f"{row[k]:>11,}" for k in EVENT_NAMES))
     return "\n".join(lines)

@@ -106,7 +106,7 @@ def cmd_bench(args) -> int:
         return bench_cycles(args, model, epochs, firmware=_firmware(args))
     dev, close = _open(args)
     try:
-        result = bench(dev, model=model, epochs=epochs)
+        result = bench(dev, model=model, epochs=epochs, events=args.events)
     finally:
         close()
     result["inputs"] = {"seed": args.seed, "psg": args.psg}  # (calibrate re-creates the epochs)
@@ -442,6 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
             )
             p.add_argument(
                 "--keep-trace", metavar="DIR", help="with --cycles: keep the plugin's trace here"
+            )
+            p.add_argument(
+                "--events",
+                action="store_true",
+                help="also the DWT event counters per layer (real boards: each epoch runs twice)",
             )
     return parser
 

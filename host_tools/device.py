@@ -21,10 +21,13 @@ from .errors import BoardErrorReply, DeviceError
 from .protocol import (
     CORRUPTION_ERRORS,
     MAX_FRAME,
+    ErrorCode,
+    EventCounts,
     Frame,
     FrameDecoder,
     Info,
     MsgType,
+    ProfileMode,
     Result,
     Status,
     decode_error,
@@ -89,6 +92,8 @@ class Device:
         self.seq = 0
         self.counters = LinkCounters()
         self.layer_counts: list[tuple[int, int]] | None = None  # of the last epoch, if profiling
+        self.event_counts: EventCounts | None = None  # of the last epoch, if events were asked
+        self.info: Info | None = None  # the board's, from the last hello()
         self.samples_acked = 0  # the board's next expected sample index, from its last ACK
         self.epoch_offset = 0  # stream epoch = the board's epoch index + this (after a restart)
 
@@ -183,7 +188,8 @@ class Device:
                 while True:
                     frame = self.receive("HELLO", timeout_s=wait_s)
                     if frame.type == MsgType.INFO and frame.seq == seq:
-                        return decode_info(frame.payload)
+                        self.info = decode_info(frame.payload)
+                        return self.info
             except DeviceError:
                 continue
         raise DeviceError(
@@ -250,9 +256,22 @@ class Device:
         self.samples_acked = 0
         self.epoch_offset = 0
 
-    def set_profile(self, enabled: bool) -> None:
-        """Per-layer counts (LAYER_COUNTS before each RESULT) on or off."""
-        self.request("PROFILE", MsgType.PROFILE, bytes([1 if enabled else 0]), MsgType.ACK)
+    def set_profile(self, enabled: bool, *, events: bool = False) -> None:
+        """Per-layer counts (LAYER_COUNTS before each RESULT) on or off; with ``events``, the
+        DWT event counters per layer too (EVENT_COUNTS, in ``event_counts``: real boards only,
+        each epoch is then run twice). A board without them refuses, and this raises a
+        DeviceError naming it; its profiling stays as it was."""
+        mode = ProfileMode.EVENTS if events else ProfileMode.COUNTS if enabled else ProfileMode.OFF
+        try:
+            self.request("PROFILE", MsgType.PROFILE, bytes([mode]), MsgType.ACK)
+        except BoardErrorReply as e:
+            if e.reply.code != ErrorCode.NO_EVENTS:
+                raise
+            board = self.info.board if self.info else "this board"
+            raise DeviceError(
+                f"PROFILE: {board} has no DWT event counters (the emulated boards have none: "
+                "QEMU models no DWT); per-layer events need a real board such as nucleo-l476rg"
+            ) from e
 
     def status(self, *, budget_s: float | None = None, on_frame=None) -> Status:
         """The board's receive state (STATUS), asked as request() does."""

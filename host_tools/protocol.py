@@ -43,6 +43,7 @@ class MsgType(IntEnum):
     ERROR = 0x84
     LAYER_COUNTS = 0x85
     STATUS_REPLY = 0x86
+    EVENT_COUNTS = 0x87
 
 
 class ErrorCode(IntEnum):
@@ -56,6 +57,7 @@ class ErrorCode(IntEnum):
     BUSY = 8
     OVERRUN = 9
     NO_RESULT = 10
+    NO_EVENTS = 11  # detail 0: no DWT event counters; 1: the events pass disagreed
 
 
 #: ERROR codes that say a frame arrived damaged (or bytes were lost), not that the host and the
@@ -75,6 +77,20 @@ CORRUPTION_ERRORS = frozenset(
 class CounterKind(IntEnum):
     INSTRUCTIONS = 0
     CYCLES = 1
+
+
+class ProfileMode(IntEnum):
+    """PROFILE's payload."""
+
+    OFF = 0
+    COUNTS = 1  # LAYER_COUNTS before each RESULT
+    EVENTS = 2  # and EVENT_COUNTS (DWT events per layer) after LAYER_COUNTS
+
+
+#: EVENT_COUNTS' columns: the Armv7-M DWT event counters, in register order.
+EVENT_NAMES = ("cpi", "exc", "sleep", "lsu", "fold")
+EVENTS_PER_LAYER = len(EVENT_NAMES)
+EVENT_COUNTS_HEAD = 12  # bytes before the rows
 
 
 class ProtocolError(Exception):
@@ -129,6 +145,8 @@ def reply_length_ok(mtype: int, n: int) -> bool:
     fixed = _REPLY_LENGTHS.get(mtype)
     if fixed is not None:
         return n == fixed
+    if mtype == MsgType.EVENT_COUNTS:
+        return n >= EVENT_COUNTS_HEAD and (n - EVENT_COUNTS_HEAD) % (4 * EVENTS_PER_LAYER) == 0
     return mtype == MsgType.LAYER_COUNTS and n >= 1 and (n - 1) % 8 == 0
 
 
@@ -409,6 +427,47 @@ def decode_layer_counts(payload: bytes) -> list[tuple[int, int]]:
             f"LAYER_COUNTS: payload is {len(payload)} bytes, expected {1 + 8 * n} for {n} layers"
         )
     return [struct.unpack_from("<II", payload, 1 + 8 * i) for i in range(n)]
+
+
+@dataclass
+class EventCounts:
+    """EVENT_COUNTS payload (docs/protocol.md): the DWT events of each engine layer in an
+    epoch's events pass, the sampler's own events subtracted."""
+
+    period_cycles: int  # cycles between two sampler ticks
+    samples: int  # sampler ticks in the pass
+    late: int  # intervals between two reads long enough for a counter to wrap (0: all exact)
+    layers: list[tuple[int, int, int, int, int]]  # per layer, in EVENT_NAMES order
+
+
+_EVENTS_HEAD = "<BBHII"
+
+
+def encode_event_counts(e: EventCounts) -> bytes:
+    """EventCounts -> EVENT_COUNTS payload: u8 n, u8 events per layer (5), u16 sampler period,
+    u32 samples, u32 late, then n x 5 x u32."""
+    if any(len(row) != EVENTS_PER_LAYER for row in e.layers):
+        raise ProtocolError(f"EVENT_COUNTS: every layer needs {EVENTS_PER_LAYER} counts")
+    rows = [v for row in e.layers for v in row]
+    head = (len(e.layers), EVENTS_PER_LAYER, e.period_cycles, e.samples, e.late)
+    return _pack("EVENT_COUNTS", _EVENTS_HEAD + f"{len(rows)}I", *head, *rows)
+
+
+def decode_event_counts(payload: bytes) -> EventCounts:
+    """EVENT_COUNTS payload -> EventCounts (lengths checked as decode_layer_counts does)."""
+    if len(payload) < EVENT_COUNTS_HEAD:
+        raise ProtocolError(f"EVENT_COUNTS: payload is {len(payload)} bytes, too short")
+    n, k, period, samples, late = struct.unpack_from(_EVENTS_HEAD, payload)
+    if k != EVENTS_PER_LAYER:
+        raise ProtocolError(f"EVENT_COUNTS: {k} events per layer, expected {EVENTS_PER_LAYER}")
+    want = EVENT_COUNTS_HEAD + 4 * k * n
+    if len(payload) != want:
+        raise ProtocolError(
+            f"EVENT_COUNTS: payload is {len(payload)} bytes, expected {want} for {n} layers"
+        )
+    rows = struct.unpack_from(f"<{k * n}I", payload, EVENT_COUNTS_HEAD)
+    layers = [tuple(rows[k * i : k * (i + 1)]) for i in range(n)]
+    return EventCounts(period, samples, late, layers)
 
 
 @dataclass

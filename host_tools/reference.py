@@ -74,6 +74,9 @@ class ModelFiles:
     model_hash: bytes
     #: the engine's layers in execution order (engine_layers.json), None without that file
     layers: tuple[str, ...] | None = None
+    #: the trained network's MACs per epoch (engine_layers.json), when the int8 graph computes
+    #: fewer (a composed shortcut); None otherwise
+    model_macs: int | None = None
 
     @classmethod
     def load(cls, folder: str | Path | None = None) -> ModelFiles:
@@ -97,8 +100,8 @@ class ModelFiles:
         tflite = (folder / TFLITE).read_bytes()
         config = json.loads((folder / "config.json").read_text())
         digest = hashlib.sha256(tflite)
-        layers = _engine_layers(folder / ENGINE_LAYERS, digest.hexdigest())
-        return cls(folder, config, tflite, digest.digest()[:8], layers)
+        layers, model_macs = _engine_layers(folder / ENGINE_LAYERS, digest.hexdigest())
+        return cls(folder, config, tflite, digest.digest()[:8], layers, model_macs)
 
     def layer_names(self, n: int) -> list[str]:
         """Names of the board's ``n`` engine layers (LAYER_COUNTS order): engine_layers.json's,
@@ -115,16 +118,18 @@ def convert_command(folder: Path) -> str:
     return _CONVERT_HINT.replace("--out DIR makes DIR", f"--out {folder} makes {folder}")
 
 
-def _engine_layers(path: Path, tflite_sha256: str) -> tuple[str, ...] | None:
-    """The layer names of engine_layers.json ({"generator", "model_sha256", "layers": [{"name",
-    "macs"}, ...]}), None when the file is absent; ModelError when it is unreadable or was
-    written for another model_int8.tflite."""
+def _engine_layers(path: Path, tflite_sha256: str) -> tuple[tuple[str, ...] | None, int | None]:
+    """The layer names and the trained network's MACs (or None) of engine_layers.json
+    ({"generator", "model_sha256", "layers": [{"name", "macs"}, ...], optional "model_macs"}),
+    (None, None) when the file is absent; ModelError when it is unreadable or was written for
+    another model_int8.tflite."""
     if not path.is_file():
-        return None
+        return None, None
     try:
         data = json.loads(path.read_text())
         names = tuple(str(layer["name"]) for layer in data["layers"])
         written_for = data["model_sha256"]
+        model_macs = int(data["model_macs"]) if "model_macs" in data else None
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelError(
             f"{path}: not an engine layer list ({exc!r}); {convert_command(path.parent)}"
@@ -135,7 +140,7 @@ def _engine_layers(path: Path, tflite_sha256: str) -> tuple[str, ...] | None:
             f"{path.parent / TFLITE} has {tflite_sha256[:16]}...: convert the model again so "
             f"that both come from the same run; {convert_command(path.parent)}"
         )
-    return names
+    return names, model_macs
 
 
 class References:

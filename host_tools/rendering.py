@@ -87,6 +87,13 @@ def _cycles_lines(ce: dict | None) -> list[str]:
             f"| {k}: {desc} | {e['cycles'][k]:,} | {e['cycles_per_mac'][k]:.2f} | "
             f"{e['cycles_per_instruction'][k]:.3f} |"
         )
+    if "cycles_per_model_mac" in e:
+        per = ", ".join(f"{k} {v:.2f}" for k, v in e["cycles_per_model_mac"].items())
+        lines += [
+            "",
+            f"Per MAC of the trained network ({e['model_macs']:,} MACs; the int8 graph composes "
+            f"its shortcut streams): {per} cycles/MAC.",
+        ]
     mix = ", ".join(f"{k} {v:.1%}" for k, v in e["mix"].items())
     lines += ["", f"Instruction mix: {mix}.", ""]
     return lines
@@ -167,6 +174,15 @@ def render_markdown(r: dict) -> str:
             f"### Per layer (epoch {r['per_layer_epoch']}; {r['macs_per_epoch']:,} MACs, "
             f"{_f(r['inference_per_mac'], '.2f')} {kind} per MAC over the inference)",
             "",
+        ]
+        if r.get("model_macs_per_epoch"):
+            lines += [
+                f"Per MAC of the trained network ({r['model_macs_per_epoch']:,} MACs; the int8 "
+                f"graph composes its shortcut streams): "
+                f"{_f(r['inference_per_model_mac'], '.2f')} {kind}.",
+                "",
+            ]
+        lines += [
             f"| layer | {kind} | MACs | per MAC |",
             "|---|---|---|---|",
         ]
@@ -240,9 +256,15 @@ def _sessions_text(r: dict) -> str:
 def _cycles_summary(ce: dict | None) -> list[str]:
     if not ce or not ce.get("made"):
         return []
-    cyc, per_mac = ce["per_epoch"]["cycles"], ce["per_epoch"]["cycles_per_mac"]
-    figures = ", ".join(f"{v:,} {k} ({per_mac[k]:.2f}/MAC)" for k, v in cyc.items())
-    return [f"estimated cycles per inference (not measured; {len(ce['epochs'])} epochs): {figures}"]
+    e = ce["per_epoch"]
+    # per MAC of the trained network when the graph computes fewer (what peers divide by)
+    per_mac = e.get("cycles_per_model_mac") or e["cycles_per_mac"]
+    figures = ", ".join(f"{v:,} {k} ({per_mac[k]:.2f}/MAC)" for k, v in e["cycles"].items())
+    whose = "; per MAC of the trained network" if "cycles_per_model_mac" in e else ""
+    return [
+        f"estimated cycles per inference (not measured; {len(ce['epochs'])} epochs{whose}): "
+        f"{figures}"
+    ]
 
 
 def summary_text(r: dict, folder: str | Path) -> str:

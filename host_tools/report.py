@@ -169,6 +169,7 @@ def build_report(results: Results, meta: dict) -> dict:
                 }
             )
         macs = int(sum(m for _, m in lc["counts"]))
+    model_macs = lc.get("model_macs") if lc else None
     report = {
         "recording": {
             "path": rec["path"],
@@ -207,6 +208,12 @@ def build_report(results: Results, meta: dict) -> dict:
         "macs_per_epoch": macs,
         "inference_per_mac": round(float(np.median(results.inference_count)) / macs, 2)
         if macs
+        else None,
+        # per MAC of the trained network (what peers divide by), when the graph composes its
+        # shortcut streams and computes fewer
+        "model_macs_per_epoch": model_macs,
+        "inference_per_model_mac": round(float(np.median(results.inference_count)) / model_macs, 2)
+        if model_macs
         else None,
         "per_layer": per_layer,
         "per_layer_epoch": lc.get("epoch") if lc else None,

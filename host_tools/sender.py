@@ -40,6 +40,7 @@ from .protocol import (
     Result,
     decode_ack,
     decode_error,
+    decode_event_counts,
     decode_layer_counts,
     decode_result,
     decode_status,
@@ -310,12 +311,15 @@ class SelectiveRepeatSender:
                         self.resend_result(e)
         elif frame.type == MsgType.LAYER_COUNTS:
             dev.layer_counts = decode_layer_counts(frame.payload)
+        elif frame.type == MsgType.EVENT_COUNTS:
+            dev.event_counts = decode_event_counts(frame.payload)
         elif frame.type == MsgType.ERROR:
             err = decode_error(frame.payload)
             name = err.code.name if isinstance(err.code, ErrorCode) else str(err.code)
             seen = dev.counters.errors_seen
             seen[name] = seen.get(name, 0) + 1
-            if err.code == ErrorCode.ENGINE:
+            if err.code in (ErrorCode.ENGINE, ErrorCode.NO_EVENTS):
+                # NO_EVENTS here: an epoch's events pass did not reproduce its scores
                 raise BoardErrorReply("SAMPLES", err)
             if err.code == ErrorCode.BAD_LENGTH and err.detail == 0:
                 pass  # a damaged frame; the ACKs of the frames after it show what it carried

@@ -303,6 +303,8 @@ def _board_results(
             "epoch": first_index,
             "counts": counts,
             "names": model.layer_names(len(counts)),
+            # the trained network's MACs when the int8 graph computes fewer (engine_layers.json)
+            "model_macs": model.model_macs,
         }
     if options.realtime:
 

@@ -6,7 +6,8 @@
  *     frames, stores SAMPLES into the receive buffer, answers HELLO/PROFILE/RESET_STREAM, and
  *     sends what the inference produced. It is the only sender.
  *   - main(), thread mode: when the receive buffer holds a complete epoch, converts it to the
- *     model input (freeing the receive buffer for the next epoch), then runs the model.
+ *     model input (freeing the receive buffer for the next epoch), then runs the model (twice
+ *     when the host asked for DWT events: once counted, once sampled, see run_epoch).
  * So reception of epoch n+1 overlaps inference of epoch n (double buffering: a receive buffer
  * and the int8 model input). The ACK of the frame that completes an epoch is sent when
  * the receive buffer is free again; samples of the following epoch sent before that ACK get
@@ -57,9 +58,15 @@ static struct {
     engine_status_t status;
     uint32_t preprocess_count;
     uint32_t inference_count;
+    uint8_t profile;      /* PROTO_PROFILE_* the inference ran with */
+    uint8_t events_agree; /* events pass: its scores were the first pass's */
 } app_result;
 
 static volatile uint8_t app_result_due;
+static volatile uint8_t app_layers_due; /* set by main: send LAYER_COUNTS now */
+
+static volatile uint8_t app_profile; /* PROTO_PROFILE_*, as the host asked (0 at reset) */
+static uint8_t app_events_supported; /* the board's, read once by main() */
 
 /* The last RESULT payloads, for RESEND (a reply lost on the link). */
 static struct {
@@ -72,6 +79,7 @@ static uint32_t app_results_sent;     /* RESULTs since the last RESET_STREAM (or
 static volatile uint8_t app_announce; /* send INFO unasked (after reset) */
 
 static proto_parser_t app_parser;
+/* Frames are built here (LAYER_COUNTS in place); EVENT_COUNTS in profile_events_frame(). */
 static uint8_t app_tx[PROTO_HEADER_LEN + 1 + 8 * ENGINE_MODEL_LAYERS + PROTO_CRC_LEN];
 _Static_assert(sizeof(app_tx) >= PROTO_HEADER_LEN + PROTO_INFO_LEN + PROTO_CRC_LEN,
                "app_tx is too small for INFO");
@@ -188,20 +196,40 @@ static void send_info(uint16_t seq)
     send(PROTO_MSG_INFO, seq, p, sizeof(p));
 }
 
+static void send_layer_counts(void)
+{
+    uint8_t *layers = &app_tx[PROTO_HEADER_LEN]; /* built in place */
+    layers[0] = ENGINE_MODEL_LAYERS;
+    for (int i = 0; i < ENGINE_MODEL_LAYERS; ++i) {
+        put_u32(&layers[1 + 8 * i], profile_layer_count(i));
+        put_u32(&layers[5 + 8 * i], engine_model_layer_macs[i]);
+    }
+    send(PROTO_MSG_LAYER_COUNTS, app_result.seq, layers, 1 + 8 * ENGINE_MODEL_LAYERS);
+}
+
+/* After an events pass: its counts, or ERROR NO_EVENTS (detail 1) when its scores were not the
+ * first pass's (the board is then not deterministic: no events of that epoch are trusted). */
+static void send_event_counts(void)
+{
+    if (!app_result.events_agree) {
+        send_error(PROTO_ERR_NO_EVENTS, 1, app_result.seq);
+        return;
+    }
+    uint8_t *frame = profile_events_frame();
+    board_uart_write(frame, proto_encode(frame, PROTO_MSG_EVENT_COUNTS, app_result.seq,
+                                         &frame[PROTO_HEADER_LEN], PROFILE_EVENTS_PAYLOAD));
+}
+
 static void send_result(void)
 {
     if (app_result.status != ENGINE_OK) {
         send_error(PROTO_ERR_ENGINE, (uint8_t)app_result.status, app_result.seq);
         return;
     }
-    if (profile_enabled) {
-        static uint8_t layers[1 + 8 * ENGINE_MODEL_LAYERS];
-        layers[0] = ENGINE_MODEL_LAYERS;
-        for (int i = 0; i < ENGINE_MODEL_LAYERS; ++i) {
-            put_u32(&layers[1 + 8 * i], profile_layer_count(i));
-            put_u32(&layers[5 + 8 * i], engine_model_layer_macs[i]);
-        }
-        send(PROTO_MSG_LAYER_COUNTS, app_result.seq, layers, sizeof(layers));
+    if (app_result.profile == PROTO_PROFILE_COUNTS) {
+        send_layer_counts();
+    } else if (app_result.profile == PROTO_PROFILE_EVENTS) {
+        send_event_counts(); /* its LAYER_COUNTS went out before the events pass */
     }
     uint8_t stage = 0;
     for (uint8_t k = 1; k < ENGINE_MODEL_OUTPUTS; ++k) {
@@ -328,7 +356,14 @@ static void on_frame(const proto_frame_t *f)
             send_error(PROTO_ERR_BAD_LENGTH, 0, f->seq);
             break;
         }
-        profile_enabled = f->payload[0] != 0;
+        if (f->payload[0] == PROTO_PROFILE_EVENTS && !app_events_supported) {
+            send_error(PROTO_ERR_NO_EVENTS, 0, f->seq); /* and profiling stays as it was */
+            break;
+        }
+        /* (any other nonzero value: counts, as before events existed) */
+        app_profile = f->payload[0] == PROTO_PROFILE_EVENTS ? PROTO_PROFILE_EVENTS
+                      : f->payload[0]                       ? PROTO_PROFILE_COUNTS
+                                                            : PROTO_PROFILE_OFF;
         send_ack(f->seq);
         break;
     case PROTO_MSG_RESET_STREAM:
@@ -365,6 +400,10 @@ void app_service(void)
         app_announce = 0;
         send_info(0);
     }
+    if (app_layers_due) {
+        send_layer_counts();
+        app_layers_due = 0;
+    }
     if (app_result_due) {
         send_result();
         app_result_due = 0;
@@ -391,6 +430,23 @@ void app_service(void)
 #ifndef PIO_UNIT_TESTING /* test programs (firmware/test) bring their own main() */
 /* Model input: int8 [channel][sample], owned by main. */
 static int8_t app_input[PROTO_N_CHANNELS * PROTO_EPOCH_SAMPLES];
+static uint8_t app_run_profile; /* PROTO_PROFILE_* of the epoch being scored */
+
+/* The events pass (PROFILE 2): the same input again with the board's event sampler on (it
+ * perturbs the cycle counts, so the first pass stays unperturbed). Its LAYER_COUNTS are sent
+ * first: the events reuse their buffer. The pass must reproduce the first pass's scores. */
+static void run_events_pass(int8_t *scores)
+{
+    app_layers_due = 1;
+    board_service_request();
+    while (app_layers_due) { /* sent (the service ran at once) */
+    }
+    profile_events_begin();
+    engine_status_t status = engine_model_run_s8(app_input, scores);
+    profile_events_end();
+    app_result.events_agree =
+        status == ENGINE_OK && memcmp(scores, app_result.scores, ENGINE_MODEL_OUTPUTS) == 0;
+}
 
 /* Takes the complete epoch out of the receive buffer and scores it. */
 static void run_epoch(void)
@@ -405,19 +461,26 @@ static void run_epoch(void)
     board_service_request(); /* the host may send the next epoch now */
 
     int8_t scores[ENGINE_MODEL_OUTPUTS];
+    /* The previous epoch's frames are out (the service ran at once when they were due): the
+     * per-layer buffer they were sent from is free. */
+    while (app_result_due) {
+    }
+    app_run_profile = app_profile; /* (a static: main's frame is under the deepest stack) */
     board_counter_restart();
-    profile_begin();
+    profile_begin(app_run_profile != PROTO_PROFILE_OFF);
     engine_status_t status = engine_model_run_s8(app_input, scores);
     uint32_t inference_count = (uint32_t)board_counter_read();
 
-    while (app_result_due) { /* the previous result is out (the service ran at once) */
-    }
     app_result.epoch = epoch;
     app_result.seq = seq;
     memcpy(app_result.scores, scores, sizeof(scores));
     app_result.status = status;
     app_result.preprocess_count = preprocess_count;
     app_result.inference_count = inference_count;
+    app_result.profile = app_run_profile;
+    if (app_run_profile == PROTO_PROFILE_EVENTS && status == ENGINE_OK) {
+        run_events_pass(scores);
+    }
     app_result_due = 1;
     board_service_request();
 }
@@ -425,6 +488,7 @@ static void run_epoch(void)
 int main(void)
 {
     board_init();
+    app_events_supported = (uint8_t)board_events_supported();
     proto_parser_init(&app_parser);
     app_announce = 1; /* INFO with sequence number 0: a host streaming to us sees a restart */
     board_rx_start();

@@ -137,7 +137,7 @@ size_t proto_encode(uint8_t *out, uint8_t type, uint16_t seq, const uint8_t *pay
     out[5] = (uint8_t)(seq >> 8);
     out[6] = (uint8_t)(len & 0xFF);
     out[7] = (uint8_t)(len >> 8);
-    if (len) {
+    if (len && payload != &out[PROTO_HEADER_LEN]) {
         memcpy(&out[PROTO_HEADER_LEN], payload, len);
     }
     uint32_t crc = proto_crc32(0, &out[2], (size_t)PROTO_HEADER_LEN - 2 + len);

@@ -41,7 +41,7 @@ proto_event_t proto_parser_push(proto_parser_t *p, uint8_t byte);
 /* CRC-32 as zlib's crc32(): proto_crc32(0, d, n) for d; chained, proto_crc32(crc, more, m). */
 uint32_t proto_crc32(uint32_t crc, const uint8_t *data, size_t len);
 /* Encodes a frame into out (room for PROTO_HEADER_LEN + len + PROTO_CRC_LEN bytes); returns its
- * length. */
+ * length. The payload may already be in place, at out + PROTO_HEADER_LEN. */
 size_t proto_encode(uint8_t *out, uint8_t type, uint16_t seq, const uint8_t *payload, uint16_t len);
 
 #endif /* PROTO_H */

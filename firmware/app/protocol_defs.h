@@ -30,6 +30,7 @@
 #define PROTO_MSG_ERROR 0x84
 #define PROTO_MSG_LAYER_COUNTS 0x85
 #define PROTO_MSG_STATUS_REPLY 0x86
+#define PROTO_MSG_EVENT_COUNTS 0x87
 
 #define PROTO_ERR_BAD_CRC 1
 #define PROTO_ERR_BAD_VERSION 2
@@ -41,9 +42,18 @@
 #define PROTO_ERR_BUSY 8
 #define PROTO_ERR_OVERRUN 9
 #define PROTO_ERR_NO_RESULT 10
+#define PROTO_ERR_NO_EVENTS 11 /* detail 0: no DWT events; 1: the events pass disagreed */
 
 #define PROTO_COUNTER_INSTRUCTIONS 0
 #define PROTO_COUNTER_CYCLES 1
+
+/* PROFILE's payload */
+#define PROTO_PROFILE_OFF 0
+#define PROTO_PROFILE_COUNTS 1 /* LAYER_COUNTS before each RESULT */
+#define PROTO_PROFILE_EVENTS 2 /* and EVENT_COUNTS (DWT events per layer) after it */
+
+#define PROTO_EVENTS_PER_LAYER 5   /* CPI, EXC, SLEEP, LSU, FOLD */
+#define PROTO_EVENT_COUNTS_HEAD 12 /* EVENT_COUNTS bytes before the rows */
 
 #define PROTO_INFO_LEN 95
 #define PROTO_RESULT_LEN 19

@@ -43,6 +43,36 @@ typedef enum {
 
 board_counter_kind_t board_counter_kind(void);
 uint32_t board_core_clock_hz(void);
+
+/* DWT event counters per window (Armv7-M, ARM DDI 0403E C1.8), in register order: cycles beyond
+ * the first of each instruction and instruction fetch stalls (CPICNT), exception entry and exit
+ * (EXCCNT), sleep (SLEEPCNT), load/store cycles beyond the first (LSUCNT), folded instructions
+ * (FOLDCNT). The hardware counters are 8 bits wide: the board samples them from an interrupt
+ * that perturbs the work counter, so the application counts events in a pass of its own. */
+enum {
+    BOARD_EVENT_CPI,
+    BOARD_EVENT_EXC,
+    BOARD_EVENT_SLEEP,
+    BOARD_EVENT_LSU,
+    BOARD_EVENT_FOLD,
+    BOARD_EVENTS
+};
+
+typedef struct {
+    uint32_t samples;       /* sampler ticks between start and stop */
+    uint32_t late;          /* intervals between two reads long enough for a counter to wrap */
+    uint32_t period_cycles; /* cycles between two sampler ticks */
+} board_events_summary_t;
+
+/* 1 if the board counts DWT events; else 0, and the functions below must not be called. */
+int board_events_supported(void);
+/* Thread mode: starts the sampler. Until board_events_stop() it adds the events to
+ * pending[BOARD_EVENTS] (zeroed here; the caller's memory, valid until the stop). */
+void board_events_start(uint32_t pending[BOARD_EVENTS]);
+/* Thread mode: adds the events since the last lap (or the start) to row[BOARD_EVENTS], less the
+ * sampler's own events (measured at start-up), and zeroes pending. */
+void board_events_lap(uint32_t row[BOARD_EVENTS]);
+void board_events_stop(board_events_summary_t *summary);
 /* Deepest stack use since reset, bytes (the free RAM is painted at reset). */
 uint32_t board_stack_peak(void);
 const char *board_name(void);

@@ -127,6 +127,14 @@ def estimate_epochs(
     }
     result = summarise(meta, per_epoch, per_layer, settings, t_run, time.monotonic() - t0)
     result["per_epoch_instructions_profiled"] = profiled_counts
+    if names[0] != "layer 0" and model.model_macs is not None:
+        # per MAC of the trained network, the count peers divide by (the int8 graph composes
+        # its shortcut streams and computes fewer)
+        e = result["per_epoch"]
+        e["model_macs"] = model.model_macs
+        e["cycles_per_model_mac"] = {
+            k: round(v / model.model_macs, 2) for k, v in e["cycles"].items()
+        }
     return result
 
 
@@ -201,6 +209,12 @@ def render(r: dict) -> str:
         lines.append(
             f"  {k:<16} {e['cycles'][k]:>12,} cycles  {e['cycles_per_mac'][k]:.2f} cycles/MAC  "
             f"{e['cycles_per_instruction'][k]:.3f} cycles/instruction"
+        )
+    if "model_macs" in e:
+        per = ", ".join(f"{k} {v:.2f}" for k, v in e["cycles_per_model_mac"].items())
+        lines.append(
+            f"  per MAC of the trained network ({e['model_macs']:,} MACs; the int8 graph "
+            f"composes its shortcut streams): {per} cycles/MAC"
         )
     mix = "  ".join(f"{k} {v:.1%}" for k, v in e["mix"].items())
     lines += [f"instruction mix: {mix}", ""]

@@ -87,7 +87,8 @@ def test_targets_and_report_fields(built):
         "argmax_agreement_int8_vs_float",
     ):
         assert key in r, key
-    assert r["macs"]["total"] == 3_498_352
+    assert r["shortcut"] == "composed"  # the default: one unit per shortcut stream
+    assert (r["macs"]["total"], r["macs"]["model"]) == (2_651_288, 3_498_352)
     assert r["engine_activation_bytes"] <= r["tflm_arena_bytes"] / 3
     assert r["weights_bytes"] <= 16 * 1024
     assert r["onnx_max_abs_diff"] <= 1e-5 and r["keras_max_abs_diff"] <= 1e-4
@@ -155,7 +156,10 @@ def test_generated_engine_calls_the_fused_kernels(built):
     assert text.count("engine_separable_s8(&s") == 6
     assert text.count("engine_shortcut_add_s8(&s") == 3
     assert text.count("ENGINE_SHORTCUT_SCRATCH_BYTES));") == 3
-    assert ".pw_lut = s0_pw_lut," in text and text.count(".pw_lut = 0,") == 11
+    # the first unit's and the first (composed) shortcut stream's tables, in flash
+    assert ".pw_lut = s0_pw_lut," in text and ".pw_lut = s2_first_pw_lut," in text
+    assert text.count(".pw_lut = 0,") == 7
+    assert "&s2_first, 0, &s2_add" in text  # one-unit streams: no second unit
     assert "#define ENGINE_MODEL_LAYERS 12" in header
     assert f"#define ENGINE_MODEL_ARENA_BYTES {r['engine_arena_bytes']}" in header
     assert r["engine_arena_bytes"] <= 12_000
@@ -168,7 +172,9 @@ def test_generated_engine_calls_the_fused_kernels(built):
 def test_build_writes_engine_layers_of_its_plan(built):
     out, r, _ = built
     flat = (out / "model_int8.tflite").read_bytes()
-    want = layers_json(engine_layers(make_plan(read_tflite(flat))), r["model_hash"])
+    want = layers_json(
+        engine_layers(make_plan(read_tflite(flat))), r["model_hash"], r["macs"]["model"]
+    )
     assert (out / "engine_layers.json").read_text() == want
     layers = json.loads(want)["layers"]
     assert [x["macs"] for x in layers] == [x["macs"] for x in r["macs"]["per_layer"]]

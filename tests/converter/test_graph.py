@@ -30,11 +30,12 @@ def test_shipped_model_reads_as_one_int8_graph(shipped_plan):
     assert graph.tensors[inp].shape == (1, 4, 3000, 1) and graph.tensors[out].shape == (1, 5)
     assert (graph.tensors[inp].scale, graph.tensors[inp].zero_point) == (1 / 16, 0)
     kinds = [op.kind for op in graph.ops]
-    assert kinds.count("DEPTHWISE_CONV_2D") == 12 and kinds.count("CONV_2D") == 12
+    # per block: two main units and one composed shortcut unit (converter.keras_mirror)
+    assert kinds.count("DEPTHWISE_CONV_2D") == 9 and kinds.count("CONV_2D") == 9
     assert kinds[-3:] == ["RESHAPE", "FULLY_CONNECTED", "FULLY_CONNECTED"]
     assert graph.layer_name(graph.ops[0]).startswith("dssc1_main1_dw")
     conv = next(op for op in graph.ops if op.kind == "CONV_2D")
     weights = graph.tensors[conv.inputs[1]]
     assert weights.data.dtype == np.int8 and weights.data.shape == weights.shape
     assert len(weights.scales) == weights.shape[0]  # per-channel quantisation
-    assert SHIPPED.stat().st_size > 40_000
+    assert SHIPPED.stat().st_size > 30_000  # the flatbuffer itself (36,344 B), not a pointer

@@ -93,9 +93,26 @@ CORE = {
     ),
     "DEMCR": Core(0xE000EDFC, "C1.6.5 Debug Exception and Monitor Control", {"TRCENA": (24, 1)}),
     "DWT_CTRL": Core(
-        0xE0001000, "C1.8.7 DWT Control register", {"CYCCNTENA": (0, 1), "NOCYCCNT": (25, 1)}
+        0xE0001000,
+        "C1.8.7 DWT Control register",
+        {
+            "CYCCNTENA": (0, 1),
+            "CPIEVTENA": (17, 1),
+            "EXCEVTENA": (18, 1),
+            "SLEEPEVTENA": (19, 1),
+            "LSUEVTENA": (20, 1),
+            "FOLDEVTENA": (21, 1),
+            "NOPRFCNT": (24, 1),
+            "NOCYCCNT": (25, 1),
+        },
     ),
     "DWT_CYCCNT": Core(0xE0001004, "C1.8.8 DWT Cycle Count register", {"CYCCNT": (0, 32)}),
+    # the event counters: 8 bits, wrapping (C1.8.9 - C1.8.13)
+    "DWT_CPICNT": Core(0xE0001008, "C1.8.9 DWT CPI Count register", {"CPICNT": (0, 8)}),
+    "DWT_EXCCNT": Core(0xE000100C, "C1.8.10 DWT Exception Overhead Count", {"EXCCNT": (0, 8)}),
+    "DWT_SLEEPCNT": Core(0xE0001010, "C1.8.11 DWT Sleep Count register", {"SLEEPCNT": (0, 8)}),
+    "DWT_LSUCNT": Core(0xE0001014, "C1.8.12 DWT LSU Count register", {"LSUCNT": (0, 8)}),
+    "DWT_FOLDCNT": Core(0xE0001018, "C1.8.13 DWT Folded-instruction Count", {"FOLDCNT": (0, 8)}),
 }
 
 # --- every register the board layer names: (SVD peripheral, register) or (ARM, CORE key) -----
@@ -118,6 +135,11 @@ REGISTERS = {
     "DEMCR": (ARM, "DEMCR"),
     "DWT_CTRL": (ARM, "DWT_CTRL"),
     "DWT_CYCCNT": (ARM, "DWT_CYCCNT"),
+    "DWT_CPICNT": (ARM, "DWT_CPICNT"),
+    "DWT_EXCCNT": (ARM, "DWT_EXCCNT"),
+    "DWT_SLEEPCNT": (ARM, "DWT_SLEEPCNT"),
+    "DWT_LSUCNT": (ARM, "DWT_LSUCNT"),
+    "DWT_FOLDCNT": (ARM, "DWT_FOLDCNT"),
     "SCB_ICSR": (ARM, "ICSR"),  # irq.c
     "SCB_SHPR3": (ARM, "SHPR3"),
     "NVIC_ISER": (ARM, "NVIC_ISER"),
@@ -185,6 +207,8 @@ USES = [
     Row("USART2_ICR", 1, 3, FLAG, "ORECF", "ISR_ORE written to ICR"),
     Row("DEMCR", 1, 24, FLAG, "TRCENA"),
     Row("DWT_CTRL", 1, 0, FLAG, "CYCCNTENA"),
+    Row("DWT_CTRL", 0x1F, 17, FIELD, "CPIEVTENA EXCEVTENA SLEEPEVTENA LSUEVTENA FOLDEVTENA"),
+    Row("DWT_CTRL", 1, 24, FLAG, "NOPRFCNT", "DWT_NOPRFCNT: no event counters"),
     Row("DWT_CYCCNT", 0, 0, WORD, ""),
     Row("SCB_ICSR", 1, 28, FLAG, "PENDSVSET", "ICSR_PENDSVSET"),
     Row("SCB_SHPR3", 0xFFFF, 0, MASK, "PRI_12 PRI_13", "kept"),
@@ -197,6 +221,8 @@ USES = [
     Row("SYST_CSR", 4, 0, FIELD, "ENABLE TICKINT CLKSOURCE", "processor clock, stopped"),
     Row("SYST_CSR", 7, 0, FIELD, "ENABLE TICKINT CLKSOURCE", "processor clock, running"),
     Row("SYST_RVR", 0xFFFFFF, 0, FIELD, "RELOAD"),
+    Row("SYST_RVR", 127, 0, FIELD, "RELOAD", "SAMPLER_RELOAD: the event sampler, 128 cycles"),
+    Row("SYST_RVR", 191, 0, FIELD, "RELOAD", "SAMPLER_SLOW_RELOAD: its calibration, 192"),
     Row("SYST_CVR", 0, 0, WORD, ""),
     Row("SYST_CVR", 0xFFFFFF, 0, MASK, "CURRENT"),
     Row("SYST_ICSR", 1, 25, FLAG, "PENDSTCLR", "SYST_ICSR_PENDSTCLR"),
@@ -490,3 +516,24 @@ def test_core_reset_and_cycle_counter(device, sources, irq):
     # TRCENA powers the DWT: set it before the DWT is written
     assert first(sources, r"\bDEMCR\b") < first(sources, r"\bDWT_(CTRL|CYCCNT)\b")
     assert one(v, "SYST_CSR", "CLKSOURCE") == 1
+
+
+EVENT_COUNTERS = ("CPICNT", "EXCCNT", "SLEEPCNT", "LSUCNT", "FOLDCNT")
+
+
+def test_dwt_event_counters_and_their_sampler(device, sources, irq):
+    """The five event counters are enabled together, read at their C1.8 addresses as 8-bit
+    values, and sampled by SysTick at the processor clock, less than 256 cycles apart."""
+    v = written(device, sources, irq)
+    for name in ("CPIEVTENA", "EXCEVTENA", "SLEEPEVTENA", "LSUEVTENA", "FOLDEVTENA"):
+        assert one(v, "DWT_CTRL", name) == 1, name
+    assert one(v, "DWT_CTRL", "NOPRFCNT") == 1  # tested: a DWT without them says so
+    for name in EVENT_COUNTERS:
+        assert re.search(rf"\(uint8_t\)DWT_{name}\b", sources.code), f"DWT_{name} read as 8 bits"
+    reloads = {r.value for r in USES if r.register == "SYST_RVR" and r.value < 0xFFFFFF}
+    ints = c_defines(BOARDS / BOARD / "board.c")
+    assert reloads == {ints["SAMPLER_RELOAD"], ints["SAMPLER_SLOW_RELOAD"]}
+    safe = c_defines(BOARDS / "common" / "dwt_events.h")["DWT_EVENTS_SAFE_CYCLES"]
+    assert all(r + 1 < safe < 256 for r in reloads), "a counter could wrap between two ticks"
+    # the counters count (their enable bits) before the sampler's first read
+    assert first(sources, r"\bDWT_CTRL\s*\|=\s*0x1Fu") < first(sources, r"\bsampler_calibrate\(\)")

@@ -105,3 +105,23 @@ def test_make_and_the_emulator_read_the_table():
             check=True,
         ).stdout
         assert f"qemu-system-arm -M {board.machine} -icount shift={board.icount_shift}," in plan
+
+
+def c_enum(path: Path, first: str) -> list[str]:
+    """The names of the C enum whose first constant is ``first``, in order."""
+    m = re.search(rf"enum\s*\{{\s*({first}\b[^}}]*)\}}", path.read_text())
+    assert m, f"{path}: no enum starting with {first}"
+    return [name.split("=")[0].strip() for name in m.group(1).split(",") if name.strip()]
+
+
+def test_event_counters_are_in_one_order_everywhere():
+    """EVENT_COUNTS' columns (host_tools.protocol.EVENT_NAMES) are board.h's events, which are
+    the board's fold order (dwt_events.h): the DWT counters' register order, CPI to FOLD."""
+    from host_tools.protocol import EVENT_NAMES, EVENTS_PER_LAYER
+
+    board = c_enum(FIRMWARE / "boards" / "board.h", "BOARD_EVENT_CPI")
+    fold = c_enum(FIRMWARE / "boards" / "common" / "dwt_events.h", "DWT_CPI")
+    assert board[-1] == "BOARD_EVENTS" and fold[-1] == "DWT_EVENTS"
+    assert [n.removeprefix("BOARD_EVENT_").lower() for n in board[:-1]] == list(EVENT_NAMES)
+    assert [n.removeprefix("DWT_").lower() for n in fold[:-1]] == list(EVENT_NAMES)
+    assert len(EVENT_NAMES) == EVENTS_PER_LAYER

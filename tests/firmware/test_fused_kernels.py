@@ -208,8 +208,40 @@ def test_separable_in_place_rule_random(lib):
     assert refused > 50
 
 
-@pytest.mark.parametrize("seed", [40, 41, 42])
-def test_shortcut_add_equals_composition(lib, seed):
+@pytest.mark.parametrize("c_out", [4, 8])
+def test_one_unit_shortcut_pw_lut(lib, c_out):
+    """A composed first shortcut stream (one unit, one input channel) with the converter's
+    pw_lut takes the lookup-table path: equal to the unit and the ADD run one after the other,
+    with the table and without it (the tile path), at the strides a composed stream has."""
+    rng = np.random.default_rng(70 + c_out)
+    for case in range(8):
+        stride = 4 if case % 2 == 0 else int(rng.integers(1, 5))
+        unit = rand_unit(rng, 1, c_out, 1, stride, 0, realistic=case < 6)
+        lut = np.array(pointwise_lut(unit.pw_params()), np.int8)
+        len_in = int(rng.integers(1, 1200)) if case else 3000
+        len_out = (len_in + stride - 1) // stride
+        x = rand_s8(rng, len_in)
+        add = rand_add_params(rng, True)
+        main = rand_s8(rng, len_out * c_out)
+        want = out_buffer(len_out * c_out)
+        s = unit.run_unfused(lib, x, len_in, len_out)
+        assert lib.engine_add_s8(ptr(main), ptr(s), len_out * c_out, *add, ptr(want)) == 0
+        scratch = np.full(SHORTCUT_SCRATCH_BYTES, FILL, np.int8)
+        for table in (lut, None):
+            out = out_buffer(len_out * c_out)
+            struct, params = unit.struct(table), AddParamsC(*add)
+            status = lib.engine_shortcut_add_s8(
+                ctypes.byref(struct), None, ctypes.byref(params), ptr(x), len_in, len_out,
+                ptr(main), ptr(out), len_out, ptr(scratch), SHORTCUT_SCRATCH_BYTES,
+            )  # fmt: skip
+            assert status == ENGINE_OK
+            what = f"one-unit lut C=1->{c_out} s={stride} len={len_in} table={table is not None}"
+            check_output(out, want[: len_out * c_out].tolist(), what)
+
+
+@pytest.mark.parametrize(("seed", "units"), [(40, 2), (41, 2), (42, 2), (43, 1), (44, 1)])
+def test_shortcut_add_equals_composition(lib, seed, units):
+    """Two units, or one (second NULL: the converter's composed shortcut stream), + the ADD."""
     rng = np.random.default_rng(seed)
     total = 0
     while total < 15_000:
@@ -217,24 +249,29 @@ def test_shortcut_add_equals_composition(lib, seed):
         if rng.random() < 0.3:
             c_in = int(rng.choice([1, 8, 16]))
             c_mid = c_out = 2 * c_in if c_in > 1 else 8
-        s1, s2 = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        s1, s2 = int(rng.integers(1, 5 if units == 1 else 4)), int(rng.integers(1, 4))
         len_in = int(rng.integers(1, 90))
         len_first = (len_in + s1 - 1) // s1
-        len_out = (len_first + s2 - 1) // s2
         realistic = rng.random() < 0.6
         first = rand_unit(rng, c_in, c_mid, 1, s1, 0, realistic=realistic)
-        second = rand_unit(rng, c_mid, c_out, 1, s2, 0, realistic=realistic)
-        add = rand_add_params(rng, realistic)
         x = rand_s8(rng, len_in * c_in)
+        s = first.run_unfused(lib, x, len_in, len_first)
+        if units == 2:
+            len_out = (len_first + s2 - 1) // s2
+            second = rand_unit(rng, c_mid, c_out, 1, s2, 0, realistic=realistic)
+            s = second.run_unfused(lib, s, len_first, len_out)
+            what = f"shortcut C={c_in}->{c_mid}->{c_out} s={s1},{s2} len={len_in}"
+        else:
+            len_out, c_out, second = len_first, c_mid, None
+            what = f"one-unit shortcut C={c_in}->{c_out} s={s1} len={len_in}"
+        add = rand_add_params(rng, realistic)
         main = rand_s8(rng, len_out * c_out)
-        s = second.run_unfused(lib, first.run_unfused(lib, x, len_in, len_first), len_first,
-                               len_out)  # fmt: skip
         want = out_buffer(len_out * c_out)
         assert lib.engine_add_s8(ptr(main), ptr(s), len_out * c_out, *add, ptr(want)) == 0
         want = want[: len_out * c_out]
-        what = f"shortcut C={c_in}->{c_mid}->{c_out} s={s1},{s2} len={len_in}"
-        structs = (first.struct(), second.struct(), AddParamsC(*add))
-        args = [ctypes.byref(v) for v in structs] + [ptr(x), len_in, len_first, ptr(main)]
+        structs = (first.struct(), None if second is None else second.struct(), AddParamsC(*add))
+        args = [None if v is None else ctypes.byref(v) for v in structs]
+        args += [ptr(x), len_in, len_first, ptr(main)]
         out = out_buffer(len_out * c_out)
         scratch = np.full(SHORTCUT_SCRATCH_BYTES, FILL, np.int8)
         tail = (ptr(scratch), SHORTCUT_SCRATCH_BYTES)
@@ -297,9 +334,10 @@ def test_fused_invalid_arguments(lib):
 
     def short(f=first, s=second, len_in=64, len_first=32, len_out=16, out_=None,
               scratch_=scratch_ptr, scratch_bytes=SHORTCUT_SCRATCH_BYTES):  # fmt: skip
-        sf, ss = f.struct(), s.struct()
+        sf, ss = f.struct(), None if s is None else s.struct()
         return lib.engine_shortcut_add_s8(
-            ctypes.byref(sf), ctypes.byref(ss), ctypes.byref(add), ptr(x), len_in, len_first,
+            ctypes.byref(sf), None if ss is None else ctypes.byref(ss), ctypes.byref(add), ptr(x),
+            len_in, len_first,
             ptr(main), ptr(out) if out_ is None else out_, len_out, scratch_, scratch_bytes,
         )  # fmt: skip
 
@@ -311,6 +349,10 @@ def test_fused_invalid_arguments(lib):
     assert short(s=dataclasses.replace(second, pad=1)) == ENGINE_ERR_ARG
     assert short(s=rand_unit(rng, 4, 8, 1, 2, 0, realistic=True)) == ENGINE_ERR_ARG  # 8 != 4
     assert short(len_out=17) == ENGINE_ERR_ARG  # reads past len_first
+    one = rand_unit(rng, 8, 8, 1, 4, 0, realistic=True)  # one unit: second NULL
+    assert short(f=one, s=None, len_first=16) == ENGINE_OK
+    assert short(f=one, s=None, len_first=17, len_out=17) == ENGINE_ERR_ARG  # reads past len_in
+    assert short(f=one, s=None, len_first=16, len_out=15) == ENGINE_ERR_ARG  # len_first != len_out
     assert short(len_first=16) == ENGINE_ERR_ARG
     assert short(len_in=48) == ENGINE_ERR_ARG  # reads past len_in
     assert short(scratch_bytes=SHORTCUT_SCRATCH_BYTES + 1) == ENGINE_OK

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from host_tools import runfolder as rf
-from host_tools.device import LinkCounters
+from host_tools.device import DeviceError, LinkCounters
 from host_tools.protocol import CounterKind, Info, Result
 from host_tools.reference import ModelFiles, References
 from sleepdata import adversarial as adversarial_file
@@ -72,7 +72,9 @@ class FakeBoard:
     def reset_stream(self) -> None:
         self.next_epoch = 0
 
-    def set_profile(self, enabled: bool) -> None:
+    def set_profile(self, enabled: bool, *, events: bool = False) -> None:
+        if events:  # as an emulated board: no DWT event counters
+            raise DeviceError(f"PROFILE: {self.hello().board} has no DWT event counters")
         self.profile = enabled
 
     def send_epoch(self, epoch_index: int, samples: np.ndarray) -> Result:

@@ -45,6 +45,12 @@ def test_c_and_python_constants_agree():
     assert {
         k[len("PROTO_COUNTER_") :]: v for k, v in c.items() if k.startswith("PROTO_COUNTER_")
     } == {k.name: int(k) for k in py.CounterKind}
+    assert {
+        k[len("PROTO_PROFILE_") :]: v for k, v in c.items() if k.startswith("PROTO_PROFILE_")
+    } == {m.name: int(m) for m in py.ProfileMode}
+    assert c["PROTO_EVENTS_PER_LAYER"] == py.EVENTS_PER_LAYER == len(py.EVENT_NAMES)
+    assert c["PROTO_EVENT_COUNTS_HEAD"] == py.EVENT_COUNTS_HEAD
+    assert c["PROTO_EVENT_COUNTS_HEAD"] == len(py.encode_event_counts(py.EventCounts(0, 0, 0, [])))
     assert c["PROTO_INFO_LEN"] == len(py.encode_info(_info()))
     assert c["PROTO_STATUS_LEN"] == len(py.encode_status(py.Status(0)))
     assert c["PROTO_ACK_LEN"] == len(py.encode_ack(py.Ack(0)))

@@ -7,7 +7,9 @@
 volatile uint32_t board_systick_wraps;
 static uint32_t k_tick;
 
-void SysTick_Handler(void)
+/* Weak: a board that does not count with SysTick may use it otherwise (nucleo-l476rg counts
+ * cycles with the DWT and samples the DWT event counters with SysTick). */
+__attribute__((weak)) void SysTick_Handler(void)
 {
     uint32_t t0 = board_raw_now();
     board_systick_wraps++;

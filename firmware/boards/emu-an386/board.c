@@ -73,6 +73,7 @@ void board_uart_write(const uint8_t *data, size_t len)
 /* 3.2 ticks per instruction at 25 MHz: instructions = ticks * 5 / 16. */
 #define SYSTICK_UNITS_NUM 5u
 #define SYSTICK_UNITS_DEN 16u
+#include "../common/no_events.h"
 #include "../common/systick_counter.h"
 
 board_counter_kind_t board_counter_kind(void)

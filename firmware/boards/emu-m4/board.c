@@ -72,6 +72,7 @@ void board_uart_write(const uint8_t *data, size_t len)
 /* 12.8 ticks per instruction at 200 MHz: instructions = ticks * 5 / 64. */
 #define SYSTICK_UNITS_NUM 5u
 #define SYSTICK_UNITS_DEN 64u
+#include "../common/no_events.h"
 #include "../common/systick_counter.h"
 
 board_counter_kind_t board_counter_kind(void)

@@ -1,9 +1,12 @@
 /* nucleo-l476rg: STM32L476RG (Cortex-M4F) at 80 MHz, USART2 on PA2/PA3 = the ST-LINK virtual
- * COM port, DWT cycle counter. Register addresses from the STM32L4x6 reference manual (RM0351),
- * written for this board only: no vendor SDK. Counts are real cycles. */
+ * COM port, DWT cycle counter, DWT event counters sampled by SysTick. Register addresses from the
+ * STM32L4x6 reference manual (RM0351) and, for the core, the Armv7-M Architecture Reference
+ * Manual (ARM DDI 0403E), written for this board only: no vendor SDK. Counts are real cycles. */
 #include "../board.h"
 
+#include "../common/dwt_events.h"
 #include "../common/irq.h"
+#include "../common/systick.h"
 
 #define REG(addr) (*(volatile uint32_t *)(addr))
 
@@ -30,10 +33,24 @@
 #define ISR_TXE (1u << 7)
 #define CR1_RXNEIE (1u << 5)
 #define USART2_IRQ 38
-/* Debug: cycle counter */
+/* Debug: cycle and event counters (ARM DDI 0403E C1.8) */
 #define DEMCR REG(0xE000EDFCu)
 #define DWT_CTRL REG(0xE0001000u)
 #define DWT_CYCCNT REG(0xE0001004u)
+#define DWT_CPICNT REG(0xE0001008u)
+#define DWT_EXCCNT REG(0xE000100Cu)
+#define DWT_SLEEPCNT REG(0xE0001010u)
+#define DWT_LSUCNT REG(0xE0001014u)
+#define DWT_FOLDCNT REG(0xE0001018u)
+#define DWT_NOPRFCNT (1u << 24)
+
+/* The event sampler: SysTick (unused otherwise on this board) every 128 cycles, so that two
+ * reads stay under 256 cycles apart even when the UART interrupt (same priority) or a lap delays
+ * a tick. Its own events per tick are measured at start-up: CALIBRATION_LOOPS iterations of a
+ * busy loop sampled every 128 and every 192 cycles. */
+#define SAMPLER_RELOAD 127u
+#define SAMPLER_SLOW_RELOAD 191u
+#define CALIBRATION_LOOPS 300000u
 
 #define CORE_CLOCK_HZ 80000000u
 #define BAUD 921600u
@@ -57,6 +74,8 @@ static void clock_80mhz(void)
     }
 }
 
+static void sampler_calibrate(void);
+
 void board_init(void)
 {
     clock_80mhz();
@@ -71,6 +90,12 @@ void board_init(void)
     DEMCR |= 1u << 24;                              /* TRCENA */
     DWT_CYCCNT = 0;
     DWT_CTRL |= 1u; /* CYCCNTENA */
+    if (board_events_supported()) {
+        /* CPIEVTENA .. FOLDEVTENA: the event counters count (their overflow packets go to the
+         * ITM, which is off) */
+        DWT_CTRL |= 0x1Fu << 17;
+        sampler_calibrate();
+    }
 }
 
 void board_rx_start(void)
@@ -151,4 +176,110 @@ uint32_t board_core_clock_hz(void)
 const char *board_name(void)
 {
     return "nucleo-l476rg";
+}
+
+static dwt_events_t sampler;
+static uint16_t sampler_per_tick_q8[DWT_EVENTS]; /* the sampler's own events per tick, 1/256 */
+
+_Static_assert((int)DWT_EVENTS == (int)BOARD_EVENTS, "board.h and dwt_events.h count alike");
+
+static inline void read_events(uint8_t now[DWT_EVENTS])
+{
+    now[DWT_CPI] = (uint8_t)DWT_CPICNT;
+    now[DWT_EXC] = (uint8_t)DWT_EXCCNT;
+    now[DWT_SLEEP] = (uint8_t)DWT_SLEEPCNT;
+    now[DWT_LSU] = (uint8_t)DWT_LSUCNT;
+    now[DWT_FOLD] = (uint8_t)DWT_FOLDCNT;
+}
+
+/* Overrides common/systick.c's handler: on this board SysTick runs only as the sampler. */
+void SysTick_Handler(void)
+{
+    uint8_t now[DWT_EVENTS];
+    uint32_t cycles = DWT_CYCCNT;
+    read_events(now);
+    dwt_events_tick(&sampler, now, cycles);
+}
+
+static void sampler_start(uint32_t *pending, int slow)
+{
+    uint8_t now[DWT_EVENTS];
+    irq_disable();
+    SYST_CSR = 0;
+    if (slow) {
+        SYST_RVR = SAMPLER_SLOW_RELOAD;
+    } else {
+        SYST_RVR = SAMPLER_RELOAD;
+    }
+    SYST_CVR = 0;
+    SYST_ICSR = SYST_ICSR_PENDSTCLR;
+    uint32_t cycles = DWT_CYCCNT;
+    read_events(now);
+    dwt_events_start(&sampler, pending, now, cycles);
+    SYST_CSR = 0x7u;
+    irq_enable();
+}
+
+/* A last fold (the events up to here), then the sampler off. */
+static void sampler_stop(void)
+{
+    uint8_t now[DWT_EVENTS];
+    irq_disable();
+    uint32_t cycles = DWT_CYCCNT;
+    read_events(now);
+    dwt_events_fold(&sampler, now, cycles);
+    SYST_CSR = 0;
+    SYST_ICSR = SYST_ICSR_PENDSTCLR;
+    irq_enable();
+}
+
+static void busy_loop(void)
+{
+    uint32_t n = CALIBRATION_LOOPS;
+    __asm volatile("1: subs %0, %0, #1\n bne 1b" : "+r"(n) : : "cc");
+}
+
+/* The same busy loop sampled at two periods: its own events cancel in the difference, which is
+ * the sampler's events (handler, entry and exit, and its effect on the interrupted code) times
+ * the difference in ticks. Before the UART interrupt is on: nothing else runs. */
+static void sampler_calibrate(void)
+{
+    uint32_t fast[DWT_EVENTS], slow[DWT_EVENTS];
+    sampler_start(fast, 0);
+    busy_loop();
+    sampler_stop();
+    uint32_t fast_ticks = sampler.samples;
+    sampler_start(slow, 1);
+    busy_loop();
+    sampler_stop();
+    dwt_events_per_tick(fast, fast_ticks, slow, sampler.samples, sampler_per_tick_q8);
+}
+
+int board_events_supported(void)
+{
+    return !(DWT_CTRL & DWT_NOPRFCNT);
+}
+
+void board_events_start(uint32_t pending[BOARD_EVENTS])
+{
+    sampler_start(pending, 0);
+}
+
+void board_events_lap(uint32_t row[BOARD_EVENTS])
+{
+    uint8_t now[DWT_EVENTS];
+    irq_disable();
+    uint32_t cycles = DWT_CYCCNT;
+    read_events(now);
+    dwt_events_fold(&sampler, now, cycles);
+    dwt_events_lap(&sampler, sampler_per_tick_q8, row);
+    irq_enable();
+}
+
+void board_events_stop(board_events_summary_t *summary)
+{
+    sampler_stop();
+    summary->samples = sampler.samples;
+    summary->late = sampler.late;
+    summary->period_cycles = SAMPLER_RELOAD + 1u;
 }

@@ -189,7 +189,9 @@ typedef struct {
      * depthwise output value, [256 * out_channels], pw_lut[(v + 128) * out_channels + oc] =
      * engine_conv_1x1_s8's output channel oc for the input value v in [-128, 127]. The
      * lookup-table path of engine_separable_s8 reads it instead of building the same table
-     * (2 KB) on the stack; it must hold exactly those values. Ignored by other paths. */
+     * (2 KB) on the stack, and engine_shortcut_add_s8's one-unit lookup-table path (one input
+     * channel, 4 or 8 outputs) needs it; it must hold exactly those values. Ignored by other
+     * paths. */
     const int8_t *pw_lut;
 } engine_separable_s8_t;
 
@@ -252,6 +254,9 @@ engine_status_t engine_separable_s8(const engine_separable_s8_t *unit, const int
  * (true for SAME and VALID). in: [len_in * first->in_channels]; main_in and out:
  * [len_out * second->out_channels]. out may be main_in itself (element-wise, in place) but must
  * not overlap in; otherwise ENGINE_ERR_ARG.
+ * second may be NULL: the stream is the one unit `first` (s2 = s1, len_first == len_out,
+ * output v reads input row v * first->stride), the form of a shortcut stream whose two units
+ * the converter composed into one.
  * scratch: caller-provided working memory of scratch_bytes >= ENGINE_SHORTCUT_SCRATCH_BYTES
  * bytes, 4-byte aligned, overlapping none of in, main_in and out (its contents on entry do not
  * matter and are clobbered); otherwise ENGINE_ERR_ARG. It holds the ADD's rescale tables, which

@@ -4,6 +4,9 @@
  * engine_depthwise_conv_s8, engine_conv_1x1_s8 (twice each) and engine_add_s8 run one after
  * the other; semantics and ranges: see engine_shortcut_add_s8 in engine_kernels.h.
  *
+ * The stream may also be a single unit (second == NULL): the converter folds the two units of a
+ * shortcut stream into one when their composition is exact in float (see converter.keras_mirror).
+ *
  * Per tile of output positions, in stages over a 1 KB stack buffer (see engine_shortcut_fast):
  * first depthwise -> tile A, first pointwise -> int8 rows, second depthwise -> tile B, second
  * pointwise -> int8 rows, ADD with the main stream -> out. No whole intermediate tensor is
@@ -52,6 +55,36 @@ static ENGINE_COLD int32_t engine_add_exact(int32_t a, int32_t b, const engine_a
                             ra + rb, p->out_mult, (int)p->out_shift) +
                         p->out_offset;
     return engine_clamp_s8(raw, p->act_min, p->act_max);
+}
+
+/* One unit (second == NULL): the first unit's pointwise output goes straight into the ADD. */
+static ENGINE_COLD void engine_shortcut1_exact(const engine_separable_s8_t *first,
+                                               const engine_add_s8_params_t *add, const int8_t *in,
+                                               int len_in, const int8_t *main_in, int8_t *out,
+                                               int len_out)
+{
+    const int c_in = first->in_channels;
+    const int c_out = first->out_channels;
+    const int words_a = engine_tile_row_words(c_in);
+    const int rows_per_tile = ENGINE_TILE_WORDS / words_a; /* >= 8 */
+    uint32_t tile[ENGINE_TILE_WORDS];
+    for (int v0 = 0; v0 < len_out; v0 += rows_per_tile) {
+        const int rows = (len_out - v0 < rows_per_tile) ? len_out - v0 : rows_per_tile;
+        engine_dw_rows_exact(first, in, len_in, v0, 1, rows, tile);
+        for (int oc = 0; oc < c_out; ++oc) {
+            const int8_t *w = first->pw_filter + oc * c_in;
+            const uint32_t bias = (uint32_t)((first->pw_bias != NULL) ? first->pw_bias[oc] : 0);
+            for (int r = 0; r < rows; ++r) {
+                const int32_t acc =
+                    (int32_t)((uint32_t)engine_dot1(w, tile + r * words_a, c_in, 0) + bias);
+                const int32_t b =
+                    engine_rq_exact(acc, first->pw_mult[oc], first->pw_shift[oc],
+                                    first->pw_output_offset, first->pw_act_min, first->pw_act_max);
+                const int i = (v0 + r) * c_out + oc;
+                out[i] = (int8_t)engine_add_exact(main_in[i], b, add);
+            }
+        }
+    }
 }
 
 static ENGINE_COLD void engine_shortcut_exact(const engine_separable_s8_t *first,
@@ -147,6 +180,18 @@ static void engine_add_table(int32_t *table, int32_t offset, int32_t mult, int32
     }
 }
 
+/* The ADD's two tables (in the caller's scratch) and its output requantisation. */
+static engine_chan_t engine_add_setup(const engine_add_s8_params_t *add, int32_t *table_a,
+                                      int32_t *table_b)
+{
+    engine_add_table(table_a, add->a_offset, add->a_mult, add->a_shift, add->left_shift);
+    engine_add_table(table_b, add->b_offset, add->b_mult, add->b_shift, add->left_shift);
+    const int32_t out_shift = -add->out_shift;
+    const engine_chan_t out_q = {
+        0, add->out_mult, engine_requant_fast_round((int)out_shift, add->out_offset), out_shift};
+    return out_q;
+}
+
 static ENGINE_NOINLINE void engine_add_run(const int8_t *a, const int8_t *b, int8_t *out, int n,
                                            const int32_t *table_a, const int32_t *table_b,
                                            const engine_chan_t *q)
@@ -235,11 +280,7 @@ static void engine_shortcut_fast(const engine_separable_s8_t *first,
 
     int32_t *const table_a = scratch;
     int32_t *const table_b = scratch + 256;
-    engine_add_table(table_a, add->a_offset, add->a_mult, add->a_shift, add->left_shift);
-    engine_add_table(table_b, add->b_offset, add->b_mult, add->b_shift, add->left_shift);
-    const int32_t out_shift = -add->out_shift;
-    const engine_chan_t out_q = {
-        0, add->out_mult, engine_requant_fast_round((int)out_shift, add->out_offset), out_shift};
+    const engine_chan_t out_q = engine_add_setup(add, table_a, table_b);
     const engine_sc_pw_fn pw1 = engine_sc_pw_for(c_in);
     const engine_sc_pw_fn pw2 = engine_sc_pw_for(c_mid);
     const int step = first->stride * second->stride; /* input rows per output position */
@@ -255,6 +296,97 @@ static void engine_shortcut_fast(const engine_separable_s8_t *first,
     }
 }
 
+/* One unit (second == NULL): tile A, then the int8 shortcut rows beside it (the pointwise
+ * output would overrun its own unread input rows if it replaced tile A), then the ADD. */
+static void engine_shortcut1_fast(const engine_separable_s8_t *first,
+                                  const engine_add_s8_params_t *add, const int8_t *in, int len_in,
+                                  const int8_t *main_in, int8_t *out, int len_out, int32_t *scratch)
+{
+    const int c_in = first->in_channels;
+    const int c_out = first->out_channels;
+    const int words_a = engine_tile_row_words(c_in);
+    const int words_s = (c_out + 3) / 4;
+    const int rows_per_tile = ENGINE_TILE_WORDS / (words_a + words_s); /* >= 5 */
+    uint32_t tile[ENGINE_TILE_WORDS];
+    int8_t *shortcut = (int8_t *)(tile + rows_per_tile * words_a);
+
+    int32_t *const table_a = scratch;
+    int32_t *const table_b = scratch + 256;
+    const engine_chan_t out_q = engine_add_setup(add, table_a, table_b);
+    const engine_sc_pw_fn pw = engine_sc_pw_for(c_in);
+    const int step = first->stride;
+
+    for (int v0 = 0; v0 < len_out; v0 += rows_per_tile) {
+        const int rows = (len_out - v0 < rows_per_tile) ? len_out - v0 : rows_per_tile;
+        engine_dw_rows_fast(first, in, len_in, v0 * step, step, rows, tile, engine_sc_dw1_run);
+        pw(first, tile, rows, shortcut);
+        engine_add_run(main_in + v0 * c_out, shortcut, out + v0 * c_out, rows * c_out, table_a,
+                       table_b, &out_q);
+    }
+}
+
+/* One unit with one input channel, 4 or 8 outputs, and the converter's pw_lut (a network's first
+ * shortcut stream): the pointwise layer is one table row per depthwise output value, as in
+ * engine_separable_s8's lookup-table path, so an output costs two table reads for the ADD's
+ * rescaled inputs, one add and one requantisation. */
+static int engine_shortcut1_lut_ok(const engine_separable_s8_t *u)
+{
+    return (u->in_channels == 1) && (u->pw_lut != NULL) &&
+           ((u->out_channels == 4) || (u->out_channels == 8));
+}
+
+/* rows tile rows (one channel: 2 * (y - mid) per word) -> out, c_out outputs per row. */
+static ENGINE_ALWAYS_INLINE void engine_shortcut1_lut_rows(const int8_t *base, const uint32_t *tile,
+                                                           int rows, const int8_t *main_in,
+                                                           int8_t *out, const int32_t *table_a,
+                                                           const int32_t *table_b,
+                                                           const engine_chan_t *q, const int c_out)
+{
+    const int32_t mult = q->mult;
+    const int32_t round = q->round;
+    const int32_t shift = q->shift;
+    for (int r = 0; r < rows; ++r) {
+        const int8_t *s = base + (engine_tile_get(&tile[r], 0) / 2) * c_out;
+        for (int oc = 0; oc < c_out; ++oc) {
+            out[oc] =
+                (int8_t)engine_rqf_apply(table_a[main_in[oc]] + table_b[s[oc]], mult, round, shift);
+        }
+        main_in += c_out;
+        out += c_out;
+    }
+}
+
+#define ENGINE_SC_LUT(c)                                                                           \
+    static ENGINE_NOINLINE void engine_shortcut1_lut_##c(                                          \
+        const int8_t *base, const uint32_t *tile, int rows, const int8_t *main_in, int8_t *out,    \
+        const int32_t *table_a, const int32_t *table_b, const engine_chan_t *q)                    \
+    {                                                                                              \
+        engine_shortcut1_lut_rows(base, tile, rows, main_in, out, table_a, table_b, q, c);         \
+    }
+ENGINE_SC_LUT(4)
+ENGINE_SC_LUT(8)
+
+static void engine_shortcut1_lut(const engine_separable_s8_t *first,
+                                 const engine_add_s8_params_t *add, const int8_t *in, int len_in,
+                                 const int8_t *main_in, int8_t *out, int len_out, int32_t *scratch)
+{
+    const int c_out = first->out_channels;
+    /* A tile value is t = 2 * (y - mid): its table row is t / 2 + mid + 128. */
+    const int8_t *base = first->pw_lut + (first->dw_output_offset + 128) * c_out;
+    uint32_t tile[ENGINE_TILE_WORDS]; /* one channel: a row per word */
+    int32_t *const table_a = scratch;
+    int32_t *const table_b = scratch + 256;
+    const engine_chan_t out_q = engine_add_setup(add, table_a, table_b);
+    const int step = first->stride;
+    for (int v0 = 0; v0 < len_out; v0 += ENGINE_TILE_WORDS) {
+        const int rows = (len_out - v0 < ENGINE_TILE_WORDS) ? len_out - v0 : ENGINE_TILE_WORDS;
+        engine_dw_rows_fast(first, in, len_in, v0 * step, step, rows, tile, engine_sc_dw1_run);
+        ((c_out == 8) ? engine_shortcut1_lut_8 : engine_shortcut1_lut_4)(
+            base, tile, rows, main_in + v0 * c_out, out + v0 * c_out, table_a + 128, table_b + 128,
+            &out_q);
+    }
+}
+
 engine_status_t engine_shortcut_add_s8(const engine_separable_s8_t *first,
                                        const engine_separable_s8_t *second,
                                        const engine_add_s8_params_t *add, const int8_t *in,
@@ -265,18 +397,25 @@ engine_status_t engine_shortcut_add_s8(const engine_separable_s8_t *first,
         (((uintptr_t)scratch & 3u) != 0)) {
         return ENGINE_ERR_ARG;
     }
+    const int one_unit = (second == NULL);
     if ((in == NULL) || (main_in == NULL) || (out == NULL) || !engine_separable_unit_valid(first) ||
-        !engine_separable_unit_valid(second) || !engine_add_params_valid(add)) {
+        (!one_unit && !engine_separable_unit_valid(second)) || !engine_add_params_valid(add)) {
         return ENGINE_ERR_ARG;
     }
-    if ((first->kernel != 1) || (second->kernel != 1) || (first->pad_left != 0) ||
-        (second->pad_left != 0) || (first->out_channels != second->in_channels) || (len_in < 1) ||
-        (len_first < 1) || (len_out < 1)) {
+    if ((first->kernel != 1) || (first->pad_left != 0) || (len_in < 1) || (len_first < 1) ||
+        (len_out < 1)) {
+        return ENGINE_ERR_ARG;
+    }
+    if (!one_unit && ((second->kernel != 1) || (second->pad_left != 0) ||
+                      (first->out_channels != second->in_channels))) {
+        return ENGINE_ERR_ARG;
+    }
+    if (one_unit && (len_first != len_out)) {
         return ENGINE_ERR_ARG;
     }
     const int c_in = first->in_channels;
-    const int c_out = second->out_channels;
-    const int64_t last_first = (int64_t)(len_out - 1) * second->stride;
+    const int c_out = one_unit ? first->out_channels : second->out_channels;
+    const int64_t last_first = (int64_t)(len_out - 1) * (one_unit ? 1 : second->stride);
     const int64_t last_in = last_first * first->stride;
     if ((last_first >= len_first) || (last_in >= len_in) || (len_in > INT_MAX / c_in) ||
         (len_out > INT_MAX / c_out)) {
@@ -294,6 +433,18 @@ engine_status_t engine_shortcut_add_s8(const engine_separable_s8_t *first,
         return ENGINE_ERR_ARG;
     }
 
+    if (one_unit) {
+        if (engine_unit_fast_ok(first) && engine_add_fast_ok(add) &&
+            engine_shortcut1_lut_ok(first)) {
+            engine_shortcut1_lut(first, add, in, len_in, main_in, out, len_out, (int32_t *)scratch);
+        } else if (engine_unit_fast_ok(first) && engine_add_fast_ok(add)) {
+            engine_shortcut1_fast(first, add, in, len_in, main_in, out, len_out,
+                                  (int32_t *)scratch);
+        } else {
+            engine_shortcut1_exact(first, add, in, len_in, main_in, out, len_out);
+        }
+        return ENGINE_OK;
+    }
     if (engine_unit_fast_ok(first) && engine_unit_fast_ok(second) && engine_add_fast_ok(add)) {
         engine_shortcut_fast(first, second, add, in, len_in, main_in, out, len_out,
                              (int32_t *)scratch);

@@ -166,7 +166,14 @@ int run_checks(uint32_t *checksum, int *cases)
             memset(got, 0x5A, sizeof got);
             bad += engine_separable_s8(&u, x, len_in, len_mid, pool ? &pp : 0, got, len_out) != 0;
         } else { /* shortcut + ADD */
+            /* every other case one unit (second NULL): a composed shortcut stream */
+            const int one = (c % 6 == 5);
             int ci = width(), cm = width(), co = width(), s1 = rint_(1, 3), s2 = rint_(1, 3);
+            if (one) {
+                co = cm;
+                s1 = rint_(1, 4);
+                s2 = 1;
+            }
             int len_in = rint_(1, MAXL), len_first = (len_in + s1 - 1) / s1;
             int len_out = (len_first + s2 - 1) / s2;
             engine_separable_s8_t u1 = unit(0, ci, cm, 1, s1, 0, real);
@@ -196,15 +203,19 @@ int run_checks(uint32_t *checksum, int *cases)
             for (int i = 0; i < len_out * co; ++i) {
                 mainv[i] = rs8();
             }
-            bad += unfused(&u1, x, len_in, len_first, y) != 0;
-            bad += unfused(&u2, y, len_first, len_out, ref) != 0;
+            if (one) {
+                bad += unfused(&u1, x, len_in, len_first, ref) != 0;
+            } else {
+                bad += unfused(&u1, x, len_in, len_first, y) != 0;
+                bad += unfused(&u2, y, len_first, len_out, ref) != 0;
+            }
             n = len_out * co;
             bad += engine_add_s8(mainv, ref, n, a.a_offset, a.a_mult, a.a_shift, a.b_offset,
                                  a.b_mult, a.b_shift, a.left_shift, a.out_offset, a.out_mult,
                                  a.out_shift, a.act_min, a.act_max, ref) != 0;
             memset(got, 0x5A, sizeof got);
-            bad += engine_shortcut_add_s8(&u1, &u2, &a, x, len_in, len_first, mainv, got, len_out,
-                                          scratch, (int)sizeof scratch) != 0;
+            bad += engine_shortcut_add_s8(&u1, one ? 0 : &u2, &a, x, len_in, len_first, mainv, got,
+                                          len_out, scratch, (int)sizeof scratch) != 0;
         }
         bad += memcmp(got, ref, (size_t)n) != 0 || got[n] != 0x5A;
         for (int i = 0; i < n; ++i) {
