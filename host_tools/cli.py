@@ -17,81 +17,13 @@ from pathlib import Path
 from sleepdata.cli import ArgumentParser
 
 from . import __version__
+from .cli_boards import firmware_arg, open_device, port_label
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 _MODEL_HELP = (
     "model folder (default: the shipped model, models/ulw_sleepnet of the source checkout)"
 )
-
-
-def _open(args, model_dir=None):
-    """(device, closer) for --port URL (any pyserial URL: a device path, socket://,
-    rfc2217://) or an emulated --board running firmware for ``model_dir`` (default: --model,
-    else the shipped model)."""
-    import serial
-
-    from .device import Device, DeviceError
-    from .emulator import Emulator
-    from .faults import FaultyLink
-    from .transport import open_port
-
-    spec = getattr(args, "faults", None)
-    counts = None
-
-    def faulty(port):
-        """The port, behind the fault injector when --faults is given (one set of counts for
-        the link and the links that replace it after a cut)."""
-        nonlocal counts
-        if spec is None:
-            return port
-        link = FaultyLink(port, spec, counts=counts)
-        counts = link.counts
-        return link
-
-    if args.port:
-
-        def reopen():
-            try:
-                return faulty(open_port(args.port, args.baud))
-            except (serial.SerialException, ValueError) as exc:
-                raise DeviceError(
-                    f"opening {args.port}: {exc}; check the port name or URL, that the board "
-                    "is connected and that no other program holds the port"
-                ) from None
-
-        port = reopen()
-        dev = Device(port, reopen=reopen, faults=counts)
-        return dev, lambda: dev.port.close()
-    model_dir = model_dir if model_dir is not None else getattr(args, "model", None)
-    emu = Emulator(args.board, elf=_firmware(args), model_dir=model_dir).start()
-    try:
-        port = faulty(emu.connect())
-    except BaseException:
-        emu.stop()
-        raise
-    dev = Device(port, timeout_s=120, reopen=lambda: faulty(emu.connect()), faults=counts)
-
-    def close():
-        try:
-            dev.port.close()
-        finally:
-            emu.stop()
-
-    return dev, close
-
-
-def _firmware(args) -> Path | None:
-    from .emulator import EmulatorError
-
-    firmware = getattr(args, "firmware", None)
-    if firmware and not Path(firmware).is_file():
-        raise EmulatorError(f"--firmware {firmware}: no such file")
-    return Path(firmware) if firmware else None
-
-
-def _port_label(args) -> str:
-    return args.port if args.port else f"emulated {args.board}"
 
 
 def cmd_bench(args) -> int:
@@ -103,8 +35,8 @@ def cmd_bench(args) -> int:
     if args.cycles:
         from .cycles.commands import bench_cycles
 
-        return bench_cycles(args, model, epochs, firmware=_firmware(args))
-    dev, close = _open(args)
+        return bench_cycles(args, model, epochs, firmware=firmware_arg(args))
+    dev, close = open_device(args)
     try:
         result = bench(dev, model=model, epochs=epochs, events=args.events)
     finally:
@@ -117,11 +49,11 @@ def cmd_bench(args) -> int:
 def cmd_calibrate(args) -> int:
     from .cycles.commands import calibrate_command
 
-    return calibrate_command(args, _open)
+    return calibrate_command(args, open_device)
 
 
 def cmd_info(args) -> int:
-    dev, close = _open(args)
+    dev, close = open_device(args)
     try:
         info = dev.hello()
     finally:
@@ -133,78 +65,9 @@ def cmd_info(args) -> int:
 
 
 def cmd_stream(args) -> int:
-    from sleepdata.progress import progress
-    from sleepdata.psg import pair_for
+    from .cli_stream import cmd_stream as run
 
-    from .inputs import check_adversarial, read_adversarial_file
-    from .reference import ModelFiles
-    from .rendering import faults_text, summary_text
-    from .stream import StreamInterrupted, StreamOptions, stream
-
-    started = time.perf_counter()
-    # a missing file, model folder or an adversarial file for another record or model fails
-    # before a board starts
-    pair = pair_for(args.night, args.hypnogram)
-    model = ModelFiles.load(args.model)
-    if args.adversarial:
-        adv = read_adversarial_file(args.adversarial)
-        check_adversarial(adv, pair.name, model)
-    out = Path(args.out) if args.out else Path("runs") / "stream" / Path(args.night).name[:8]
-    options = StreamOptions(
-        hypnogram=Path(args.hypnogram) if args.hypnogram else None,
-        start=args.start,
-        epochs=args.epochs,
-        realtime=args.realtime,
-        noise=args.noise,
-        seed=args.seed,
-        resume=args.resume,
-        model_dir=model.folder,
-        adversarial=Path(args.adversarial) if args.adversarial else None,
-    )
-    bar = None
-
-    def on_result(row, done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = progress(total=total, initial=done - 1, unit="epoch", desc="stream")
-        bar.update(1)
-
-    interrupted = None
-    dev, close = _open(args)
-    try:
-        report = stream(
-            dev,
-            args.night,
-            out,
-            options,
-            port_label=_port_label(args),
-            on_result=on_result,
-            started=started,
-        )
-    except StreamInterrupted as exc:
-        interrupted = exc
-    finally:
-        # the bar ends (and the emulator stops) before any message, so none lands inside it
-        if bar is not None:
-            bar.close()
-        close()
-    if interrupted is not None:
-        print(args.interrupts.message(str(interrupted)), file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if not report:
-        print(
-            f"nothing to stream: {out} already holds every planned epoch "
-            f"(host_tools report {out} renders it again)"
-        )
-        return 0
-    if args.cycles_sample and not args.port:
-        from .cycles.commands import stream_cycles
-
-        report = stream_cycles(args, out, model, firmware=_firmware(args))
-    print(summary_text(report, out))
-    if report.get("faults"):
-        print(faults_text(report))
-    return 0
+    return run(args, EXIT_ERROR, EXIT_INTERRUPTED)
 
 
 def cmd_robustness(args) -> int:
@@ -216,15 +79,15 @@ def cmd_robustness(args) -> int:
     sweep = plan_sweep(run, out, model=args.model, data=args.data, max_epochs=args.max_epochs)
     print(
         f"{len(sweep.jobs)} streams, {sweep.total_epochs:,} epochs of {len(sweep.nights)} "
-        f"nights to {_port_label(args)}; run folders in {out}",
+        f"nights to {port_label(args)}; run folders in {out}",
         flush=True,
     )
     from .stream import StreamInterrupted
 
     interrupted = None
-    dev, close = _open(args, model_dir=sweep.model.folder)
+    dev, close = open_device(args, model_dir=sweep.model.folder)
     try:
-        result = run_sweep(dev, sweep, port_label=_port_label(args))
+        result = run_sweep(dev, sweep, port_label=port_label(args))
     except StreamInterrupted as exc:
         interrupted = exc  # (run_sweep has closed its progress bar)
     finally:
@@ -239,9 +102,14 @@ def cmd_robustness(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .rendering import summary_text
+    from .cohort_report import is_cohort, write_cohort_outputs
+    from .rendering import cohort_summary_text, summary_text
     from .report import render_folder
 
+    if is_cohort(args.folder):
+        report = write_cohort_outputs(args.folder)
+        print(cohort_summary_text(report, args.folder))
+        return 0 if not report["nights_failed"] else EXIT_ERROR
     report = render_folder(args.folder)
     print(summary_text(report, args.folder))
     return 0
@@ -250,7 +118,9 @@ def cmd_report(args) -> int:
 def cmd_board(args) -> int:
     from .emulator import Emulator, EmulatorError
 
-    emu = Emulator(args.board, elf=_firmware(args), model_dir=getattr(args, "model", None)).start()
+    emu = Emulator(
+        args.board, elf=firmware_arg(args), model_dir=getattr(args, "model", None)
+    ).start()
     try:
         print(f"{args.board} emulated board at {emu.url}", flush=True)
         print(
@@ -296,12 +166,14 @@ def _noise(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _board_options(p: argparse.ArgumentParser, *, port: bool = True) -> None:
+def _board_options(p: argparse.ArgumentParser, *, port: bool = True, ports: bool = False) -> None:
     if port:
         p.add_argument(
             "--port",
+            action="append" if ports else "store",
             help="pyserial URL of a board: /dev/ttyACM0, socket://HOST:PORT, rfc2217://... "
-            "(default: start an emulated board)",
+            "(default: start an emulated board)"
+            + ("; repeat it to stream a cohort through several boards" if ports else ""),
         )
         p.add_argument("--baud", type=int, default=921600)
     p.add_argument("--board", default="emu-m4", help="emulated board (emu-m4, emu-an386)")
@@ -324,9 +196,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("stream", help="stream a recording through the board and compare")
-    p.add_argument("night", metavar="NIGHT.edf", help="PSG file (Sleep-EDF layout)")
+    p.add_argument(
+        "night",
+        metavar="NIGHT.edf",
+        nargs="+",
+        help="PSG file (Sleep-EDF layout); several files or folders of *-PSG.edf make a cohort "
+        "(docs/streaming.md, 'A cohort')",
+    )
     p.add_argument("--hypnogram", help="its hypnogram (default: found next to the PSG)")
-    _board_options(p)
+    _board_options(p, ports=True)
+    p.add_argument(
+        "--boards",
+        type=_positive_int,
+        default=1,
+        help="emulated boards streaming a cohort at once (nights go longest first to whichever "
+        "board is free)",
+    )
     p.add_argument("--start", type=int, default=0, help="first kept epoch to stream (0)")
     p.add_argument("--epochs", type=int, default=None, help="how many epochs (default: all)")
     p.add_argument(
@@ -363,7 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="inject link faults, e.g. corrupt=0.01,drop=0.005 (host_tools/faults.py)",
     )
-    p.add_argument("--out", help="run folder (default: runs/stream/<record>)")
+    p.add_argument(
+        "--out", help="run folder (default: runs/stream/<record>; a cohort: runs/cohort)"
+    )
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out after its last epoch"
     )
@@ -466,6 +353,7 @@ def _run(args) -> int:
     from sleepdata.errors import DataError
 
     from .bench import BenchError
+    from .cohort import CohortError
     from .cycles.errors import CyclesError
     from .emulator import EmulatorError
     from .errors import DeviceError
@@ -477,6 +365,7 @@ def _run(args) -> int:
         return args.func(args)
     except (
         BenchError,
+        CohortError,
         CyclesError,
         DeviceError,
         EmulatorError,

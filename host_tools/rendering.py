@@ -370,3 +370,32 @@ def onchip_text(result: dict) -> str:
     if result["truncated"]:
         lines.append(f"--max-epochs {result['max_epochs']}: fewer epochs than the host figures")
     return "\n".join(lines)
+
+
+def cohort_summary_text(r: dict, folder: str | Path) -> str:
+    """What ``host_tools stream`` prints after a cohort (host_tools.cohort_report's report)."""
+    label = r["data_provenance"]["label"] if r["data_provenance"] else "no finished night"
+    lines = [
+        f"{len(r['nights'])} nights ({label}): {r['nights_done']} done, {r['nights_failed']} "
+        f"failed, {r['nights_pending']} pending",
+    ]
+    p = r["pooled"]
+    if p is not None:
+        o, s = p["onchip_vs_expert"], r["per_night"]["onchip"]["kappa"]
+        lines.append(
+            f"pooled over {p['epochs']:,} epochs: bit-exact {p['bitexact']:.4f}; on-chip vs expert "
+            f"ACC {_f(o['acc'])}  macro-F1 {_f(o['macro_f1'])}  kappa {_f(o['kappa'])}"
+            + ("" if s is None else f" (per night {s['mean']:.3f} +- {s['std']:.3f})")
+        )
+    if r["sessions"]:
+        last = r["sessions"][-1]
+        rate = last["epochs"] / last["wall_s"] if last["wall_s"] > 0 else 0.0
+        lines.append(
+            f"last session: {last['epochs']:,} epochs in {last['wall_s']:.1f} s through "
+            f"{last['boards']} board(s) ({rate:.2f} epochs/s)"
+        )
+    for n in r["nights"]:
+        if n["status"] == "failed":
+            lines.append(f"FAILED {n['name']}: {n['error']}")
+    lines.append(f"report: {Path(folder) / 'report.md'}")
+    return "\n".join(lines)

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,6 +28,10 @@ def _libc_fflush() -> None:
         pass
 
 
+#: one redirection of fd 1 and 2 at a time (see captured_fds)
+_FDS_LOCK = threading.RLock()
+
+
 @contextmanager
 def captured_fds(said: list[str]):
     """Send what C code writes on fd 1 and 2 during the block to ``said`` (one string appended,
@@ -34,8 +39,15 @@ def captured_fds(said: list[str]):
 
     Python cannot intercept C's printf at sys.stdout, so the file descriptors themselves are
     redirected; output of other threads during the block is captured too, so keep the block
-    short. Where fd 1/2 cannot be duplicated (closed), output is left alone.
+    short. The descriptors are the process's: blocks of several threads (a cohort streams
+    nights on one thread per board) take turns, or one would restore the other's sink as the
+    user's output. Where fd 1/2 cannot be duplicated (closed), output is left alone.
     """
+    with _FDS_LOCK:
+        yield from _captured(said)
+
+
+def _captured(said: list[str]):
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()

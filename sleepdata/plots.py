@@ -33,21 +33,28 @@ def plot_confusion(path: str | Path, cm, *, title: str = "") -> None:
     cm = np.asarray(cm, dtype=np.int64)
     if cm.shape != (N_STAGES, N_STAGES):
         raise ValueError(f"confusion matrix must be {N_STAGES}x{N_STAGES}, got shape {cm.shape}")
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    im = _confusion_axes(ax, cm, "predicted", "true")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="% of true stage")
+    _save(fig, path)
+
+
+def _confusion_axes(ax, cm: np.ndarray, xlabel: str, ylabel: str, fontsize: float | None = None):
+    """Draw a (5, 5) confusion matrix on ax: colour = row %, cells show count and row %."""
     rows = cm.sum(axis=1, keepdims=True)
     pct = np.divide(100.0 * cm, rows, out=np.zeros(cm.shape), where=rows > 0)
-    fig, ax = plt.subplots(figsize=(5.5, 5))
     im = ax.imshow(pct, cmap="Blues", vmin=0, vmax=100)
     for i in range(N_STAGES):
         for j in range(N_STAGES):
             color = "white" if pct[i, j] > 60 else "black"
-            ax.text(j, i, f"{cm[i, j]}\n{pct[i, j]:.1f}%", ha="center", va="center", color=color)
+            ax.text(j, i, f"{cm[i, j]}\n{pct[i, j]:.1f}%", ha="center", va="center", color=color,
+                    fontsize=fontsize)  # fmt: skip
     ax.set_xticks(range(N_STAGES), STAGE_NAMES)
     ax.set_yticks(range(N_STAGES), STAGE_NAMES)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    fig.colorbar(im, ax=ax, label="% of true stage")
-    _save(fig, path)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return im
 
 
 def plot_learning_curves(path: str | Path, history: list[dict], *, title: str = "") -> None:
@@ -181,4 +188,37 @@ def plot_gamma_histograms(
     ax.set_ylabel("channels")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_cohort(
+    path: str | Path, names, kappa_onchip, kappa_float, bitexact, cm, *, title: str = ""
+) -> None:
+    """A cohort's figure: per-night kappa vs expert (on-chip and float bars, bit-exact fraction
+    as dots on its own axis) and the pooled on-chip confusion matrix (rows = expert)."""
+    cm = np.asarray(cm, dtype=np.int64)
+    n = len(names)
+    fig, (ax, axc) = plt.subplots(
+        1, 2, figsize=(max(8.0, 4.0 + 0.35 * n) + 5.0, 5), width_ratios=[max(4.0, 0.35 * n), 5]
+    )
+    x = np.arange(n)
+
+    def undefined_as_nan(values) -> list[float]:  # (kappa is undefined on a one-stage night)
+        return [np.nan if v is None else v for v in values]
+
+    ax.bar(x - 0.2, undefined_as_nan(kappa_onchip), 0.4, label="on-chip kappa", color="#4292c6")
+    ax.bar(x + 0.2, undefined_as_nan(kappa_float), 0.4, label="float kappa", color="#bdbdbd")
+    ax.set_xticks(x, names, rotation=90, fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("Cohen's kappa vs expert")
+    twin = ax.twinx()
+    twin.plot(x, bitexact, "o", color="#e34a33", label="bit-exact fraction")
+    twin.set_ylim(0, 1.05)
+    twin.set_ylabel("bit-exact vs TFLite Micro")
+    handles = ax.get_legend_handles_labels()
+    more = twin.get_legend_handles_labels()
+    ax.legend(handles[0] + more[0], handles[1] + more[1], loc="lower left", fontsize=8)
+    ax.set_title(title)
+    _confusion_axes(axc, cm, "on-chip", "expert", fontsize=8)
+    axc.set_title("pooled confusion")
     _save(fig, path)

@@ -60,7 +60,9 @@ def test_bad_inputs_are_one_line_errors_before_any_board(tmp_path, capsys):
 def test_bench_command_counts_the_epochs_it_sends(tmp_path, capsys, monkeypatch):
     psg, _ = write_pair(tmp_path, NIGHT)
     board = FakeBoard(ModelFiles.load())
-    monkeypatch.setattr("host_tools.cli._open", lambda args, model_dir=None: (board, lambda: None))
+    monkeypatch.setattr(
+        "host_tools.cli.open_device", lambda args, model_dir=None: (board, lambda: None)
+    )
     assert main(["bench", "--psg", str(psg), "--epochs", "3", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["epochs"] == 3 and board.next_epoch == 3

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from host_tools import cli
+from host_tools import cli, cli_stream
 from host_tools import runfolder as rf
 from host_tools.interrupts import SIGNALS, signals_as_interrupts
 from host_tools.reference import ModelFiles
@@ -82,7 +82,7 @@ def test_sigterm_mid_stream_saves_the_run_closes_the_board_and_exits_as_ctrl_c(
         boards.append(board)
         return board, lambda: setattr(board, "closed", True)
 
-    monkeypatch.setattr(cli, "_open", fake_open)
+    monkeypatch.setattr(cli_stream, "open_device", fake_open)
     before = signal.getsignal(signal.SIGTERM)
     out = tmp_path / "run"
     argv = ["stream", str(psg), "--out", str(out), "--cycles-sample", "0"]  # (a scripted board)

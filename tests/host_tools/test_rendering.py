@@ -31,7 +31,9 @@ def test_info_prints_the_hash_in_hex_the_counter_by_name_and_the_stack_peak_sinc
         static_ram_bytes=71_234,
     )
     closed = []
-    monkeypatch.setattr(cli, "_open", lambda args: (_InfoBoard(info), lambda: closed.append(1)))
+    monkeypatch.setattr(
+        cli, "open_device", lambda args: (_InfoBoard(info), lambda: closed.append(1))
+    )
     assert cli.main(["info", "--port", "loop://"]) == 0 and closed == [1]
     lines = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
     assert lines["build_hash"] == "0x1a2b3c4d"  # as report.md's "build 0x1a2b3c4d"

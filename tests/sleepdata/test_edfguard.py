@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -50,3 +52,25 @@ def test_failures_name_the_field_without_the_path(message, field):
     assert name == field
     assert "/d/x.edf" not in reason and "\n" not in reason
     assert reason.endswith("the EDF library said: filesize 1 != 2")
+
+
+def test_threads_take_turns_and_the_user_keeps_the_output():
+    """Blocks on several threads at once (a cohort loads nights on one thread per board): each
+    thread's C output is captured, none reaches the user, and fd 1 is the user's again after."""
+    script = textwrap.dedent(
+        """
+        import os, threading
+        from sleepdata.edfguard import captured_fds
+        said = []
+        def worker(k):
+            for _ in range(100):
+                with captured_fds(said):
+                    os.write(1, b"C noise %d" % k)
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        os.write(1, b"after %d %d" % (len(said), sum(s.startswith("C noise") for s in said)))
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, check=True)
+    assert run.stdout == b"after 400 400"
