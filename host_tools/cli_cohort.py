@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .cohort import Board, CohortError, open_cohort
+from .cohort import Board, CohortError, CohortInterrupted, open_cohort
 from .cohort_report import write_cohort_outputs
 from .device import Device, DeviceError
-from .stream import StreamInterrupted, StreamOptions
+from .stream import StreamOptions
 
 
 def is_cohort_request(args) -> bool:
@@ -132,11 +132,10 @@ def cmd_cohort(args, interrupts, exit_error: int, exit_interrupted: int) -> int:
 
     try:
         run.run(on_result=on_result, on_night=on_night)
-    except StreamInterrupted as exc:
+    except CohortInterrupted as exc:
         bar.close()
         write_cohort_outputs(out)
-        print(interrupts.message(f"{exc}; run the same command with --resume to finish"),
-              file=sys.stderr)  # fmt: skip
+        print(interrupts.message(str(exc)), file=sys.stderr)
         return exit_interrupted
     bar.close()
     report = write_cohort_outputs(out)

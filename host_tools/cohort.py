@@ -49,6 +49,18 @@ class CohortError(RuntimeError):
     """The cohort cannot start (no nights, a folder that holds another cohort, ...)."""
 
 
+class CohortInterrupted(Exception):
+    """Ctrl-C (or SIGTERM) stopped the cohort: every board stopped at its next epoch with its
+    rows saved; ``resume`` finishes it."""
+
+    def __init__(self, folder: Path, done: int, total: int):
+        self.folder, self.done, self.total = folder, done, total
+        super().__init__(
+            f"interrupted: {done} of {total} nights of the cohort in {folder} are done (the "
+            "others keep the epochs they have); run the same command with --resume to finish"
+        )
+
+
 @dataclass
 class CohortNight:
     """One night of the cohort and what became of it."""
@@ -183,7 +195,7 @@ class CohortRun:
     # -- running ------------------------------------------------------------------------------
     def run(self, on_result: Callable | None = None, on_night: Callable | None = None) -> None:
         """Stream every pending night; returns when all are done or failed, or raises
-        StreamInterrupted (everything written is kept) after a KeyboardInterrupt."""
+        CohortInterrupted (everything written is kept) after a KeyboardInterrupt."""
         self.out.mkdir(parents=True, exist_ok=True)
         self._queue = [n for n in self.nights if n.status != "done"]
         session = {"boards": len(self.boards), "wall_s": 0.0, "cpu_s": 0.0, "epochs": 0}
@@ -220,7 +232,7 @@ class CohortRun:
                 w.join()
             ended()
             done = sum(n.status == "done" for n in self.nights)
-            raise StreamInterrupted(self.out, done, len(self.nights)) from None
+            raise CohortInterrupted(self.out, done, len(self.nights)) from None
         with self._lock:  # nights no board was left to stream
             for night in self._queue:
                 night.status, night.error = "failed", "no board left to stream it"

@@ -1,11 +1,16 @@
-"""Benchmarks: the data path on one night (simulate, load, load from the cache), and one
+"""Benchmarks: the data path on one night (simulate, load, load from the cache), one
 training epoch over a data folder with where its time goes and what an adversarial attack on
-every sample would add."""
+every sample would add, and the training throughput of 1..N data-parallel processes
+(`bench_processes`; ``python -m training.bench --nproc 1 2 --data FOLDER``)."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
+import os
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -20,10 +25,12 @@ from sleepdata.noise import SignalStats
 from sleepdata.normalise import Normaliser
 from sleepdata.psg import pair_for
 
+from . import distributed
 from .loop import as_float
 from .model import ULWSleepNet
 from .rest import Attack, DifferentiableInput, attack, channel_scale
 from .splits import load_recordings, model_inputs
+from .train import TrainConfig, train_fold
 
 #: One training epoch over the 37,614 epochs of the 35 nights of build/sim35 may take 60 s; a
 #: benchmark on other nights is held to the same rate.
@@ -195,3 +202,126 @@ def bench_train(
         "target": f"{TRAIN_TARGET_S} s per {TRAIN_TARGET_SAMPLES:,} epochs (the 35 nights of "
         "build/sim35), in proportion to the epochs here",
     }
+
+
+# ------------------------------------------------------------------------------------------
+# Data-parallel throughput
+
+
+def _throughput_rank(rank: int, nproc: int, port: int, job: dict, results) -> None:
+    """One rank in torchrun's environment: `train_fold` (the training code itself, under
+    DistributedDataParallel when nproc > 1) on ``job``'s nights for ``job["epochs"]`` epochs
+    of ``job["batches"]`` global batches; rank 0 puts the seconds of each epoch's batch loop
+    (the all-reduces keep the ranks in step) and its torch threads into ``results``."""
+    os.environ.update(
+        {
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(nproc),
+            "LOCAL_WORLD_SIZE": str(nproc),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+    )
+    if nproc == 1:  # a plain single process, as without torchrun
+        for k in ("RANK", "WORLD_SIZE"):
+            del os.environ[k]
+    ctx = distributed.setup("cpu")
+    if job["threads"] is not None:
+        torch.set_num_threads(job["threads"])
+    try:
+        recs = load_recordings(job["data"], job["cache"])[: job["nights"]]
+        norm = Normaliser.fit([r.epochs for r in recs], seed=0)
+        x = model_inputs(recs, norm)
+        y = np.concatenate([r.labels for r in recs])
+        data = {"train": (x, y), "val": (x[:64], y[:64])}
+        cfg = TrainConfig(
+            epochs=job["epochs"],
+            batch_size=job["batch_size"],
+            samples_per_epoch=job["batches"] * job["batch_size"],
+            seed=0,
+        )
+        folder = Path(job["work"]) / f"p{nproc}"
+        history = train_fold(folder, data, ULWSleepNet().config, cfg, {}, ctx, timed=True)
+        if ctx.is_main:
+            results.put(([row["train_s"] for row in history], torch.get_num_threads()))
+    finally:
+        distributed.cleanup()
+
+
+def bench_processes(
+    data: str | Path,
+    cache_dir,
+    nprocs: tuple[int, ...] = (1, 2),
+    *,
+    batch_size: int = 128,
+    batches: int = 8,
+    epochs: int = 3,
+    nights: int = 4,
+    threads: int | None = None,
+) -> dict:
+    """Training samples per second of `train_fold` with each number of processes of
+    ``nprocs`` (gloo on localhost, each rank with the machine's cores divided among the
+    ranks as torch threads; ``threads``: that many instead), on the first ``nights`` nights of
+    ``data``: ``epochs`` epochs of ``batches`` global batches of ``batch_size``, each epoch's
+    batch loop timed (validation, checkpoint and plots left out). The first epoch warms up;
+    the rate is that of the best later epoch (the least disturbed by other load)."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    out = {"cores": len(os.sched_getaffinity(0)), "batch_size": batch_size, "runs": []}
+    with tempfile.TemporaryDirectory(prefix="bench-ddp-") as work:
+        job = {
+            "data": str(data),
+            "cache": cache_dir,
+            "nights": nights,
+            "batch_size": batch_size,
+            "batches": batches,
+            "epochs": max(2, epochs),
+            "work": work,
+            "threads": threads,
+        }
+        for nproc in nprocs:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            results = ctx.SimpleQueue()
+            mp.spawn(_throughput_rank, args=(nproc, port, job, results), nprocs=nproc)
+            seconds, used = results.get()
+            out["runs"].append(
+                {
+                    "processes": nproc,
+                    "threads_per_process": used,
+                    "epoch_batch_loop_s": seconds,
+                    "samples_per_s": round(batches * batch_size / min(seconds[1:]), 1),
+                }
+            )
+    return out
+
+
+if __name__ == "__main__":
+    from sleepdata.cache import default_cache
+
+    parser = argparse.ArgumentParser(
+        prog="python -m training.bench", description=bench_processes.__doc__
+    )
+    parser.add_argument("--data", required=True, help="folder of PSG/hypnogram pairs")
+    parser.add_argument("--cache", default=default_cache(), help="epoch cache folder")
+    parser.add_argument("--nproc", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batches", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=3, help="the first warms up (>= 2)")
+    parser.add_argument("--nights", type=int, default=4)
+    parser.add_argument("--threads", type=int, help="torch threads per process")
+    a = parser.parse_args()
+    figures = bench_processes(
+        a.data,
+        a.cache,
+        tuple(a.nproc),
+        batch_size=a.batch_size,
+        batches=a.batches,
+        epochs=a.epochs,
+        nights=a.nights,
+        threads=a.threads,
+    )
+    print(json.dumps(figures, indent=1))

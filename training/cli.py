@@ -124,6 +124,7 @@ def cmd_bench_data(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from . import distributed
     from .train import TrainConfig, run
 
     cfg = TrainConfig.from_file(
@@ -137,15 +138,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         compile=args.compile or None,
         samples_per_epoch=args.samples_per_epoch,
     )
-    result = run(
-        args.data,
-        args.out,
-        cfg,
-        folds=args.folds,
-        test_subjects=args.test_subjects or [],
-        val_subjects=args.val_subjects or [],
-        cache_dir=args.cache,
-    )
+    ctx = distributed.setup(args.device, args.amp)  # under torchrun: joins the group
+    try:
+        result = run(
+            args.data,
+            args.out,
+            cfg,
+            folds=args.folds,
+            test_subjects=args.test_subjects or [],
+            val_subjects=args.val_subjects or [],
+            cache_dir=args.cache,
+            ctx=ctx,
+        )
+    finally:
+        distributed.cleanup()
+    if not ctx.is_main:
+        return 0
     from sleepdata.metrics import format_scores
 
     print(format_scores(result))
@@ -287,6 +295,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalisation", choices=["fixed", "zscore"])
     p.add_argument("--class-weights", action="store_true", help="inverse-frequency weights")
     p.add_argument("--compile", action="store_true", help="torch.compile (faster long runs)")
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda", "mps"],
+        default="auto",
+        help="auto (default): cuda if available, else mps if available, else cpu",
+    )
+    p.add_argument(
+        "--amp",
+        choices=["bf16", "fp16"],
+        help="mixed precision, CUDA only (fp16 with loss scaling); default float32",
+    )
     p.add_argument("--cache", default=default_cache(), help="epoch cache folder")
     p.set_defaults(func=cmd_train)
 

@@ -22,13 +22,15 @@ from sleepdata.normalise import Normaliser, zscore_int8
 from sleepdata.progress import progress
 from sleepdata.psg import Recording, discover_pairs
 
+from . import distributed
 from .errors import TrainingError
 
 
 def load_recordings(data: str | Path, cache_dir: str | Path | None) -> list[Recording]:
     """Every PSG/hypnogram pair of the folder ``data``, epoched (cached in ``cache_dir``)."""
     pairs = discover_pairs(data)
-    return [cache.load(p, cache_dir) for p in progress(pairs, desc="load", unit="night")]
+    bar = progress(pairs, desc="load", unit="night", disable=not distributed.is_main())
+    return [cache.load(p, cache_dir) for p in bar]
 
 
 def data_provenance(data: str | Path) -> dict:

@@ -8,6 +8,11 @@ resuming), ``model/`` (best epoch by validation macro-F1: config.json + weights.
 with ``cv_report.md``: ACC, macro-F1 and kappa per fold, pooled, and mean +- std over folds.
 Stopping and re-running the same command resumes where it stopped.
 
+Under torchrun (training/distributed.py, docs/distributed.md) the ranks train one model with
+DistributedDataParallel, each on its share of every batch, and rank 0 alone writes the run
+folder; run.json, every model's config.json and the pooled metrics.json record the device, mixed
+precision and number of processes under ``execution``.
+
 ``TrainConfig.recipe`` names a recipe of training/recipes.py: ``project`` (the defaults below)
 or ``paper`` (the original ULW-SleepNet training: batch 32, 50 epochs, Glorot initialisation,
 Keras BatchNorm momentum, checkpoint by validation accuracy); explicit options override it.
@@ -31,6 +36,8 @@ from sleepdata.normalise import Normaliser
 from sleepdata.plots import plot_confusion, plot_learning_curves
 from sleepdata.stages import N_STAGES, STAGE_NAMES
 
+from . import distributed
+from .distributed import Context
 from .errors import TrainingError
 from .loop import Recipe, as_float, fit, predict
 from .model import ModelConfig, ULWSleepNet, load_model
@@ -123,15 +130,28 @@ def train_fold(
     model_config: ModelConfig,
     cfg: TrainConfig,
     extra: dict,
+    ctx: Context | None = None,
+    timed: bool = False,
 ) -> list[dict]:
     """Train on data['train'], select on data['val'] (``cfg.select``); returns the history.
 
-    data maps split name -> (int8 inputs, labels). Resumes from folder/checkpoint.pt.
+    data maps split name -> (int8 inputs, labels). Resumes from folder/checkpoint.pt. ``ctx``:
+    the device, mixed precision and rank (None: one process on the CPU). Under torchrun each
+    rank takes its share of every batch (`distributed.my_share`) and its loss is scaled so that
+    the gradients DistributedDataParallel averages are those of the whole batch; BatchNorm
+    normalises over the whole batch; validation is shared out and the probabilities gathered,
+    so every rank computes the same scores (and selects the same epoch). ``timed``: history
+    rows also hold the seconds of training and validation (`Recipe.timed`), for benchmarks.
     """
+    ctx = ctx or Context()
     x_train, y_train = data["train"]
     x_val, y_val = data["val"]
     torch.manual_seed(cfg.seed)
     model = prepare_model(ULWSleepNet(model_config), cfg.init, cfg.bn_momentum)
+    if ctx.world_size > 1:
+        model = distributed.sync_batchnorm(model, ctx.device)
+        torch.manual_seed(distributed.rank_seed(cfg.seed, ctx.rank))  # own dropout draws
+    model.to(ctx.device)
     opt = torch.optim.Adam(
         model.parameters(), lr=cfg.lr, amsgrad=True, weight_decay=cfg.weight_decay
     )
@@ -139,16 +159,31 @@ def train_fold(
         opt, T_0=cfg.restart_steps, T_mult=2
     )
     weights = class_weight_tensor(y_train) if cfg.class_weights else None
-    step = torch.compile(model) if cfg.compile else model
-    y_train_t = torch.from_numpy(y_train.astype(np.int64))
+    if weights is not None:
+        weights = weights.to(ctx.device)
+    wrapped = distributed.wrap(model, ctx)
+    step = torch.compile(wrapped) if cfg.compile else wrapped
+    y_train_t = torch.from_numpy(y_train.astype(np.int64)).to(ctx.device)
 
     def batch_loss(idx, rng, gen) -> dict:
         model.train()
-        logits = step(as_float(x_train[idx]))
-        return {"loss": F.cross_entropy(logits, y_train_t[idx], weight=weights)}
+        if ctx.world_size == 1:
+            with ctx.autocast():
+                logits = step(as_float(x_train[idx]).to(ctx.device))
+            return {"loss": F.cross_entropy(logits.float(), y_train_t[idx], weight=weights)}
+        # This rank's sum of (weighted) losses over the whole batch's normaliser, times the
+        # ranks that DistributedDataParallel divides the summed gradients by: the mean of
+        # these over the ranks is the batch's mean loss, as one process computes it.
+        mine = distributed.my_share(idx)
+        with ctx.autocast():
+            logits = step(as_float(x_train[mine]).to(ctx.device))
+        total = len(idx) if weights is None else weights[y_train_t[idx]].sum()
+        loss = F.cross_entropy(logits.float(), y_train_t[mine], weight=weights, reduction="sum")
+        return {"loss": loss * ctx.world_size / total}
 
     def validate() -> dict:
-        probs = predict(model, x_val)
+        shares = np.array_split(np.arange(len(x_val)), ctx.world_size)
+        probs = np.concatenate(distributed.gather(predict(model, x_val[shares[ctx.rank]])))
         val_loss = F.nll_loss(
             torch.log(torch.from_numpy(probs) + 1e-12), torch.from_numpy(y_val.astype(np.int64))
         )
@@ -161,6 +196,7 @@ def train_fold(
         validate,
         select=select,
         recorded=tuple(dict.fromkeys((select, "val_macro_f1"))),
+        timed=timed,
         progress=lambda row: {
             "loss": f"{row['train_loss']:.3f}",
             "val_f1": format_metric(row["val_macro_f1"]),
@@ -179,8 +215,9 @@ def train_fold(
         batch_size=cfg.batch_size,
         seed=cfg.seed,
         extra=extra,
+        scaler=ctx.grad_scaler(),
     )
-    if history:
+    if history and ctx.is_main:
         plot_learning_curves(folder / "learning_curves.png", history, title=folder.name)
     return history
 
@@ -285,13 +322,20 @@ def run(
     val_subjects: Sequence[str] = (),
     cache_dir: str | Path | None = None,
     model_config: ModelConfig | None = None,
+    ctx: Context | None = None,
 ) -> dict:
     """Cross-validate (``folds``) or train on a fixed subject split; returns pooled metrics
     (with cross-validation also ``over_folds``: mean and sample std of the per-fold scores,
-    and RUN/cv_report.md)."""
+    and RUN/cv_report.md). ``ctx``: where this process trains (None: one process on the CPU);
+    under torchrun every rank returns rank 0's metrics."""
+    ctx = ctx or Context()
     out = Path(out)
     model_config = model_config or ModelConfig()
+    if not ctx.is_main:
+        distributed.barrier()  # rank 0 fills the cache first: the others only read it
     by_subject = group_by_subject(load_recordings(data, cache_dir))
+    if ctx.is_main:
+        distributed.barrier()
     provenance = data_provenance(data)
     if test_subjects or val_subjects:
         splits = [fixed_split(by_subject, test_subjects, val_subjects)]
@@ -303,12 +347,21 @@ def run(
         "model_config": model_config.to_dict(),
         "splits": [asdict(s) for s in splits],
         "nights": {k: [r.name for r in v] for k, v in sorted(by_subject.items())},
+        "execution": ctx.to_dict(),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    run_file = out / "run.json"
-    if run_file.is_file():
-        _check_same_run(run_file, run_info)
-    run_file.write_text(json.dumps(run_info, indent=1) + "\n")
+    refused = None
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        run_file = out / "run.json"
+        try:
+            if run_file.is_file():
+                _check_same_run(run_file, run_info)
+            run_file.write_text(json.dumps(run_info, indent=1) + "\n")
+        except TrainingError as exc:
+            refused = str(exc)
+    refused = distributed.share(refused)  # every rank stops alike
+    if refused:
+        raise TrainingError(refused)
 
     all_y, all_p, fold_metrics = [], [], []
     for split in splits:
@@ -333,16 +386,22 @@ def run(
             "train_config": asdict(cfg),
             "split": asdict(split),
             "data_provenance": provenance,
+            "execution": ctx.to_dict(),
         }
-        if not (folder / "metrics.json").is_file():
-            train_fold(folder, data_xy, model_config, cfg, extra)
-            nights = np.concatenate([[r.name] * len(r) for r in part["test"]])
-            evaluate_fold(folder, *data_xy["test"], nights, provenance)
+        if not distributed.share(ctx.is_main and (folder / "metrics.json").is_file()):
+            train_fold(folder, data_xy, model_config, cfg, extra, ctx)
+            if ctx.is_main:
+                nights = np.concatenate([[r.name] * len(r) for r in part["test"]])
+                evaluate_fold(folder, *data_xy["test"], nights, provenance)
+        if not ctx.is_main:
+            continue
         fold = json.loads((folder / "metrics.json").read_text())
         fold_metrics.append({"fold": split.name, **fold})
         pred = np.load(folder / "predictions.npz")
         all_y.append(pred["labels"])
         all_p.append(pred["probs"].argmax(axis=1))
+    if not ctx.is_main:
+        return distributed.share(None)
     pooled = scores(np.concatenate(all_y), np.concatenate(all_p))
     write_confusion_csv(out / "confusion.csv", np.array(pooled["confusion"]))
     plot_confusion(
@@ -353,6 +412,7 @@ def run(
         "pooled": True,
         "note": "epochs of all test subjects pooled over folds (not averaged per night)",
         "data_provenance": provenance,
+        "execution": ctx.to_dict(),
         "folds": fold_metrics,
     }
     if len(splits) > 1:
@@ -365,4 +425,4 @@ def run(
     (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
     if len(splits) == 1:
         shutil.copyfile(out / "metrics.json", folder / "model" / "metrics.json")
-    return result
+    return distributed.share(result)
