@@ -16,7 +16,6 @@ from pathlib import Path
 from .cohort import Board, CohortError, CohortInterrupted, open_cohort
 from .cohort_report import write_cohort_outputs
 from .device import Device, DeviceError
-from .stream import StreamOptions
 
 
 def is_cohort_request(args) -> bool:
@@ -90,6 +89,7 @@ def cohort_boards(args, model_dir: Path) -> list[Board]:
 def cmd_cohort(args, interrupts, exit_error: int, exit_interrupted: int) -> int:
     from sleepdata.progress import progress
 
+    from .cli_stream import stream_options
     from .reference import ModelFiles
     from .rendering import cohort_summary_text
 
@@ -101,14 +101,7 @@ def cmd_cohort(args, interrupts, exit_error: int, exit_interrupted: int) -> int:
             )
     model = ModelFiles.load(args.model)
     out = Path(args.out) if args.out else Path("runs") / "cohort"
-    options = StreamOptions(
-        start=args.start,
-        epochs=args.epochs,
-        realtime=args.realtime,
-        noise=args.noise,
-        seed=args.seed,
-        model_dir=model.folder,
-    )
+    options = stream_options(args, model.folder)  # (--hypnogram, --adversarial refused above)
     run = open_cohort(args.night, out, options, cohort_boards(args, model.folder), args.resume)
     todo = [n for n in run.nights if n.status != "done"]
     print(

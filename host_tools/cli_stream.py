@@ -18,7 +18,7 @@ def cmd_stream(args, exit_error: int, exit_interrupted: int) -> int:
     from .inputs import check_adversarial, read_adversarial_file
     from .reference import ModelFiles
     from .rendering import faults_text, summary_text
-    from .stream import StreamInterrupted, StreamOptions, stream
+    from .stream import StreamInterrupted, stream
 
     if is_cohort_request(args):
         return cmd_cohort(args, args.interrupts, exit_error, exit_interrupted)
@@ -32,17 +32,7 @@ def cmd_stream(args, exit_error: int, exit_interrupted: int) -> int:
         adv = read_adversarial_file(args.adversarial)
         check_adversarial(adv, pair.name, model)
     out = Path(args.out) if args.out else Path("runs") / "stream" / Path(args.night).name[:8]
-    options = StreamOptions(
-        hypnogram=Path(args.hypnogram) if args.hypnogram else None,
-        start=args.start,
-        epochs=args.epochs,
-        realtime=args.realtime,
-        noise=args.noise,
-        seed=args.seed,
-        resume=args.resume,
-        model_dir=model.folder,
-        adversarial=Path(args.adversarial) if args.adversarial else None,
-    )
+    options = stream_options(args, model.folder)
     bar = None
 
     def on_result(row, done: int, total: int) -> None:
@@ -87,3 +77,20 @@ def cmd_stream(args, exit_error: int, exit_interrupted: int) -> int:
     if report.get("faults"):
         print(faults_text(report))
     return 0
+
+
+def stream_options(args, model_dir: Path):
+    """The StreamOptions of the command line (a cohort's apply to each of its nights)."""
+    from .stream import StreamOptions
+
+    return StreamOptions(
+        hypnogram=Path(args.hypnogram) if args.hypnogram else None,
+        start=args.start,
+        epochs=args.epochs,
+        realtime=args.realtime,
+        noise=args.noise,
+        seed=args.seed,
+        resume=args.resume,
+        model_dir=model_dir,
+        adversarial=Path(args.adversarial) if args.adversarial else None,
+    )
