@@ -16,8 +16,8 @@ arithmetic, the one unit y2 = W (d1 * x[::4]) + b with W = W2 diag(d2) W1 and
 b = W2 (d2 * b1) + b2: a kernel-1 depthwise convolution of stride 4 and one pointwise
 convolution. The mirror builds that unit (``compose_shortcut=True``): the int8 graph then
 quantises one unit instead of two, and the engine computes cin x cout MACs per output
-position instead of cin x inner + inner x cout (see docs/converter.md, "Composed shortcut",
-for the accuracy and cost before and after). The float reference (ONNX) keeps the trained
+position instead of cin x inner + inner x cout (docs/converter.md, "Composed shortcut
+streams": the accuracy and cost before and after). The float reference (ONNX) keeps the trained
 graph as it is.
 """
 
