@@ -3,11 +3,9 @@ DIR --boards 2``), one night malformed; and a cohort interrupted and finished wi
 
 from __future__ import annotations
 
+import _thread
 import json
-import os
-import signal
-import subprocess
-import sys
+import threading
 import time
 
 import pytest
@@ -17,7 +15,7 @@ from host_tools.cli import EXIT_ERROR, EXIT_INTERRUPTED, main
 from host_tools.cohort import COHORT_JSON, NIGHTS
 from host_tools.cohort_report import COHORT_PLOT
 
-from ..conftest import REPO, write_pair
+from ..conftest import write_pair
 
 pytestmark = pytest.mark.hil
 
@@ -85,33 +83,34 @@ def test_cohort_through_two_boards_with_a_malformed_night(tmp_path, emulated_onl
 
 
 def test_cohort_interrupted_then_resumed_redoes_no_finished_night(tmp_path, emulated_only):
+    """Ctrl-C while the second night streams (delivered to the command's main thread, as a
+    terminal's SIGINT is): every epoch so far is saved, the exit status says interrupted, and
+    --resume finishes the cohort without streaming the finished night again."""
     data = tmp_path / "data"
     _nights(data, [30, 60])
     out = tmp_path / "cohort"
-    cmd = [sys.executable, "-m", "host_tools", "stream", str(data), "--boards", "1",
-           "--out", str(out)]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
     first = out / NIGHTS / "SC4021E0"  # the longer night goes first
     second = out / NIGHTS / "SC4011E0" / rf.RESULTS
-    deadline = time.monotonic() + 300
-    while not (
-        (first / rf.REPORT_JSON).is_file()
-        and second.is_file()
-        and len(second.read_text().splitlines()) > 3
-    ):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == EXIT_INTERRUPTED, err
-    assert "--resume" in err.decode()
+
+    def interrupt_mid_second_night() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if (first / rf.REPORT_JSON).is_file() and second.is_file():
+                if len(second.read_text().splitlines()) > 3:
+                    _thread.interrupt_main()
+                    return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=interrupt_mid_second_night, daemon=True)
+    watcher.start()
+    argv = ["stream", str(data), "--boards", "1", "--out", str(out)]
+    assert main(argv) == EXIT_INTERRUPTED
+    watcher.join()
     kept = len(rf.read_results(second))
     assert 0 < kept < 30
     done_before = (first / rf.RESULTS).stat().st_mtime_ns
 
-    assert main(["stream", str(data), "--out", str(out)]) == 2  # a cohort is there: --resume
+    assert main(["stream", str(data), "--out", str(out)]) == EXIT_ERROR  # a cohort: --resume
     assert main(["stream", str(data), "--out", str(out), "--resume"]) == 0
     assert (first / rf.RESULTS).stat().st_mtime_ns == done_before  # not redone
     rows = rf.read_results(second)
