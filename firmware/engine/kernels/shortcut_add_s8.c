@@ -57,33 +57,41 @@ static ENGINE_COLD int32_t engine_add_exact(int32_t a, int32_t b, const engine_a
     return engine_clamp_s8(raw, p->act_min, p->act_max);
 }
 
+/* Exact path: unit u's pointwise layer over `rows` tile rows (positions v0 ..), each output
+ * added to the main stream through the ADD, into out. */
+static ENGINE_COLD void engine_pw_add_exact(const engine_separable_s8_t *u, const uint32_t *tile,
+                                            int rows, int v0, const engine_add_s8_params_t *add,
+                                            const int8_t *main_in, int8_t *out)
+{
+    const int c_in = u->in_channels;
+    const int c_out = u->out_channels;
+    const int words = engine_tile_row_words(c_in);
+    for (int oc = 0; oc < c_out; ++oc) {
+        const int8_t *w = u->pw_filter + oc * c_in;
+        const uint32_t bias = (uint32_t)((u->pw_bias != NULL) ? u->pw_bias[oc] : 0);
+        for (int r = 0; r < rows; ++r) {
+            const int32_t acc =
+                (int32_t)((uint32_t)engine_dot1(w, tile + r * words, c_in, 0) + bias);
+            const int32_t b = engine_rq_exact(acc, u->pw_mult[oc], u->pw_shift[oc],
+                                              u->pw_output_offset, u->pw_act_min, u->pw_act_max);
+            const int i = (v0 + r) * c_out + oc;
+            out[i] = (int8_t)engine_add_exact(main_in[i], b, add);
+        }
+    }
+}
+
 /* One unit (second == NULL): the first unit's pointwise output goes straight into the ADD. */
 static ENGINE_COLD void engine_shortcut1_exact(const engine_separable_s8_t *first,
                                                const engine_add_s8_params_t *add, const int8_t *in,
                                                int len_in, const int8_t *main_in, int8_t *out,
                                                int len_out)
 {
-    const int c_in = first->in_channels;
-    const int c_out = first->out_channels;
-    const int words_a = engine_tile_row_words(c_in);
-    const int rows_per_tile = ENGINE_TILE_WORDS / words_a; /* >= 8 */
+    const int rows_per_tile = ENGINE_TILE_WORDS / engine_tile_row_words(first->in_channels);
     uint32_t tile[ENGINE_TILE_WORDS];
     for (int v0 = 0; v0 < len_out; v0 += rows_per_tile) {
         const int rows = (len_out - v0 < rows_per_tile) ? len_out - v0 : rows_per_tile;
         engine_dw_rows_exact(first, in, len_in, v0, 1, rows, tile);
-        for (int oc = 0; oc < c_out; ++oc) {
-            const int8_t *w = first->pw_filter + oc * c_in;
-            const uint32_t bias = (uint32_t)((first->pw_bias != NULL) ? first->pw_bias[oc] : 0);
-            for (int r = 0; r < rows; ++r) {
-                const int32_t acc =
-                    (int32_t)((uint32_t)engine_dot1(w, tile + r * words_a, c_in, 0) + bias);
-                const int32_t b =
-                    engine_rq_exact(acc, first->pw_mult[oc], first->pw_shift[oc],
-                                    first->pw_output_offset, first->pw_act_min, first->pw_act_max);
-                const int i = (v0 + r) * c_out + oc;
-                out[i] = (int8_t)engine_add_exact(main_in[i], b, add);
-            }
-        }
+        engine_pw_add_exact(first, tile, rows, v0, add, main_in, out);
     }
 }
 
@@ -95,7 +103,6 @@ static ENGINE_COLD void engine_shortcut_exact(const engine_separable_s8_t *first
 {
     const int c_in = first->in_channels;
     const int c_mid = first->out_channels;
-    const int c_out = second->out_channels;
     const int words_a = engine_tile_row_words(c_in);
     const int words_b = engine_tile_row_words(c_mid);
     const int rows_per_tile = ENGINE_TILE_WORDS / (words_a + words_b); /* >= 2 */
@@ -125,19 +132,7 @@ static ENGINE_COLD void engine_shortcut_exact(const engine_separable_s8_t *first
                 engine_store_s16(dst + r * 4 * words_b, y2 - second->dw_output_offset);
             }
         }
-        for (int oc = 0; oc < c_out; ++oc) {
-            const int8_t *w = second->pw_filter + oc * c_mid;
-            const uint32_t bias = (uint32_t)((second->pw_bias != NULL) ? second->pw_bias[oc] : 0);
-            for (int r = 0; r < rows; ++r) {
-                const int32_t acc =
-                    (int32_t)((uint32_t)engine_dot1(w, tile_b + r * words_b, c_mid, 0) + bias);
-                const int32_t b = engine_rq_exact(acc, second->pw_mult[oc], second->pw_shift[oc],
-                                                  second->pw_output_offset, second->pw_act_min,
-                                                  second->pw_act_max);
-                const int i = (v0 + r) * c_out + oc;
-                out[i] = (int8_t)engine_add_exact(main_in[i], b, add);
-            }
-        }
+        engine_pw_add_exact(second, tile_b, rows, v0, add, main_in, out);
     }
 }
 
