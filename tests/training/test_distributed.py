@@ -9,6 +9,7 @@ import json
 import os
 import re
 import socket
+import sys
 
 import numpy as np
 import pytest
@@ -70,6 +71,12 @@ def _worker(rank: int, world: int, port: int, args: tuple, kwargs: dict) -> None
         run(*args, ctx=ctx, **kwargs)
     finally:
         distributed.cleanup()
+    # The rank's work is done and on disk. Leave without the C++ runtime's exit-time destructors:
+    # now and then one aborts there ("terminate called without an active exception"), after all
+    # the work; that defect is open (docs/distributed.md) and not what these tests check.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _free_port() -> int:
