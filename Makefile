@@ -27,7 +27,7 @@ NO_DEMO_HYPNOGRAM := note: using a generated night: the README's figures are of 
 	simulated from the real SC4001EC-Hypnogram.edf ($(HYPNOGRAMS_URL); set SHARED_HYPNOGRAMS=DIR, \
 	its folder)
 
-.PHONY: setup test lint format demo demo-stream bench-cohort bench-cycles bench-host bench-edf-fuzz bench-stream bench-faults bench bench-train model cv model-paper convert firmware firmware-test firmware-fuzz bench-fuzz firmware-model rest-variants variant-cards robustness robustness-onchip clean distclean
+.PHONY: setup test lint format demo demo-stream bench-cohort bench-scale bench-cycles bench-host bench-edf-fuzz bench-stream bench-faults bench bench-train model cv model-paper convert firmware firmware-test firmware-fuzz bench-fuzz firmware-model rest-variants variant-cards robustness robustness-onchip clean distclean
 
 setup:
 	@scripts/setup.sh
@@ -71,12 +71,25 @@ bench-stream: setup
 ## bench-cohort: the 35 simulated nights through 1, then 2 emulated boards (COHORT_BOARDS; each a
 ##               resumable cohort in build/bench-cohort/boards-N; hours on 2 cores): wall time,
 ##               epochs/s, scaling efficiency and where the CPU time goes
+##               (COHORT_EPOCHS=N: the first N epochs of each night, in build/bench-cohort-N)
 COHORT_BOARDS ?= 1 2
 COHORT_DATA ?= $(BUILD)/sim35
+COHORT_EPOCHS ?=
+COHORT_OUT = $(BUILD)/bench-cohort$(if $(COHORT_EPOCHS),-$(COHORT_EPOCHS))
 bench-cohort: setup $(BUILD)/sim35/.done
 	for n in $(COHORT_BOARDS); do $(VENV)/bin/host_tools stream $(COHORT_DATA) --boards $$n \
-		--out $(BUILD)/bench-cohort/boards-$$n --resume || exit 1; done
-	$(PY) scripts/cohort_scaling.py $(addprefix $(BUILD)/bench-cohort/boards-,$(COHORT_BOARDS))
+		$(if $(COHORT_EPOCHS),--epochs $(COHORT_EPOCHS)) --cycles-sample 0 \
+		--out $(COHORT_OUT)/boards-$$n --resume || exit 1; done
+	$(PY) scripts/cohort_scaling.py $(addprefix $(COHORT_OUT)/boards-,$(COHORT_BOARDS))
+
+## bench-scale: a Sleep-EDF-78-sized cohort (SCALE_NIGHTS generated nights) simulated and
+##              prepared with --jobs SCALE_JOBS, one training epoch's peak memory, cache load
+##              time (docs/data.md; resumable, about an hour on 2 cores)
+SCALE_NIGHTS ?= 153
+SCALE_JOBS ?= 2
+bench-scale: setup
+	$(PY) -m training bench-scale --work $(BUILD)/bench-scale --nights $(SCALE_NIGHTS) \
+		--jobs $(SCALE_JOBS)
 
 ## bench-faults: the reliability benchmark: a simulated night to emu-m4 with 1 % of the bytes
 ##               corrupted and 0.5 % dropped, both ways (FAULT_EPOCHS=N for the first N epochs);

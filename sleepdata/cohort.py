@@ -30,13 +30,21 @@ def subject_key(rec: Recording) -> str:
 
 
 def parse_subjects(text: str | None) -> list[str]:
-    """Subject numbers as given on a command line, '0,1,12', -> their keys; None or '' -> []."""
+    """Subject numbers as given on a command line, '0,1,12' or with ranges '90-99,120', -> their
+    keys; None or '' -> []."""
     if not text:
         return []
+    keys = []
     try:
-        return [subject_name(int(t)) for t in text.split(",")]
+        for token in text.split(","):
+            first, _, last = token.partition("-")
+            lo, hi = int(first), int(last or first)
+            if hi < lo:
+                raise ValueError
+            keys += [subject_name(n) for n in range(lo, hi + 1)]
     except ValueError:
-        raise ValueError(f"{text!r}: expected subject numbers like 0,1,12") from None
+        raise ValueError(f"{text!r}: expected subject numbers like 0,1,12 or 90-99") from None
+    return keys
 
 
 def group_by_subject(recs: Iterable[Recording]) -> dict[str, list[Recording]]:

@@ -15,6 +15,18 @@ class DataError(Exception):
         self.problem = " ".join(str(problem).split())
         super().__init__(f"{self.path}: {self.problem}")
 
+    def __reduce__(self):
+        # Subclasses take other arguments than ``args``: rebuild from the state, so that the
+        # error crosses a process boundary (worker processes, sleepdata.jobs).
+        return (_restore, (type(self), self.args, self.__dict__))
+
+
+def _restore(cls: type[DataError], args: tuple, state: dict) -> DataError:
+    err = Exception.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
 
 class UnreadableFileError(DataError):
     """Not an EDF file, or an EDF file whose header does not match its contents (truncated)."""

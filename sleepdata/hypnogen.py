@@ -19,15 +19,17 @@ import numpy as np
 
 from .hypnogram import read_hypnogram, write_hypnogram
 from .layout import EPOCH_S
+from .names import MAX_SUBJECT, record_stem
 from .stages import N1, N_STAGES, SLEEP_STAGES, STAGE_NAMES, W
 
 N_THIRDS = 3
 STATS_RESOURCE = "hypnogram_stats.json"
 #: Sleep-EDF hypnograms are padded with "?" to this many seconds after the start.
 HYPNOGRAM_SPAN_S = 86400
-#: Generated subjects are numbered from 90 so they never collide with real Sleep-EDF subjects.
+#: Generated subjects are numbered from 90 so they never collide with real Sleep-EDF subjects
+#: (00-82); from 100 on they take the SGssssN form (sleepdata/names.py).
 FIRST_GENERATED_SUBJECT = 90
-MAX_GENERATED_NIGHTS = 2 * (100 - FIRST_GENERATED_SUBJECT)
+MAX_GENERATED_NIGHTS = 2 * (MAX_SUBJECT + 1 - FIRST_GENERATED_SUBJECT)
 
 
 def fit(paths: Iterable[Path]) -> dict:
@@ -113,14 +115,14 @@ def generate(stats: dict, rng: np.random.Generator) -> tuple[np.ndarray, dt.date
 def generated_hypnograms(out: Path, n_nights: int, seed: int) -> list[Path]:
     """Write ``n_nights`` generated hypnograms (two nights per generated subject) into ``out``."""
     if not 1 <= n_nights <= MAX_GENERATED_NIGHTS:
-        raise ValueError(f"--nights must be between 1 and {MAX_GENERATED_NIGHTS}")
+        raise ValueError(f"--nights must be between 1 and {MAX_GENERATED_NIGHTS:,}")
     stats = load_stats()
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for k in range(n_nights):
         subject, night = FIRST_GENERATED_SUBJECT + k // 2, 1 + k % 2
         labels, start = generate(stats, np.random.default_rng([seed, subject, night]))
-        path = out / f"SC4{subject:02d}{night}EG-Hypnogram.edf"
+        path = out / f"{record_stem(subject, night, 'G')}-Hypnogram.edf"
         tail = max(HYPNOGRAM_SPAN_S - labels.size * 30, 0)
         write_hypnogram(path, start, labels, unscored_tail_s=tail)
         paths.append(path)

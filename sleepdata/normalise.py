@@ -43,6 +43,13 @@ def _fixed_point(ratio: float, name: str) -> tuple[int, int]:
     return mult, shift
 
 
+def wire_samples(x_uv: np.ndarray, lsb_uv: Sequence[float]) -> np.ndarray:
+    """Microvolts (..., channels, samples) -> int16 wire samples, one step of channel c being
+    lsb_uv[c] (rounded to nearest, saturated at the int16 range)."""
+    lsb = np.asarray(lsb_uv, dtype=np.float64).reshape(-1, 1)
+    return np.clip(np.rint(x_uv / lsb), -32768, 32767).astype(np.int16)
+
+
 @dataclass(frozen=True)
 class ChannelNorm:
     """Normalisation of one input channel. Units: lsb_uv (one wire step), step_uv (one int8
@@ -74,10 +81,13 @@ class Normaliser:
 
     # -- the transform ------------------------------------------------------------------------
 
+    @property
+    def lsb_uv(self) -> tuple[float, ...]:
+        return tuple(c.lsb_uv for c in self.channels)
+
     def to_wire(self, x_uv: np.ndarray) -> np.ndarray:
         """Microvolts (..., 4, samples) -> int16 wire samples (rounded, saturated)."""
-        lsb = np.array([c.lsb_uv for c in self.channels]).reshape(-1, 1)
-        return np.clip(np.rint(x_uv / lsb), -32768, 32767).astype(np.int16)
+        return wire_samples(x_uv, self.lsb_uv)
 
     def to_int8(self, s: np.ndarray) -> np.ndarray:
         """int16 wire samples (n, 4, 3000) -> int8 model input, by the documented formula."""
@@ -102,7 +112,7 @@ class Normaliser:
 
     def model_input(self, x_uv: np.ndarray) -> np.ndarray:
         """Microvolt epochs (n, 4, 3000) -> the int8 input the board computes from them."""
-        return self.to_int8(self.to_wire(x_uv))
+        return self.to_int8(self.to_wire(np.asarray(x_uv)))
 
     # -- construction -------------------------------------------------------------------------
 
@@ -175,6 +185,7 @@ class Normaliser:
 def zscore_int8(x_uv: np.ndarray) -> np.ndarray:
     """The alternative measured against (docs/preprocessing.md): per-epoch, per-channel
     z-score, then the same int8 grid (q = round(16 z), saturated). Erases absolute amplitude."""
+    x_uv = np.asarray(x_uv)
     mean = x_uv.mean(axis=-1, keepdims=True)
     std = x_uv.std(axis=-1, keepdims=True) + 1e-6
     return np.clip(np.rint((x_uv - mean) / std / INPUT_SCALE), -128, 127).astype(np.int8)

@@ -268,13 +268,28 @@ def _check_signal(
     return fs, VOLTAGE_UNITS[units]
 
 
-def read_signals(path: str | Path) -> tuple[np.ndarray, dt.datetime, dict[str, str]]:
-    """The model's 4 channels of a PSG file at 100 Hz, in microvolts: float32 (4, n_samples).
+@dataclass(frozen=True)
+class _Channel:
+    """A model channel of an open PSG file: its index, label, rate, factor to uV and its length
+    once brought to 100 Hz."""
 
-    Every header field the reading relies on is checked first (EdfHeaderError names the file
-    and the field), and any failure of the EDF library becomes an EdfHeaderError too.
-    """
-    path = Path(path)
+    idx: int
+    label: str
+    fs: float
+    to_uv: float
+    n_model: int
+
+
+def _model_length(n_file: int, fs: float) -> int:
+    if fs == MODEL_FS_HZ:
+        return n_file
+    return n_file * MODEL_FS_HZ  # a 1 Hz EMG envelope, interpolated
+
+
+def _open_channels(path: Path) -> tuple[pyedflib.EdfReader, list[_Channel], dt.datetime]:
+    """Open ``path`` and check every header field the reading relies on (EdfHeaderError names
+    the file and the field; any failure of the EDF library becomes one too). The caller closes
+    the reader."""
     reader = _open_edf(path)
     try:
         try:
@@ -289,24 +304,54 @@ def read_signals(path: str | Path) -> tuple[np.ndarray, dt.datetime, dict[str, s
             start = reader.getStartdatetime()
         except Exception as exc:  # e.g. a startdate of 31.02.89 passes edflib's format check
             raise _library_error(path, "startdate/starttime", exc) from None
-        columns, source = [], {}
+        channels = []
         for k in range(len(MODEL_CHANNELS)):
             idx = _find_channel(labels, k, path)
             try:
                 fs, to_uv = _check_signal(reader, idx, labels[idx], k, duration, path)
-                x = reader.readSignal(idx) * to_uv
+                n_file = int(reader.getNSamples()[idx])
             except DataError:
                 raise
             except Exception as exc:
                 raise _library_error(path, f"reading channel {labels[idx]!r}", exc) from None
-            if k == EMG_INDEX:
-                x = emg_to_model_rate(x, fs)
-            columns.append(x)
-            source[MODEL_CHANNELS[k].name] = f"{labels[idx]} @ {fs:g} Hz"
+            if k == EMG_INDEX and fs == MODEL_FS_HZ:
+                n_file -= n_file % MODEL_FS_HZ  # whole seconds of raw EMG become the envelope
+            channels.append(_Channel(idx, labels[idx], fs, to_uv, _model_length(n_file, fs)))
+        return reader, channels, start
+    except BaseException:
+        reader.close()
+        raise
+
+
+def _read_channel(reader: pyedflib.EdfReader, k: int, ch: _Channel, path: Path) -> np.ndarray:
+    """Model channel ``k`` at 100 Hz in microvolts, float32: the library's float64 samples of
+    this channel alone are the only other copy alive."""
+    try:
+        x = reader.readSignal(ch.idx)
+    except Exception as exc:
+        raise _library_error(path, f"reading channel {ch.label!r}", exc) from None
+    x *= ch.to_uv
+    if k == EMG_INDEX:
+        x = emg_to_model_rate(x, ch.fs)
+    return x.astype(np.float32)
+
+
+def _source(channels: list[_Channel]) -> dict[str, str]:
+    return {MODEL_CHANNELS[k].name: f"{c.label} @ {c.fs:g} Hz" for k, c in enumerate(channels)}
+
+
+def read_signals(path: str | Path) -> tuple[np.ndarray, dt.datetime, dict[str, str]]:
+    """The model's 4 channels of a PSG file at 100 Hz, in microvolts: float32 (4, n_samples)."""
+    path = Path(path)
+    reader, channels, start = _open_channels(path)
+    try:
+        n = min(c.n_model for c in channels)
+        out = np.empty((len(channels), n), dtype=np.float32)
+        for k, ch in enumerate(channels):
+            out[k] = _read_channel(reader, k, ch, path)[:n]
     finally:
         reader.close()
-    n = min(c.size for c in columns)
-    return np.stack([c[:n] for c in columns]).astype(np.float32), start, source
+    return out, start, _source(channels)
 
 
 # ------------------------------------------------------------------------------------------
@@ -344,15 +389,27 @@ def select_epochs(
 
 
 def load_recording(pair: RecordingPair) -> Recording:
-    """Read and epoch one PSG/hypnogram pair (no cache; see sleepdata.cache.load)."""
-    signals, start, source = read_signals(pair.psg)
-    hyp = read_hypnogram(pair.hypnogram)
-    onsets, labels = hyp.epochs()
-    onsets = onsets + (hyp.start - start).total_seconds()
-    onsets, labels = select_epochs(onsets, labels, signals.shape[1] / MODEL_FS_HZ, pair.hypnogram)
-    first = np.rint(onsets * MODEL_FS_HZ).astype(np.int64)
-    idx = first[:, None] + np.arange(EPOCH_SAMPLES)
-    epochs = np.ascontiguousarray(signals[:, idx].transpose(1, 0, 2))
+    """Read and epoch one PSG/hypnogram pair (no cache; see sleepdata.cache.load).
+
+    The hypnogram is read first; then one channel at a time is read (float64 from the EDF
+    library, then float32 microvolts at 100 Hz) and cut into the epochs, so a 22-h night never
+    holds more than one channel beside its epochs."""
+    path = pair.psg
+    reader, channels, start = _open_channels(path)
+    try:
+        n = min(c.n_model for c in channels)
+        hyp = read_hypnogram(pair.hypnogram)
+        onsets, labels = hyp.epochs()
+        onsets = onsets + (hyp.start - start).total_seconds()
+        onsets, labels = select_epochs(onsets, labels, n / MODEL_FS_HZ, pair.hypnogram)
+        first = np.rint(onsets * MODEL_FS_HZ).astype(np.int64)
+        idx = first[:, None] + np.arange(EPOCH_SAMPLES)
+        epochs = np.empty((len(first), len(channels), EPOCH_SAMPLES), dtype=np.float32)
+        for k, ch in enumerate(channels):
+            epochs[:, k, :] = _read_channel(reader, k, ch, path)[idx]
+    finally:
+        reader.close()
+    source = _source(channels)
     try:
         ids = parse_name(pair.psg.name)
         subject, night = ids.subject, ids.night

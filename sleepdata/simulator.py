@@ -40,6 +40,7 @@ from .hypnogram import read_hypnogram
 from .layout import EPOCH_S
 from .names import parse_name
 from .provenance import SIMULATOR_MARK
+from .psg import HYPNOGRAM_SUFFIX, PSG_SUFFIX
 from .psg_writer import write_psg
 from .stages import MOVEMENT, N1, N2, N3, REM, UNSCORED, W
 
@@ -447,8 +448,12 @@ def recorded_epochs(stages: np.ndarray) -> int:
 
 
 def psg_name_for(hypnogram_path: Path) -> str:
-    """SC4001EC-Hypnogram.edf -> SC4001E0-PSG.edf (Sleep-EDF's naming)."""
-    return hypnogram_path.name[:7] + "0-PSG.edf"
+    """SC4001EC-Hypnogram.edf -> SC4001E0-PSG.edf (Sleep-EDF's naming: the record name's last
+    character names the scorer in a hypnogram, the version in a PSG); SG01001EG -> SG01001E0."""
+    name = hypnogram_path.name
+    if not name.lower().endswith(HYPNOGRAM_SUFFIX.lower()):
+        return name[:7] + "0" + PSG_SUFFIX
+    return name[: -len(HYPNOGRAM_SUFFIX) - 1] + "0" + PSG_SUFFIX
 
 
 def simulate_from_hypnogram(
@@ -479,6 +484,13 @@ def simulate_from_hypnogram(
     if hyp_copy.resolve() != hyp_path.resolve():
         shutil.copyfile(hyp_path, hyp_copy)
     return psg_path, hyp_copy
+
+
+def simulate_job(job: tuple[Path, Path, int]) -> tuple[Path, Path]:
+    """`simulate_from_hypnogram` of ``job`` = (hypnogram, output folder, seed), for worker
+    processes (sleepdata.jobs)."""
+    hypnogram, out_dir, seed = job
+    return simulate_from_hypnogram(hypnogram, out_dir, seed=seed)
 
 
 def simulate_generated(

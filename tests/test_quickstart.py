@@ -68,15 +68,15 @@ def test_the_readme_quickstart_runs_on_a_clean_folder(tmp_path):
     for line in QUICKSTART:
         out[line] = _step(line, tmp_path, env).stdout
         if " prepare " in line:
-            cached = {p: p.stat().st_mtime_ns for p in cache.glob("*.npz")}
+            cached = {p: p.stat().st_mtime_ns for p in cache.glob("*.npy")}
     sim, prep = out[QUICKSTART[0]], out[QUICKSTART[1]]
     assert "6 simulated Sleep-EDF-format nights" in sim and "3 subjects: 90, 91, 92" in sim
     assert "of 3 subjects (90, 91, 92) cached in" in prep and "by default" in prep
     # One cache: prepare filled it and every later step read it (nothing written anywhere else).
     assert len(cached) == 6
-    everywhere = set(tmp_path.rglob("*.npz")) - set((tmp_path / "runs").rglob("*.npz"))
+    everywhere = set(tmp_path.rglob("*.npy")) - set((tmp_path / "runs").rglob("*.npy"))
     assert everywhere == set(cached)
-    assert {p: p.stat().st_mtime_ns for p in cache.glob("*.npz")} == cached
+    assert {p: p.stat().st_mtime_ns for p in cache.glob("*.npy")} == cached
     runs = tmp_path / "runs"
     cv = json.loads((runs / "cv" / "metrics.json").read_text())
     assert [f["fold"] for f in cv["folds"]] == ["fold-1", "fold-2", "fold-3"]

@@ -1,7 +1,8 @@
 """``python -m training``: the training side of ULW-SleepNet from the command line.
 
 Data: ``prepare`` (epoch every PSG/hypnogram pair of a folder into the cache, with a per-stage
-table), ``simulate`` (Sleep-EDF-format PSG files from real or generated hypnograms),
+table; ``--jobs N`` nights in parallel), ``simulate`` (Sleep-EDF-format PSG files from real or
+generated hypnograms, any number of nights),
 ``hypnostats`` (the hypnogram statistics that generated nights are drawn from).
 Models: ``train`` (subject-wise cross-validation or a fixed subject split, resumable),
 ``finetune`` (REST: noise or adversarial fine-tuning, pruning, retraining), ``evaluate`` (score a
@@ -10,7 +11,8 @@ folder of recordings: metrics, hypnograms, plots), ``summary`` (parameters and M
 Robustness: ``robustness`` (REST's noise and attack evaluation, float and int8),
 ``robustness-table`` (one table and plot over several such runs), ``study-models`` (the REST
 study's models side by side: channels removed, MACs, flash, RAM, instructions).
-Benchmarks: ``bench-train`` (one training epoch), ``bench-data`` (simulate and load one night).
+Benchmarks: ``bench-train`` (one training epoch), ``bench-data`` (simulate and load one night),
+``bench-scale`` (a Sleep-EDF-78-sized cohort: prepare in parallel, training memory, cache load).
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from pathlib import Path
 from sleepdata import cache, hypnogen, simulator
 from sleepdata.cache import default_cache
 from sleepdata.cli import ArgumentParser
-from sleepdata.cohort import group_by_subject, hypnogram_files, parse_subjects, stage_table
+from sleepdata.cohort import hypnogram_files, parse_subjects, stage_table, subject_name
 from sleepdata.errors import DataError
+from sleepdata.jobs import Outcome, default_jobs, run_nights
 from sleepdata.names import parse_name
-from sleepdata.progress import progress
 from sleepdata.psg import discover_pairs
 
 from .cli_rest import add_rest_commands
@@ -41,6 +43,23 @@ def _nights(text: str) -> int:
     n = int(text)
     if not 1 <= n <= hypnogen.MAX_GENERATED_NIGHTS:
         raise argparse.ArgumentTypeError(f"must be between 1 and {hypnogen.MAX_GENERATED_NIGHTS}")
+    return n
+
+
+def _jobs_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--jobs",
+        type=_positive,
+        default=1,
+        help=f"nights in parallel, each in its own process (this machine: {default_jobs()} "
+        "cores; default 1). A night that fails is reported and the others go on",
+    )
+
+
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
     return n
 
 
@@ -61,24 +80,56 @@ def _subject_numbers(keys) -> str:
     return subject_numbers(keys)
 
 
+def _report_failures(outcomes: list[Outcome], what: str, name) -> int:
+    """Print each failed night with its error (stderr); returns how many failed."""
+    failed = [o for o in outcomes if not o.ok]
+    for o in failed:
+        named = o.error if o.error.startswith(str(name(o.item))) else f"{name(o.item)}: {o.error}"
+        print(f"{what} failed: {named}", file=sys.stderr)
+    if failed:
+        print(
+            f"{len(failed)} of {len(outcomes)} nights failed ({what}); the others are done",
+            file=sys.stderr,
+        )
+    return len(failed)
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     pairs = discover_pairs(args.data)
-    rows, recs = [], []
-    for pair in progress(pairs, desc="prepare", unit="night"):
-        rec = cache.load(pair, args.out)
-        rows.append((rec.name, rec.labels))
-        recs.append(rec)
-    print(stage_table(rows))
-    subjects = group_by_subject(recs)
+    outcomes = run_nights(
+        cache.prepare, [(p, str(args.out)) for p in pairs], jobs=args.jobs, desc="prepare"
+    )
+    done = [o.result for o in outcomes if o.ok]
+    if done:
+        print(stage_table([(d["name"], d["labels"]) for d in done]))
+    for d in done:
+        clipped = {c: n for c, n in d["saturated_samples"].items() if n}
+        if clipped:
+            print(f"note: {d['name']}: samples beyond the wire's range, saturated: {clipped}")
+    subjects = {subject_name(d["subject"]) if d["subject"] >= 0 else d["name"] for d in done}
     print(
-        f"{len(pairs)} recordings of {len(subjects)} subjects ({_subject_numbers(subjects)}) "
+        f"{len(done)} recordings of {len(subjects)} subjects ({_subject_numbers(subjects)}) "
         f"cached in {args.out}"
     )
     if Path(args.out) == default_cache():
         print("train, evaluate, finetune and robustness read this cache by default")
     else:
         print(f"give train, evaluate, finetune and robustness --cache {args.out} to use it")
-    return 0
+    return 1 if _report_failures(outcomes, "prepare", lambda job: job[0].psg) else 0
+
+
+def _ranges(numbers: list[int]) -> str:
+    """Subject numbers as --test-subjects takes them: listed up to 12, else as ranges
+    ([90, 91, 92, 95] -> '90-92, 95')."""
+    if len(numbers) <= 12:
+        return ", ".join(map(str, sorted(numbers)))
+    spans: list[list[int]] = []
+    for n in sorted(numbers):
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -89,21 +140,30 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     else:
         hyps = hypnogen.generated_hypnograms(out, args.nights or 2, args.seed)
         origin = "generated hypnograms (statistics of real Sleep-EDF nights)"
-    subjects = set()
-    for hyp in progress(hyps, desc="simulate", unit="night"):
-        psg, _ = simulator.simulate_from_hypnogram(hyp, out, seed=args.seed)
-        try:
-            subjects.add(str(parse_name(psg.name).subject))
-        except ValueError:
-            subjects.add(psg.name)  # not a Sleep-EDF name: a subject of its own
+    outcomes = run_nights(
+        simulator.simulate_job,
+        [(h, out, args.seed) for h in hyps],
+        jobs=args.jobs,
+        desc="simulate",
+    )
+    numbers, others = [], []
+    for o in outcomes:
+        if o.ok:
+            psg = o.result[0]
+            try:
+                numbers.append(parse_name(psg.name).subject)
+            except ValueError:
+                others.append(psg.name)  # not a Sleep-EDF name: a subject of its own
+    done = sum(o.ok for o in outcomes)
     print(
-        f"{len(hyps)} simulated Sleep-EDF-format nights in {out} from {origin} "
+        f"{done} simulated Sleep-EDF-format nights in {out} from {origin} "
         f"(seed {args.seed}); simulated signals, not real recordings"
     )
-    listed = ", ".join(sorted(subjects, key=lambda v: (not v.isdigit(), v.zfill(3))))
-    noun = "subject" if len(subjects) == 1 else "subjects"
-    print(f"{len(subjects)} {noun}: {listed} (the numbers --test-subjects/--val-subjects take)")
-    return 0
+    n_subjects = len(set(numbers)) + len(others)
+    noun = "subject" if n_subjects == 1 else "subjects"
+    listed = ", ".join(x for x in (_ranges(list(set(numbers))), *sorted(others)) if x)
+    print(f"{n_subjects} {noun}: {listed} (the numbers --test-subjects/--val-subjects take)")
+    return 1 if _report_failures(outcomes, "simulate", lambda job: job[0]) else 0
 
 
 def cmd_hypnostats(args: argparse.Namespace) -> int:
@@ -121,6 +181,16 @@ def cmd_bench_data(args: argparse.Namespace) -> int:
     print(json.dumps(result, indent=1))
     print("all targets met" if met else "TARGET MISSED")
     return 0 if met else 1
+
+
+def cmd_bench_scale(args: argparse.Namespace) -> int:
+    from .bench_scale import bench_scale
+
+    result = bench_scale(Path(args.work), args.nights, args.jobs, args.seed)
+    print(json.dumps(result, indent=1))
+    missed = [name for name, t in result["targets"].items() if not t["met"]]
+    print("all targets met" if not missed else "TARGET MISSED: " + ", ".join(missed))
+    return 1 if missed else 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -239,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=default_cache(),
         help=f"cache folder (default {default_cache()}: the one train and evaluate read)",
     )
+    _jobs_option(p)
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("simulate", help="write simulated Sleep-EDF-format PSG files")
@@ -255,7 +326,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="at most this many nights (generated: default 2, at most "
         f"{hypnogen.MAX_GENERATED_NIGHTS})",
     )
+    _jobs_option(p)
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser(
+        "bench-scale",
+        help="a Sleep-EDF-78-sized generated cohort: simulate, prepare, one training epoch's "
+        "peak memory, cache load time (resumable)",
+    )
+    p.add_argument("--work", default="build/bench-scale", help="work folder (re-run to resume)")
+    p.add_argument("--nights", type=_nights, default=153)
+    p.add_argument("--seed", type=int, default=0)
+    _jobs_option(p)
+    p.set_defaults(func=cmd_bench_scale)
 
     p = sub.add_parser("hypnostats", help="learn hypnogram statistics for generated nights")
     p.add_argument("--hypnograms", required=True, help="folder of real hypnograms")

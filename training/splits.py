@@ -16,6 +16,7 @@ import numpy as np
 
 from sleepdata import cache, provenance
 from sleepdata.cohort import subject_name
+from sleepdata.epoch_store import WireEpochs
 from sleepdata.layout import EPOCH_SAMPLES, MODEL_CHANNELS
 from sleepdata.noise import SignalStats
 from sleepdata.normalise import Normaliser, zscore_int8
@@ -26,11 +27,14 @@ from . import distributed
 from .errors import TrainingError
 
 
-def load_recordings(data: str | Path, cache_dir: str | Path | None) -> list[Recording]:
-    """Every PSG/hypnogram pair of the folder ``data``, epoched (cached in ``cache_dir``)."""
+def load_recordings(
+    data: str | Path, cache_dir: str | Path | None, *, lazy: bool = False
+) -> list[Recording]:
+    """Every PSG/hypnogram pair of the folder ``data``, epoched (cached in ``cache_dir``). With
+    ``lazy`` (and a cache) the epochs stay on disk until used (sleepdata.epoch_store)."""
     pairs = discover_pairs(data)
     bar = progress(pairs, desc="load", unit="night", disable=not distributed.is_main())
-    return [cache.load(p, cache_dir) for p in bar]
+    return [cache.load(p, cache_dir, lazy=lazy) for p in bar]
 
 
 def data_provenance(data: str | Path) -> dict:
@@ -39,13 +43,50 @@ def data_provenance(data: str | Path) -> dict:
     return provenance.describe(p.psg for p in discover_pairs(data))
 
 
+def inputs_of(epochs, index, norm: Normaliser | None) -> np.ndarray:
+    """int8 model inputs of ``epochs[index]`` (one night). Epochs cached as wire samples on the
+    normaliser's grid go straight to the integer formula, without a trip through microvolts;
+    norm None selects the z-score alternative."""
+    if norm is None:
+        return zscore_int8(epochs[index])
+    if isinstance(epochs, WireEpochs) and tuple(epochs.lsb_uv) == norm.lsb_uv:
+        return norm.to_int8(epochs.wire(index))
+    return norm.model_input(epochs[index])
+
+
 def model_inputs(recs: Sequence[Recording], norm: Normaliser | None) -> np.ndarray:
-    """int8 (n, 4, 3000) inputs of all recordings, in order; norm None selects the z-score
-    alternative."""
-    parts = [zscore_int8(r.epochs) if norm is None else norm.model_input(r.epochs) for r in recs]
+    """int8 (n, 4, 3000) inputs of all recordings, in order, in memory."""
+    parts = [inputs_of(r.epochs, slice(None), norm) for r in recs]
     if not parts:
         return np.zeros((0, len(MODEL_CHANNELS), EPOCH_SAMPLES), np.int8)
     return np.concatenate(parts)
+
+
+class ModelInputs:
+    """The int8 inputs of all recordings, in order, as an array-like computed on demand: each
+    indexing (an int array, a slice, a mask) reads and transforms only the epochs asked for, so
+    a training set need not fit in memory. ``x[idx]`` equals ``model_inputs(recs, norm)[idx]``."""
+
+    dtype = np.dtype(np.int8)
+
+    def __init__(self, recs: Sequence[Recording], norm: Normaliser | None):
+        self.recs, self.norm = list(recs), norm
+        self.starts = np.cumsum([0] + [len(r) for r in self.recs])
+        self.shape = (int(self.starts[-1]), len(MODEL_CHANNELS), EPOCH_SAMPLES)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        idx = np.arange(len(self))[index]
+        if idx.ndim == 0:
+            return self[idx.reshape(1)][0]
+        out = np.empty((idx.size, *self.shape[1:]), dtype=np.int8)
+        night = np.searchsorted(self.starts, idx, side="right") - 1
+        for k in np.unique(night):
+            at = np.flatnonzero(night == k)
+            out[at] = inputs_of(self.recs[k].epochs, idx[at] - self.starts[k], self.norm)
+        return out
 
 
 def training_stats(recordings: Sequence[Recording], subjects: Sequence[str]) -> SignalStats:
@@ -70,8 +111,13 @@ class Split:
 def subject_numbers(subjects: Sequence[str]) -> str:
     """Subject keys as the command line takes them: 'subject-90', 'subject-91' -> '90, 91';
     a recording without a Sleep-EDF name keeps its record name."""
-    numbers = {subject_name(n): str(n) for n in range(100)}
-    return ", ".join(numbers.get(s, s) for s in sorted(subjects)) or "none"
+    named = [_number_of(s) for s in subjects]
+    return ", ".join(sorted(named, key=lambda v: (not v.isdigit(), v.zfill(6)))) or "none"
+
+
+def _number_of(key: str) -> str:
+    number = key.removeprefix(subject_name(0)[:-2])
+    return str(int(number)) if number.isdigit() and subject_name(int(number)) == key else key
 
 
 def _more_subjects() -> str:

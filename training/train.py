@@ -43,11 +43,11 @@ from .loop import Recipe, as_float, fit, predict
 from .model import ModelConfig, ULWSleepNet, load_model
 from .recipes import INITS, RECIPES, SELECT_METRICS, prepare_model
 from .splits import (
+    ModelInputs,
     data_provenance,
     fixed_split,
     kfold_splits,
     load_recordings,
-    model_inputs,
     subject_numbers,
     training_stats,
 )
@@ -333,7 +333,8 @@ def run(
     model_config = model_config or ModelConfig()
     if not ctx.is_main:
         distributed.barrier()  # rank 0 fills the cache first: the others only read it
-    by_subject = group_by_subject(load_recordings(data, cache_dir))
+    # Epochs stay in the cache until a batch needs them: a cohort need not fit in memory.
+    by_subject = group_by_subject(load_recordings(data, cache_dir, lazy=True))
     if ctx.is_main:
         distributed.barrier()
     provenance = data_provenance(data)
@@ -376,7 +377,7 @@ def run(
             else Normaliser.fit([r.epochs for r in part["train"]], seed=cfg.seed)
         )
         data_xy = {
-            name: (model_inputs(rs, norm), np.concatenate([r.labels for r in rs]))
+            name: (ModelInputs(rs, norm), np.concatenate([r.labels for r in rs]))
             for name, rs in part.items()
         }
         extra = {

@@ -498,6 +498,8 @@ int main(void)
         int full = app_rx_state == RX_FULL;
         if (full) {
             app_rx_state = RX_TAKING;
+        } else {
+            board_idle(); /* until an interrupt: the host's bytes or a service request */
         }
         board_critical_end();
         if (full) {

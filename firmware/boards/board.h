@@ -26,6 +26,11 @@ void board_service_request(void);
 /* Thread mode: app_service() does not run between begin and end (keep it short). */
 void board_critical_begin(void);
 void board_critical_end(void);
+/* Thread mode, between board_critical_begin() and board_critical_end(): sleeps until an
+ * interrupt is pending (WFI). Returns with interrupts still disabled; the pending handler runs
+ * at board_critical_end(), so the caller re-checks its condition after that. Stops the SysTick:
+ * the work counter is undefined until the next board_counter_restart(). */
+void board_idle(void);
 /* Provided by the application: run by the board at low interrupt priority. */
 void app_service(void);
 

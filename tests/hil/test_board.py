@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,6 +182,28 @@ def test_counts_are_identical_on_two_boots(request, epochs):
             counts.append([(x.preprocess_count, x.inference_count) for x in r])
             port.close()
     assert counts[0] == counts[1]
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_an_idle_emulated_board_sleeps_instead_of_spinning(request):
+    """Between epochs the firmware waits in WFI (board_idle), so an idle QEMU leaves the host's
+    cores to the other boards of a cohort and to the reference models."""
+    if request.config.getoption("--port"):
+        pytest.skip("host CPU of the emulator")
+    if not Path("/proc/self/stat").is_file():
+        pytest.skip("needs /proc")
+    with Emulator("emu-m4") as emu:
+        port = emu.connect()
+        Device(port, timeout_s=60).hello()
+        before = _cpu_seconds(emu.proc.pid)
+        time.sleep(2.0)
+        used = _cpu_seconds(emu.proc.pid) - before
+        port.close()
+    assert used < 0.25, f"the idle emulated board used {used:.2f} s of host CPU in 2 s"
 
 
 def test_counts_do_not_depend_on_bytes_arriving_during_inference(board, epochs):

@@ -33,6 +33,9 @@ def test_subject_keys_group_nights_and_parse_from_the_command_line():
     assert [r.name for r in groups["subject-00"]] == ["SC4001E0", "SC4002E0"]
     assert parse_subjects("0,1,12") == ["subject-00", "subject-01", "subject-12"]
     assert parse_subjects(None) == [] and parse_subjects("") == []
+    assert parse_subjects("98-100, 7") == ["subject-98", "subject-99", "subject-100", "subject-07"]
+    with pytest.raises(ValueError, match="'5-3': expected subject numbers"):
+        parse_subjects("5-3")
     with pytest.raises(ValueError, match="'0,x': expected subject numbers"):
         parse_subjects("0,x")
 

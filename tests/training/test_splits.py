@@ -48,7 +48,8 @@ def test_fixed_split_trains_on_the_rest_and_refuses_bad_choices():
 
 
 def test_subject_keys_print_as_the_numbers_the_options_take():
-    assert subject_numbers(["subject-91", "subject-05", "night-x"]) == "night-x, 5, 91"
+    keys = ["subject-91", "subject-100", "subject-05", "night-x"]
+    assert subject_numbers(keys) == "5, 91, 100, night-x"
 
 
 def test_no_nights_give_an_empty_int8_batch_of_the_model_input_shape():

@@ -1,4 +1,5 @@
-"""``python -m training``: prepare's table and exit codes, simulate without real hypnograms."""
+"""``python -m training``: prepare's table and exit codes (in parallel, with a bad night among good
+ones), simulate without real hypnograms and past Sleep-EDF's two-digit subjects."""
 
 from __future__ import annotations
 
@@ -24,7 +25,26 @@ def test_prepare_prints_a_per_stage_table_and_fills_the_cache(tmp_path, capsys):
     total = np.bincount(NIGHT, minlength=5) * 2
     assert "all" + "".join(f"{v:>8}" for v in total) in out.replace("all         ", "all")
     assert "SC4001E0" in out and "SC4002E0" in out
-    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 2
+
+
+def test_prepare_in_parallel_reports_a_bad_night_and_prepares_the_others(tmp_path, capsys):
+    write_pair(tmp_path / "data", NIGHT, name="SC4001E")
+    bad, _ = write_pair(tmp_path / "data", NIGHT, name="SC4002E")
+    write_pair(tmp_path / "data", NIGHT[::-1], name="SC4011E")
+    with open(bad, "r+b") as f:  # the last data record cut short
+        f.truncate(bad.stat().st_size - 10)
+    args = ["prepare", str(tmp_path / "data"), "--out", str(tmp_path / "cache"), "--jobs", "2"]
+    assert main(args) == 1
+    out, err = capsys.readouterr()
+    assert f"prepare failed: {bad}: not a readable EDF file" in err
+    assert "1 of 3 nights failed (prepare); the others are done" in err
+    assert "SC4001E0" in out and "SC4011E0" in out and "SC4002E0" not in out
+    assert "2 recordings of 2 subjects (0, 1) cached in" in out
+    cached = sorted(p.name.split("-")[0] for p in (tmp_path / "cache").glob("*.json"))
+    assert cached == ["SC4001E0", "SC4011E0"]
+    # a second run finds the two in the cache and still reports the third
+    assert main(args) == 1
 
 
 def test_errors_name_the_file_and_exit_non_zero(tmp_path, capsys):
@@ -59,6 +79,29 @@ def test_simulate_without_real_hypnograms_then_prepare(tmp_path):
     assert "SC4901E0" in prep.stdout
     assert "1 recordings of 1 subjects (90) cached in" in prep.stdout
     assert f"--cache {tmp_path / 'c'} to use it" in prep.stdout
+
+
+def test_generated_nights_go_past_subject_99_with_names_that_pair(tmp_path):
+    from sleepdata import hypnogen, simulator
+    from sleepdata.names import parse_name
+    from sleepdata.psg import discover_pairs, load_recording
+
+    hyps = hypnogen.generated_hypnograms(tmp_path, 23, seed=0)
+    assert [h.name for h in hyps[19:]] == [
+        "SC4992EG-Hypnogram.edf",
+        "SG01001EG-Hypnogram.edf",
+        "SG01002EG-Hypnogram.edf",
+        "SG01011EG-Hypnogram.edf",
+    ]
+    for h in hyps[:-1]:  # every PSG name the simulator would write, without simulating
+        (tmp_path / simulator.psg_name_for(h)).write_bytes(b"")
+    simulator.simulate_from_hypnogram(hyps[-1], tmp_path)
+    pairs = discover_pairs(tmp_path)
+    assert [p.hypnogram for p in pairs] == sorted(hyps)
+    ids = sorted((parse_name(p.name).subject, parse_name(p.name).night) for p in pairs)
+    assert ids == [(90 + k // 2, 1 + k % 2) for k in range(23)]
+    rec = load_recording(pairs[-1])
+    assert (rec.name, rec.subject, rec.night) == ("SG01011E0", 101, 1)
 
 
 def test_the_description_names_every_command():

@@ -2,6 +2,7 @@
 #include "irq.h"
 
 #include "../board.h"
+#include "systick.h"
 
 #define SCB_ICSR (*(volatile uint32_t *)0xE000ED04u)
 #define SCB_SHPR3 (*(volatile uint32_t *)0xE000ED20u)
@@ -75,6 +76,16 @@ void board_critical_begin(void)
 void board_critical_end(void)
 {
     irq_enable();
+}
+
+void board_idle(void)
+{
+    /* A running SysTick would wake the core at every wrap; on an emulated board, whose virtual
+     * clock jumps to the next timer deadline while the core sleeps (-icount sleep=off), that
+     * turns the sleep into a busy loop of wraps. No count spans an idle period. */
+    SYST_CSR = 0x4u;
+    SYST_ICSR = SYST_ICSR_PENDSTCLR;
+    __asm volatile("dsb\n wfi" ::: "memory");
 }
 
 void board_counter_restart(void)
