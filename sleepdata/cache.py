@@ -170,10 +170,9 @@ def load(pair: RecordingPair, cache_dir: str | Path | None, *, lazy: bool = Fals
     return read(stem, lazy=lazy)
 
 
-def prepare(job: tuple[RecordingPair, str]) -> dict:
-    """Cache one night (``job`` = (pair, cache folder)); returns what a summary needs: name,
-    subject, labels and the saturated sample counts. Module level, for worker processes."""
-    pair, cache_dir = job
+def prepare(pair: RecordingPair, cache_dir: str | Path) -> dict:
+    """Cache one night; returns what a summary needs: name, subject, labels and the saturated
+    sample counts (module level, for worker processes)."""
     stem = _entry(pair, Path(cache_dir))
     meta = json.loads(_with(stem, ".json").read_text())
     return {

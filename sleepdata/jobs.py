@@ -5,7 +5,7 @@
 ``fn`` raises is recorded with its error and the others go on; Ctrl-C stops the workers and
 propagates. Workers are started with "spawn" (a fresh interpreter importing only what ``fn``
 needs), so the calling process may hold threads or large arrays without the workers inheriting
-them; ``fn`` must be a module-level function.
+them; ``fn`` must pickle (a module-level function, or a functools.partial of one).
 """
 
 from __future__ import annotations

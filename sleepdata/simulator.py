@@ -486,13 +486,6 @@ def simulate_from_hypnogram(
     return psg_path, hyp_copy
 
 
-def simulate_job(job: tuple[Path, Path, int]) -> tuple[Path, Path]:
-    """`simulate_from_hypnogram` of ``job`` = (hypnogram, output folder, seed), for worker
-    processes (sleepdata.jobs)."""
-    hypnogram, out_dir, seed = job
-    return simulate_from_hypnogram(hypnogram, out_dir, seed=seed)
-
-
 def simulate_generated(
     out_dir: str | Path, n_nights: int, *, seed: int = 0
 ) -> list[tuple[Path, Path]]:

@@ -82,7 +82,7 @@ def _load_times(data: Path, cache_dir: Path) -> dict:
     }
 
 
-def _longest_night_read(data: Path, work: Path) -> dict:
+def _longest_night_read(data: Path) -> dict:
     from sleepdata.psg import discover_pairs
 
     longest = max(discover_pairs(data), key=lambda p: p.psg.stat().st_size)
@@ -140,7 +140,7 @@ def bench_scale(work: Path, nights: int, jobs: int, seed: int) -> dict:
                   "--val-subjects", val, "--seed", str(seed)]  # fmt: skip
     _step(results, "train_one_epoch", (work / "train" / "metrics.json").is_file(), train_args, work)
     results["cache_load"] = _load_times(data, cache_dir)
-    results["longest_night_from_edf"] = _longest_night_read(data, work)
+    results["longest_night_from_edf"] = _longest_night_read(data)
     from sleepdata.psg import discover_pairs
 
     n_epochs = sum(len(json.loads(p.read_text())["labels"]) for p in cache_dir.glob("*.json"))

@@ -18,6 +18,7 @@ Benchmarks: ``bench-train`` (one training epoch), ``bench-data`` (simulate and l
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -96,9 +97,8 @@ def _report_failures(outcomes: list[Outcome], what: str, name) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     pairs = discover_pairs(args.data)
-    outcomes = run_nights(
-        cache.prepare, [(p, str(args.out)) for p in pairs], jobs=args.jobs, desc="prepare"
-    )
+    job = functools.partial(cache.prepare, cache_dir=str(args.out))
+    outcomes = run_nights(job, pairs, jobs=args.jobs, desc="prepare")
     done = [o.result for o in outcomes if o.ok]
     if done:
         print(stage_table([(d["name"], d["labels"]) for d in done]))
@@ -115,7 +115,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         print("train, evaluate, finetune and robustness read this cache by default")
     else:
         print(f"give train, evaluate, finetune and robustness --cache {args.out} to use it")
-    return 1 if _report_failures(outcomes, "prepare", lambda job: job[0].psg) else 0
+    return 1 if _report_failures(outcomes, "prepare", lambda pair: pair.psg) else 0
 
 
 def _ranges(numbers: list[int]) -> str:
@@ -140,12 +140,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     else:
         hyps = hypnogen.generated_hypnograms(out, args.nights or 2, args.seed)
         origin = "generated hypnograms (statistics of real Sleep-EDF nights)"
-    outcomes = run_nights(
-        simulator.simulate_job,
-        [(h, out, args.seed) for h in hyps],
-        jobs=args.jobs,
-        desc="simulate",
-    )
+    job = functools.partial(simulator.simulate_from_hypnogram, out_dir=out, seed=args.seed)
+    outcomes = run_nights(job, hyps, jobs=args.jobs, desc="simulate")
     numbers, others = [], []
     for o in outcomes:
         if o.ok:
@@ -163,7 +159,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     noun = "subject" if n_subjects == 1 else "subjects"
     listed = ", ".join(x for x in (_ranges(list(set(numbers))), *sorted(others)) if x)
     print(f"{n_subjects} {noun}: {listed} (the numbers --test-subjects/--val-subjects take)")
-    return 1 if _report_failures(outcomes, "simulate", lambda job: job[0]) else 0
+    return 1 if _report_failures(outcomes, "simulate", lambda hyp: hyp) else 0
 
 
 def cmd_hypnostats(args: argparse.Namespace) -> int:
