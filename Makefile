@@ -27,7 +27,7 @@ NO_DEMO_HYPNOGRAM := note: using a generated night: the README's figures are of 
 	simulated from the real SC4001EC-Hypnogram.edf ($(HYPNOGRAMS_URL); set SHARED_HYPNOGRAMS=DIR, \
 	its folder)
 
-.PHONY: setup test lint format demo demo-stream bench-cohort bench-scale bench-cycles bench-host bench-edf-fuzz bench-stream bench-faults bench bench-train model cv model-paper convert firmware firmware-test firmware-fuzz bench-fuzz firmware-model rest-variants variant-cards robustness robustness-onchip clean distclean
+.PHONY: setup test lint format demo demo-stream bench-cohort bench-scale bench-link bench-cycles bench-host bench-edf-fuzz bench-stream bench-faults bench bench-train model cv model-paper convert firmware firmware-test firmware-fuzz bench-fuzz firmware-model rest-variants variant-cards robustness robustness-onchip clean distclean
 
 setup:
 	@scripts/setup.sh
@@ -81,6 +81,11 @@ bench-cohort: setup $(BUILD)/sim35/.done
 		$(if $(COHORT_EPOCHS),--epochs $(COHORT_EPOCHS)) --cycles-sample 0 \
 		--out $(COHORT_OUT)/boards-$$n --resume || exit 1; done
 	$(PY) scripts/cohort_scaling.py $(addprefix $(COHORT_OUT)/boards-,$(COHORT_BOARDS))
+
+## bench-link: the link coding (SAMPLES_RICE) on the 35 simulated nights: compression per channel
+##             and overall, bytes per epoch raw vs coded (docs/protocol.md, "Coded samples")
+bench-link: setup $(BUILD)/sim35/.done
+	$(PY) scripts/link_ratio.py $(BUILD)/sim35 --json $(BUILD)/bench-link.json
 
 ## bench-scale: a Sleep-EDF-78-sized cohort (SCALE_NIGHTS generated nights) simulated and
 ##              prepared with --jobs SCALE_JOBS, one training epoch's peak memory, cache load
@@ -220,7 +225,8 @@ firmware:
 firmware-fuzz: setup
 	$(MAKE) -s -C firmware fuzz FUZZ_SECONDS=20
 
-## bench-fuzz: the long fuzzing run (10 minutes); executions, coverage and findings are printed
+## bench-fuzz: the long fuzzing runs (20 minutes): the receive path, then the SAMPLES_RICE decoder
+##             alone, 600 s each; executions, coverage and findings are printed
 bench-fuzz: setup
 	$(MAKE) -s -C firmware fuzz FUZZ_SECONDS=600
 

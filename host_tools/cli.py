@@ -249,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="inject link faults, e.g. corrupt=0.01,drop=0.005 (host_tools/faults.py)",
     )
     p.add_argument(
+        "--wire",
+        choices=("auto", "raw"),
+        default="auto",
+        help="samples on the link: auto codes them losslessly (SAMPLES_RICE, about half the "
+        "bytes) when the board decodes that, raw never codes (default auto; docs/protocol.md)",
+    )
+    p.add_argument(
         "--out", help="run folder (default: runs/stream/<record>; a cohort: runs/cohort)"
     )
     p.add_argument(

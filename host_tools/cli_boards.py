@@ -18,6 +18,7 @@ def open_device(args, model_dir=None):
     from .transport import open_port
 
     spec = getattr(args, "faults", None)
+    wire = getattr(args, "wire", "auto")
     counts = None
 
     def faulty(port):
@@ -42,7 +43,7 @@ def open_device(args, model_dir=None):
                 ) from None
 
         port = reopen()
-        dev = Device(port, reopen=reopen, faults=counts)
+        dev = Device(port, reopen=reopen, faults=counts, wire=wire)
         return dev, lambda: dev.port.close()
     model_dir = model_dir if model_dir is not None else getattr(args, "model", None)
     emu = Emulator(args.board, elf=firmware_arg(args), model_dir=model_dir).start()
@@ -51,7 +52,9 @@ def open_device(args, model_dir=None):
     except BaseException:
         emu.stop()
         raise
-    dev = Device(port, timeout_s=120, reopen=lambda: faulty(emu.connect()), faults=counts)
+    dev = Device(
+        port, timeout_s=120, reopen=lambda: faulty(emu.connect()), faults=counts, wire=wire
+    )
 
     def close():
         try:

@@ -29,7 +29,7 @@ def is_cohort_request(args) -> bool:
     )
 
 
-def _emulated_board(k: int, board: str, elf: Path) -> Board:
+def _emulated_board(k: int, board: str, elf: Path, wire: str) -> Board:
     from .emulator import Emulator
 
     def open_() -> tuple[Device, Callable[[], None]]:
@@ -39,7 +39,7 @@ def _emulated_board(k: int, board: str, elf: Path) -> Board:
         except BaseException:
             emu.stop()
             raise
-        dev = Device(port, timeout_s=120, reopen=emu.connect)
+        dev = Device(port, timeout_s=120, reopen=emu.connect, wire=wire)
 
         def close() -> None:
             try:
@@ -52,7 +52,7 @@ def _emulated_board(k: int, board: str, elf: Path) -> Board:
     return Board(f"emulated {board} #{k + 1}", open_)
 
 
-def _port_board(url: str, baud: int) -> Board:
+def _port_board(url: str, baud: int, wire: str) -> Board:
     import serial
 
     from .transport import open_port
@@ -64,7 +64,7 @@ def _port_board(url: str, baud: int) -> Board:
             raise DeviceError(f"opening {url}: {exc}") from None
 
     def open_() -> tuple[Device, Callable[[], None]]:
-        dev = Device(reopen(), reopen=reopen)
+        dev = Device(reopen(), reopen=reopen, wire=wire)
         return dev, lambda: dev.port.close()
 
     return Board(url, open_)
@@ -76,14 +76,14 @@ def cohort_boards(args, model_dir: Path) -> list[Board]:
     if args.port:
         if args.boards > 1:
             raise CohortError("--boards starts emulated boards; with --port give each board's URL")
-        return [_port_board(url, args.baud) for url in args.port]
+        return [_port_board(url, args.baud, args.wire) for url in args.port]
     from .emulator import EmulatorError, firmware_elf
 
     elf = Path(args.firmware) if args.firmware else None
     if elf is not None and not elf.is_file():
         raise EmulatorError(f"--firmware {elf}: no such file")
     elf = elf or firmware_elf(args.board, model_dir=model_dir)
-    return [_emulated_board(k, args.board, elf) for k in range(args.boards)]
+    return [_emulated_board(k, args.board, elf, args.wire) for k in range(args.boards)]
 
 
 def cmd_cohort(args, interrupts, exit_error: int, exit_interrupted: int) -> int:

@@ -21,6 +21,9 @@ from .errors import BoardErrorReply, DeviceError
 from .protocol import (
     CORRUPTION_ERRORS,
     MAX_FRAME,
+    PROTOCOL_VERSION,
+    PROTOCOL_VERSION_MIN,
+    Coding,
     ErrorCode,
     EventCounts,
     Frame,
@@ -40,7 +43,9 @@ from .transport import read_available
 if TYPE_CHECKING:
     from .faults import FaultCounts
 
-__all__ = ["BoardErrorReply", "Device", "DeviceError", "LinkCounters"]
+__all__ = ["WIRE_CHOICES", "BoardErrorReply", "Device", "DeviceError", "LinkCounters"]
+
+WIRE_CHOICES = ("auto", "raw")  # host_tools stream --wire
 
 
 @dataclass
@@ -70,7 +75,12 @@ class Device:
     """A board behind a serial port. ``reopen`` (a callable returning a new port) lets a stream
     survive a cut link: the link is reopened and the stream resynchronised. ``faults``: the
     fault injector's counts when the port is a ``host_tools.faults.FaultyLink`` (the stream
-    reports them), else None."""
+    reports them), else None. ``wire``: "auto" sends SAMPLES coded when the board decodes a
+    coding and the coded frame is shorter, "raw" never codes (docs/protocol.md, Versions)."""
+
+    #: wait before reading the rest of a frame that has begun to arrive (29 bytes take 0.3 ms
+    #: at 921,600 baud): a stream then reads about a frame per call instead of a few bytes
+    PARTIAL_WAIT_S = 0.0005
 
     def __init__(
         self,
@@ -80,7 +90,12 @@ class Device:
         reopen=None,
         frame_timeout_s=0.25,
         faults: FaultCounts | None = None,
+        wire: str = "auto",
     ):
+        if wire not in WIRE_CHOICES:
+            raise ValueError(f"wire {wire!r}: expected one of {', '.join(WIRE_CHOICES)}")
+        self.wire = wire
+        self.version = PROTOCOL_VERSION  # the board's, once hello() has found it
         self.port = port
         self.timeout_s = timeout_s
         self.reopen = reopen
@@ -109,8 +124,14 @@ class Device:
 
     def send(self, type_: int, payload: bytes = b"") -> int:
         self.seq = (self.seq % 0xFFFF) + 1  # 1..65535: 0 is the board's own announcement
-        self.send_raw(Frame(type_, self.seq, payload).encode())
+        self.send_raw(Frame(type_, self.seq, payload, self.version).encode())
         return self.seq
+
+    @property
+    def codes_samples(self) -> bool:
+        """Whether SAMPLES go coded (SAMPLES_RICE): ``wire`` is auto and the board decodes it."""
+        info = self.info
+        return self.wire == "auto" and info is not None and bool(info.codings & Coding.RICE)
 
     def _relink(self, exc: Exception) -> None:
         """Reopen a cut link (or fail saying so); the caller resynchronises."""
@@ -151,6 +172,10 @@ class Device:
                 return None
             if chunk:
                 self.pending += self.decoder.feed(chunk)
+                if not self.pending and self.decoder.partial:
+                    # the rest of a frame is on its way: a UART (and QEMU's) delivers frames a
+                    # few bytes at a time, and reading each piece costs two system calls
+                    time.sleep(self.PARTIAL_WAIT_S)
             elif time.monotonic() > deadline:
                 return None
         return self.pending.pop(0)
@@ -181,7 +206,12 @@ class Device:
         A board that has just booted may have dropped the first bytes (its UART FIFO is reset
         during initialisation), and a half-received frame makes it answer ERROR: like esptool's
         sync, HELLO is retried until an INFO arrives.
+
+        HELLO goes in this host's protocol version; a board of an older version answers ERROR
+        BAD_VERSION, and after 3 such answers (one could be a damaged version byte) the host
+        speaks the oldest version, 3, with it (docs/protocol.md, Versions).
         """
+        self.version, refused = PROTOCOL_VERSION, 0
         for _ in range(attempts):
             seq = self.send(MsgType.HELLO)
             try:
@@ -190,6 +220,13 @@ class Device:
                     if frame.type == MsgType.INFO and frame.seq == seq:
                         self.info = decode_info(frame.payload)
                         return self.info
+                    if frame.type == MsgType.ERROR and frame.seq == seq:
+                        error = decode_error(frame.payload)
+                        if error.code == ErrorCode.BAD_VERSION and error.seq == seq:
+                            refused += 1
+                            if refused >= 3:
+                                self.version = PROTOCOL_VERSION_MIN
+                            break
             except DeviceError:
                 continue
         raise DeviceError(

@@ -1,6 +1,6 @@
 """Layer 1 of the host tools: wire framing and payload codecs, no I/O.
 
-The source of truth is docs/protocol.md (version 3); the constants below are checked
+The source of truth is docs/protocol.md (version 4); the constants below are checked
 against firmware/app/protocol_defs.h by tests/host_tools/test_protocol_constants.py. Everything
 is little-endian.
 """
@@ -12,10 +12,9 @@ import zlib
 from dataclasses import astuple, dataclass
 from enum import IntEnum
 
-import numpy as np
-
 SYNC = b"\xa5\x5a"
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
+PROTOCOL_VERSION_MIN = 3  # the oldest version both sides still speak (docs/protocol.md, Versions)
 HEADER_LEN = 8
 CRC_LEN = 4
 MAX_PAYLOAD = 1024
@@ -37,6 +36,7 @@ class MsgType(IntEnum):
     STATUS = 0x05
     RESEND = 0x06
     REBOOT = 0x07
+    SAMPLES_RICE = 0x08
     INFO = 0x81
     ACK = 0x82
     RESULT = 0x83
@@ -58,6 +58,7 @@ class ErrorCode(IntEnum):
     OVERRUN = 9
     NO_RESULT = 10
     NO_EVENTS = 11  # detail 0: no DWT event counters; 1: the events pass disagreed
+    BAD_CODING = 12  # detail 1, 2, 3: samples.CodingError
 
 
 #: ERROR codes that say a frame arrived damaged (or bytes were lost), not that the host and the
@@ -127,6 +128,7 @@ class Frame:
     type: int
     seq: int
     payload: bytes
+    version: int = PROTOCOL_VERSION
 
     def encode(self) -> bytes:
         if len(self.payload) > MAX_PAYLOAD:
@@ -135,7 +137,7 @@ class Frame:
             raise ProtocolError(f"sequence number {self.seq} is not in 0..65535")
         if not 0 <= self.type <= 0xFF:
             raise ProtocolError(f"message type {self.type} is not in 0..255")
-        body = _HEADER.pack(SYNC, PROTOCOL_VERSION, self.type, self.seq, len(self.payload))
+        body = _HEADER.pack(SYNC, self.version, self.type, self.seq, len(self.payload))
         body += bytes(self.payload)
         return body + struct.pack("<I", crc32(body[2:]))
 
@@ -144,7 +146,7 @@ def reply_length_ok(mtype: int, n: int) -> bool:
     """Whether a board -> host frame of type ``mtype`` can have a payload of ``n`` bytes."""
     fixed = _REPLY_LENGTHS.get(mtype)
     if fixed is not None:
-        return n == fixed
+        return n in fixed
     if mtype == MsgType.EVENT_COUNTS:
         return n >= EVENT_COUNTS_HEAD and (n - EVENT_COUNTS_HEAD) % (4 * EVENTS_PER_LAYER) == 0
     return mtype == MsgType.LAYER_COUNTS and n >= 1 and (n - 1) % 8 == 0
@@ -170,6 +172,11 @@ class FrameDecoder:
         self._offset = 0  # stream offset of self._buf[0]
         self.errors: list[tuple[ErrorCode, str]] = []
 
+    @property
+    def partial(self) -> bool:
+        """Whether bytes of a frame not yet complete are held (a sync pair seen, its frame not)."""
+        return SYNC in self._buf or self._buf[-1:] == SYNC[:1]
+
     def _reject(self, code: ErrorCode, pos: int, why: str) -> None:
         self.errors.append((code, f"offset {self._offset + pos}: {why}"))
         del self.errors[: -self.max_errors]
@@ -187,7 +194,7 @@ class FrameDecoder:
             if len(buf) - pos < HEADER_LEN:
                 break
             _, version, mtype, seq, n = _HEADER.unpack_from(buf, pos)
-            if version != PROTOCOL_VERSION:
+            if not PROTOCOL_VERSION_MIN <= version <= PROTOCOL_VERSION:
                 self._reject(ErrorCode.BAD_VERSION, pos, f"version {version}")
             elif n > MAX_PAYLOAD:
                 self._reject(ErrorCode.TOO_LONG, pos, f"payload length {n}")
@@ -202,7 +209,7 @@ class FrameDecoder:
                 if crc == computed:
                     payload = bytes(buf[pos + HEADER_LEN : end - CRC_LEN])
                     mtype = MsgType(mtype) if mtype in MsgType._value2member_map_ else mtype
-                    frames.append(Frame(mtype, seq, payload))
+                    frames.append(Frame(mtype, seq, payload, version))
                     pos = end
                     continue
                 self._reject(ErrorCode.BAD_CRC, pos, f"crc {crc:#010x} != {computed:#010x}")
@@ -210,39 +217,6 @@ class FrameDecoder:
         del buf[:pos]
         self._offset += pos
         return frames
-
-
-def encode_samples(first_index: int, samples: np.ndarray) -> bytes:
-    """SAMPLES payload (Messages table): u32 first index, u16 n, n x 4 x i16 sample-major."""
-    samples = np.asarray(samples)
-    if samples.ndim != 2 or samples.shape[1] != N_CHANNELS:
-        raise ProtocolError(f"SAMPLES: shape {samples.shape}, expected (n, {N_CHANNELS})")
-    n = samples.shape[0]
-    if not SAMPLE_BLOCK <= n <= MAX_SAMPLES_PER_FRAME or n % SAMPLE_BLOCK:
-        raise ProtocolError(
-            f"SAMPLES: {n} samples, expected a multiple of {SAMPLE_BLOCK} in "
-            f"{SAMPLE_BLOCK}..{MAX_SAMPLES_PER_FRAME}"
-        )
-    if first_index % SAMPLE_BLOCK:
-        raise ProtocolError(
-            f"SAMPLES: first index {first_index} is not a multiple of {SAMPLE_BLOCK}"
-        )
-    if samples.dtype != np.int16:
-        if samples.dtype.kind not in "iu" or samples.min() < -32768 or samples.max() > 32767:
-            raise ProtocolError(f"SAMPLES: values of dtype {samples.dtype} do not fit int16")
-    return _pack("SAMPLES", "<IH", first_index, n) + samples.astype("<i2").tobytes()
-
-
-def decode_samples(payload: bytes) -> tuple[int, np.ndarray]:
-    """SAMPLES payload -> (first sample index, int16 array of shape (n, 4))."""
-    if len(payload) < 6:
-        raise ProtocolError(f"SAMPLES: payload is {len(payload)} bytes, expected at least 6")
-    first, n = struct.unpack_from("<IH", payload)
-    if not SAMPLE_BLOCK <= n <= MAX_SAMPLES_PER_FRAME or n % SAMPLE_BLOCK or first % SAMPLE_BLOCK:
-        raise ProtocolError(f"SAMPLES: {n} samples from {first}: not whole {SAMPLE_BLOCK}-blocks")
-    if len(payload) != 6 + 8 * n:
-        raise ProtocolError(f"SAMPLES: payload is {len(payload)} bytes for n = {n}")
-    return first, np.frombuffer(payload, "<i2", offset=6).reshape(n, N_CHANNELS).astype(np.int16)
 
 
 def _ascii(raw: bytes) -> str:
@@ -257,7 +231,7 @@ def _fixed(what: str, value: bytes, size: int) -> bytes:
 
 @dataclass
 class Info:
-    """INFO payload (docs/protocol.md, INFO table; 95 bytes)."""
+    """INFO payload (docs/protocol.md, INFO table; 96 bytes, 95 in version 3)."""
 
     firmware_version: str
     build_hash: int
@@ -272,9 +246,17 @@ class Info:
     core_clock_hz: int
     board: str
     stack_peak_bytes: int = 0  # deepest stack use since the board's reset
+    codings: int = 0  # Coding bits: the sample codings the board decodes (0 in version 3)
 
 
-_INFO = "<16sIB8sBHH" + "BBhi" * N_CHANNELS + "IBI16sI"
+class Coding(IntEnum):
+    """Bits of INFO's codings field: the SAMPLES codings a board decodes."""
+
+    RICE = 0x01  # SAMPLES_RICE
+
+
+_INFO_V3 = "<16sIB8sBHH" + "BBhi" * N_CHANNELS + "IBI16sI"
+_INFO = _INFO_V3 + "B"
 _NAMES = ("firmware_version", "board")
 
 
@@ -285,22 +267,28 @@ def _counter_kind(what: str, value: int) -> CounterKind:
         raise ProtocolError(f"{what}: unknown counter kind {value}") from None
 
 
-def encode_info(info: Info) -> bytes:
-    """Info -> INFO payload (offsets 0, 16, 20, 21, 29, 30, 32, 34, 66, 70, 71, 75, 91; 95 B)."""
+def encode_info(info: Info, version: int = PROTOCOL_VERSION) -> bytes:
+    """Info -> INFO payload (offsets 0, 16, 20, 21, 29, 30, 32, 34, 66, 70, 71, 75, 91, 95:
+    96 bytes; version 3 without the codings, 95)."""
     if len(info.model_hash) != 8 or len(info.norm) != N_CHANNELS:
         raise ProtocolError("INFO: model_hash must be 8 bytes and norm have 4 entries")
     f = astuple(info)
     fw, board = (_fixed(f"INFO {k}", getattr(info, k).encode("ascii"), 16) for k in _NAMES)
     norm = (v for channel in f[7] for v in channel)
-    return _pack("INFO", _INFO, fw, *f[1:7], *norm, *f[8:11], board, info.stack_peak_bytes)
+    head = (fw, *f[1:7], *norm, *f[8:11], board, info.stack_peak_bytes)
+    if version < 4:
+        return _pack("INFO", _INFO_V3, *head)
+    return _pack("INFO", _INFO, *head, info.codings)
 
 
 def decode_info(payload: bytes) -> Info:
-    """INFO payload (INFO table, 95 bytes) -> Info."""
-    v = _unpack("INFO", _INFO, payload)
+    """INFO payload (INFO table: 96 bytes, or 95 from a version-3 board) -> Info."""
+    v3 = len(payload) == struct.calcsize(_INFO_V3)
+    v = _unpack("INFO", _INFO_V3 if v3 else _INFO, payload)
     norm = [tuple(v[7 + 4 * c : 11 + 4 * c]) for c in range(N_CHANNELS)]
     ram, kind, clock = v[23], _counter_kind("INFO", v[24]), v[25]
-    return Info(_ascii(v[0]), *v[1:7], norm, ram, kind, clock, _ascii(v[26]), v[27])
+    codings = 0 if v3 else v[28]
+    return Info(_ascii(v[0]), *v[1:7], norm, ram, kind, clock, _ascii(v[26]), v[27], codings)
 
 
 @dataclass
@@ -389,27 +377,37 @@ def decode_ack(payload: bytes) -> Ack:
 
 @dataclass(frozen=True)
 class Status(Ack):
-    """STATUS_REPLY payload (docs/protocol.md, 21 bytes): the receive state as in ACK, then
-    the RESULTs sent since the last RESET_STREAM or reset."""
+    """STATUS_REPLY payload (docs/protocol.md; 29 bytes, 21 in version 3): the receive state
+    as in ACK, the RESULTs sent since the last RESET_STREAM or reset, then (version 4) the
+    samples stored since then and the counter units spent storing them (None from a
+    version-3 board)."""
 
     results_sent: int = 0
+    samples_stored: int | None = None
+    receive_count: int | None = None
 
     @property
     def ack(self) -> Ack:
         return Ack(self.next_index, self.epoch_waiting, self.sack_from, self.sack)
 
 
-_STATUS = "<IBIQI"
+_STATUS_V3 = "<IBIQI"
+_STATUS = _STATUS_V3 + "II"
 
 
-def encode_status(st: Status) -> bytes:
-    a = st.ack
-    return encode_ack(a) + _pack("STATUS_REPLY", "<I", st.results_sent)
+def encode_status(st: Status, version: int = PROTOCOL_VERSION) -> bytes:
+    head = encode_ack(st.ack) + _pack("STATUS_REPLY", "<I", st.results_sent)
+    if version < 4:
+        return head
+    return head + _pack("STATUS_REPLY", "<II", st.samples_stored or 0, st.receive_count or 0)
 
 
 def decode_status(payload: bytes) -> Status:
-    nxt, waiting, first, bits, sent = _unpack("STATUS_REPLY", _STATUS, payload)
-    return Status(nxt, bool(waiting), first, _sack_set(bits), sent)
+    if len(payload) == struct.calcsize(_STATUS_V3):
+        nxt, waiting, first, bits, sent = _unpack("STATUS_REPLY", _STATUS_V3, payload)
+        return Status(nxt, bool(waiting), first, _sack_set(bits), sent)
+    nxt, waiting, first, bits, sent, stored, count = _unpack("STATUS_REPLY", _STATUS, payload)
+    return Status(nxt, bool(waiting), first, _sack_set(bits), sent, stored, count)
 
 
 def encode_resend(epoch: int) -> bytes:
@@ -491,10 +489,10 @@ def decode_error(payload: bytes) -> ErrorReply:
     return ErrorReply(ErrorCode(code) if known else code, detail, seq)
 
 
-_REPLY_LENGTHS = {
-    MsgType.INFO: struct.calcsize(_INFO),
-    MsgType.ACK: struct.calcsize(_ACK),
-    MsgType.RESULT: struct.calcsize(_RESULT),
-    MsgType.ERROR: 4,
-    MsgType.STATUS_REPLY: struct.calcsize(_STATUS),
+_REPLY_LENGTHS = {  # versions 4 and 3
+    MsgType.INFO: {struct.calcsize(_INFO), struct.calcsize(_INFO_V3)},
+    MsgType.ACK: {struct.calcsize(_ACK)},
+    MsgType.RESULT: {struct.calcsize(_RESULT)},
+    MsgType.ERROR: {4},
+    MsgType.STATUS_REPLY: {struct.calcsize(_STATUS), struct.calcsize(_STATUS_V3)},
 }

@@ -7,23 +7,21 @@
   check of the board.
 
 `ModelFiles` reads a model folder (the shipped one by default, in a source checkout only);
-`ReferenceWorker` computes both for a sequence of inputs on a thread, so the host works while
-it waits for the board (the wait is I/O). Nothing here prints.
+`References` computes both in this process; ``host_tools.reference_process`` runs them on a
+process of its own beside a stream. Nothing here prints.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from sleepdata.normalise import INPUT_SCALE
-from sleepdata.tflm import TflmRunner, softmax
+from sleepdata.tflm import TflmRunner
 
 #: models/ulw_sleepnet of a source checkout: the default model folder, only there (an installed
 #: package ships no model; pass --model)
@@ -34,8 +32,8 @@ ONNX = "model.onnx"
 ENGINE_LAYERS = "engine_layers.json"
 #: ONNX batch: large enough to amortise the call, small enough that the first results are early.
 ONNX_BATCH = 32
-#: TFLite Micro holds the GIL for its ~10 ms per epoch; staying only a few epochs ahead of the
-#: board spreads those calls over the stream instead of stalling its first seconds.
+#: Epochs a stream's references run ahead of the board: enough to be ready, few enough that
+#: their ~10 ms per epoch is spread over the stream instead of crowding its first seconds.
 AHEAD = 4
 
 
@@ -175,88 +173,3 @@ class References:
 class EpochReference:
     tflm_scores: np.ndarray  # int8 (5,)
     float_probs: np.ndarray  # float64 (5,)
-
-
-class ReferenceWorker:
-    """References for inputs[0..n-1], computed in order on a thread that stays ``ahead`` epochs
-    ahead of the last ``get``; ``get(k)`` waits for k.
-
-    ``cpu_s`` is the thread's own CPU time (time.thread_time). An exception on the thread is
-    raised again by ``get``."""
-
-    def __init__(
-        self,
-        refs: References,
-        inputs_int8: np.ndarray,
-        *,
-        batch: int = ONNX_BATCH,
-        ahead: int = AHEAD,
-    ):
-        self._refs = refs
-        self._ahead = ahead
-        self._wanted = 0  # get() has asked for epochs below this
-        self._inputs = inputs_int8
-        self._batch = batch
-        self._done: list[EpochReference] = []
-        self._error: BaseException | None = None
-        self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self.cpu_s = 0.0
-        self._thread = threading.Thread(target=self._run, name="references", daemon=True)
-
-    def start(self) -> ReferenceWorker:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        t0 = time.thread_time()
-        try:
-            for lo in range(0, len(self._inputs), self._batch):
-                chunk = self._inputs[lo : lo + self._batch]
-                probs = softmax(self._refs.float_logits(chunk))
-                for x, p in zip(chunk, probs, strict=True):
-                    with self._cond:  # stay a few epochs ahead of the board, not all of them
-                        self._cond.wait_for(
-                            lambda: (
-                                len(self._done) < self._wanted + self._ahead or self._stop.is_set()
-                            )
-                        )
-                    if self._stop.is_set():
-                        return
-                    ref = EpochReference(self._refs.tflm(x), p)
-                    with self._cond:
-                        self._done.append(ref)
-                        self.cpu_s = time.thread_time() - t0
-                        self._cond.notify_all()
-        except BaseException as exc:  # handed to the caller by get()
-            with self._cond:
-                self._error = exc
-                self._cond.notify_all()
-        finally:
-            with self._cond:
-                self.cpu_s = time.thread_time() - t0
-                self._cond.notify_all()
-
-    def get(self, k: int, timeout_s: float = 600.0) -> EpochReference:
-        with self._cond:
-            self._wanted = max(self._wanted, k + 1)
-            self._cond.notify_all()
-            ok = self._cond.wait_for(
-                lambda: len(self._done) > k or self._error is not None, timeout=timeout_s
-            )
-            if len(self._done) > k:
-                return self._done[k]
-            if self._error is not None:
-                raise RuntimeError(f"reference computation failed: {self._error}") from (
-                    self._error
-                )
-            if not ok:
-                raise RuntimeError(f"reference for epoch {k} not ready after {timeout_s} s")
-            raise RuntimeError(f"no reference for epoch {k}")
-
-    def stop(self) -> None:
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-        if self._thread.ident is not None:
-            self._thread.join(timeout=30)

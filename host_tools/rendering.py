@@ -205,7 +205,9 @@ def render_markdown(r: dict) -> str:
         + _in_flight_text(r["samples_in_flight_at_interruptions"])
         + _recovered_text(r),
         f"- Host CPU {_f(r['host_cpu_ms_per_epoch'], '.1f')} ms per epoch while streaming "
-        f"(of which references {_f(r['reference_cpu_ms_per_epoch'], '.1f')} ms)",
+        f"(framing, sending, bookkeeping); the references on their own process "
+        f"{_f(r['reference_cpu_ms_per_epoch'], '.1f')} ms (TFLite Micro and ONNX)",
+        *_link_lines(r.get("link")),
         f"- Wall time {r['wall_s']:.1f} s over {len(r['sessions'])} session(s), "
         f"{r['stream_s']:.1f} s of it streaming",
         "",
@@ -241,6 +243,30 @@ def _recovered_text(r: dict) -> str:
         f"; {which} ended without a record (killed): {epochs:,} epochs counted from "
         f"{RESULTS} as sent and scored"
     )
+
+
+def _link_lines(link: dict | None) -> list[str]:
+    """The link section of the summary: wire, bytes per epoch, the board's receive count, and
+    a night's seconds at real UART rates (report.link_figures)."""
+    if not link or link.get("bytes_per_epoch") is None:
+        return []
+    how = "coded (SAMPLES_RICE)" if link["samples_coded"] else "raw"
+    lines = [
+        f"- Wire {link['wire']}: samples sent {how}, {link['bytes_per_epoch']:,.0f} bytes per "
+        f"epoch ({link['raw_bytes_per_epoch']:,} in raw frames: "
+        f"{_f(link['ratio_vs_raw'], '.2f')}x)"
+    ]
+    if link.get("board_receive_count_per_epoch") is not None:
+        lines.append(
+            f"- Board receive work {link['board_receive_count_per_epoch']:,.0f} per epoch "
+            "(storing the samples, decoding included; same unit as the counts above)"
+        )
+    bauds = ", ".join(
+        f"{int(b):,} baud {v['as_sent_s']:.0f} s (raw {v['raw_s']:.0f} s)"
+        for b, v in link["night_s_at_baud"].items()
+    )
+    lines.append(f"- A night of {link['night_epochs']} epochs on a real UART: {bauds}")
+    return lines
 
 
 def _n_sessions(r: dict) -> str:

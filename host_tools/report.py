@@ -235,6 +235,7 @@ def build_report(results: Results, meta: dict) -> dict:
         "sample_check": next(
             (s["sample_check"] for s in reversed(sessions) if s.get("sample_check")), None
         ),
+        "link": link_figures(sessions, streamed, bytes_stream, n),
         "epochs_per_s": streamed / stream_s if stream_s > 0 else None,
         "host_cpu_ms_per_epoch": cpu_s / streamed * 1e3 if streamed else None,
         "reference_cpu_ms_per_epoch": ref_cpu_s / streamed * 1e3 if streamed else None,
@@ -249,6 +250,45 @@ def build_report(results: Results, meta: dict) -> dict:
     if meta.get("faults"):  # a --faults stream: what was injected and what it took
         report["faults"] = {**meta["faults"], "epochs_scored": n}
     return report
+
+
+#: bytes on the wire per epoch in raw SAMPLES frames of 125 samples: 24 x (8 + 6 + 1000 + 4)
+RAW_BYTES_PER_EPOCH = 24 * (8 + 6 + 8 * 125 + 4)
+#: UART rates of the projection: a classic default, the ST-LINK virtual COM port's usual rate,
+#: and about the most it sustains
+PROJECTED_BAUDS = (115_200, 921_600, 2_250_000)
+
+
+def link_figures(sessions: list[dict], streamed: float, bytes_stream: float, n: int) -> dict:
+    """What the samples took on the link (docs/protocol.md, Versions and Coded samples): the
+    wire choice, bytes per epoch against raw frames, the board's receive count per epoch (from
+    its STATUS at the end of each complete session on a version-4 board) and the seconds a
+    night of ``n`` epochs needs at real UART rates (10 bits per byte: 8N1), raw and as sent."""
+    last = sessions[-1] if sessions else {}
+    per_epoch = bytes_stream / streamed if streamed else None
+    stored = sum(s.get("samples_stored") or 0 for s in sessions)
+    count = sum(s.get("receive_count") or 0 for s in sessions if s.get("samples_stored"))
+    projection = {
+        str(baud): {
+            "raw_s": round(RAW_BYTES_PER_EPOCH * n * 10 / baud, 1),
+            "as_sent_s": round(per_epoch * n * 10 / baud, 1) if per_epoch else None,
+        }
+        for baud in PROJECTED_BAUDS
+    }
+    return {
+        "wire": last.get("wire", "raw"),  # (runs before version 4: raw, the only wire)
+        "samples_coded": last.get("samples_coded"),
+        "protocol_version": last.get("protocol_version"),
+        "bytes_per_epoch": per_epoch,
+        "raw_bytes_per_epoch": RAW_BYTES_PER_EPOCH,
+        "ratio_vs_raw": RAW_BYTES_PER_EPOCH / per_epoch if per_epoch else None,
+        "board_receive_count_per_epoch": count / (stored / EPOCH_SAMPLES) if stored else None,
+        "receive_count_note": "counter units (as counter_kind) the board's service spent "
+        "storing the samples it received, decoding included, per 3000 samples stored (resent "
+        "ones count again); beside the preprocessing and the inference",
+        "night_s_at_baud": projection,
+        "night_epochs": n,
+    }
 
 
 def _cycles_per_instruction(meta: dict) -> float | None:

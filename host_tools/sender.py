@@ -32,6 +32,7 @@ from .protocol import (
     MAX_FRAME,
     MAX_SAMPLES_PER_FRAME,
     RESULTS_KEPT,
+    SACK_BLOCKS,
     SAMPLE_BLOCK,
     Ack,
     ErrorCode,
@@ -45,8 +46,8 @@ from .protocol import (
     decode_result,
     decode_status,
     encode_resend,
-    encode_samples,
 )
+from .samples import RICE_HEAD, EpochFrames
 
 if TYPE_CHECKING:
     from .device import Device
@@ -54,16 +55,16 @@ if TYPE_CHECKING:
 BLOCKS = EPOCH_SAMPLES // SAMPLE_BLOCK  # 5-sample blocks per epoch
 
 
-def _best_samples_per_frame(r: float) -> int:
-    """Samples per frame that carry the most samples per byte sent when each byte is lost
-    with probability r (a frame of L bytes gets through with exp(-r L))."""
-    n = np.arange(SAMPLE_BLOCK, MAX_SAMPLES_PER_FRAME + 1, SAMPLE_BLOCK)
-    length = HEADER_LEN + 6 + 8 * n + 4
-    return int(n[np.argmax(8 * n / length * np.exp(-r * length))])
-
-
+_SPF = np.arange(SAMPLE_BLOCK, MAX_SAMPLES_PER_FRAME + 1, SAMPLE_BLOCK)
 _LOSS_GRID = np.geomspace(1e-6, 0.3, 64)
-_BEST_SPF = np.array([_best_samples_per_frame(r) for r in _LOSS_GRID])
+
+
+def _best_samples_per_frame(r: float, per_sample: float, head: int) -> int:
+    """Samples per frame that carry the most samples per byte sent when each byte is lost
+    with probability r (a frame of L bytes gets through with exp(-r L)); a frame is ``head``
+    bytes (framing, first index, n; the coding's head) plus ``per_sample`` bytes a sample."""
+    length = HEADER_LEN + head + per_sample * _SPF + 4
+    return int(_SPF[np.argmax(_SPF / length * np.exp(-r * length))])
 
 
 class _Sent:
@@ -99,12 +100,14 @@ class SelectiveRepeatSender:
         self.out = np.zeros(BLOCKS, bool)  # its blocks in flight
         self.ever = np.zeros(BLOCKS, bool)  # its blocks sent at least once
         self.complete = False  # the board holds all of it and will take it when idle
+        self.frames: EpochFrames | None = None  # the frames of the epoch being sent
         self.in_flight: list[_Sent] = []  # in send order
         self.srtt = 0.0  # smoothed frame -> ACK time and its deviation (RFC 6298)
         self.rttvar = 0.0
         self.strikes = 0  # timeouts since the last reply
         self.loglik = np.zeros(len(_LOSS_GRID))  # of each per-byte loss rate (outcome())
         self.spf = MAX_SAMPLES_PER_FRAME
+        self.per_sample, self.head = 8.0, 6  # raw frames; coded ones measured as they go
         self.handed: dict[int, float] = {}  # epoch -> when the board took it (RESULT due)
         self.asked: dict[int, float] = {}  # epoch -> when its RESULT was last asked (RESEND)
         self.inference_s = 0.0  # smoothed time from 'taken' to its RESULT
@@ -138,6 +141,7 @@ class SelectiveRepeatSender:
         self.out[:] = False
         self.ever[:] = False
         self.complete = False
+        self.frames = EpochFrames(self.kept[epoch], self.dev.codes_samples)
         self.in_flight.clear()
         done = self.dev.samples_acked - self.base(epoch)
         if done > 0:
@@ -176,7 +180,8 @@ class SelectiveRepeatSender:
         rl = _LOSS_GRID * sent.size
         self.loglik *= 0.98
         self.loglik += np.log(-np.expm1(-rl)) if lost else -rl
-        self.spf = int(_BEST_SPF[int(np.argmax(self.loglik))])
+        r = _LOSS_GRID[int(np.argmax(self.loglik))]
+        self.spf = _best_samples_per_frame(r, self.per_sample, self.head)
 
     def send_frames(self) -> None:
         if self.complete:
@@ -192,9 +197,12 @@ class SelectiveRepeatSender:
                 return
             run = free[b0 : b0 + blocks_per_frame]
             k = len(run) if run.all() else int(np.argmin(run))
-            block = self.kept[epoch][b0 * SAMPLE_BLOCK : (b0 + k) * SAMPLE_BLOCK]
-            payload = encode_samples(base + b0 * SAMPLE_BLOCK, block)
-            seq = dev.send(MsgType.SAMPLES, payload)
+            mtype, payload = self.frames.frame(base, b0 * SAMPLE_BLOCK, k * SAMPLE_BLOCK)
+            if mtype == MsgType.SAMPLES_RICE:  # bytes per sample of the frames being sent
+                self.head = RICE_HEAD
+                per_sample = (len(payload) - RICE_HEAD) / (k * SAMPLE_BLOCK)
+                self.per_sample += 0.1 * (per_sample - self.per_sample)
+            seq = dev.send(mtype, payload)
             resent = bool(self.ever[b0 : b0 + k].any())
             if resent:
                 dev.counters.frames_resent += 1
@@ -205,13 +213,32 @@ class SelectiveRepeatSender:
             self.ever[b0 : b0 + k] = True
             flying += k * SAMPLE_BLOCK
 
-    def frame_state(self, ack: Ack, f: _Sent) -> bool | None:
-        """True: the board holds the frame's blocks; False: it lacks one; None: cannot tell."""
+    def block_states(self, ack: Ack) -> np.ndarray:
+        """What ``ack`` says of each block of the epoch being sent (as Ack.stored, for all of
+        them at once): 1 stored, 0 missing, -1 it does not say."""
         base = self.base(self.sending)
-        states = [ack.stored(base + b * SAMPLE_BLOCK) for b in range(f.b0, f.b1)]
-        if all(states):
-            return True
-        return False if False in states else None
+        states = np.full(BLOCKS, -1, np.int8)
+        cum = (ack.next_index - base) // SAMPLE_BLOCK
+        states[: max(0, min(cum, BLOCKS))] = 1
+        if 0 <= cum < BLOCKS:
+            states[cum] = 0
+        first = (ack.sack_from - base) // SAMPLE_BLOCK
+        lo, hi = max(first, cum + 1, 0), min(first + SACK_BLOCKS, BLOCKS)
+        if lo < hi:
+            bits = np.zeros(SACK_BLOCKS, np.int8)
+            bits[list(ack.sack)] = 1
+            states[lo:hi] = bits[lo - first : hi - first]
+        return states
+
+    @staticmethod
+    def frame_state(states: bytes, f: _Sent) -> bool | None:
+        """True: the board holds the frame's blocks; False: it lacks one; None: cannot tell
+        (``states``: block_states as bytes, which a frame's few blocks are faster checked in
+        than a numpy array)."""
+        seg = states[f.b0 : f.b1]
+        if b"\x00" in seg:
+            return False
+        return None if b"\xff" in seg else True
 
     # -- replies ----------------------------------------------------------------------------
 
@@ -235,12 +262,8 @@ class SelectiveRepeatSender:
             return
         if ack.next_index < base:
             return  # (a reply about the previous epoch)
-        cum = (ack.next_index - base) // SAMPLE_BLOCK
-        self.have[:cum] = True
-        first = (ack.sack_from - base) // SAMPLE_BLOCK
-        for i in ack.sack:
-            if 0 <= first + i < BLOCKS:
-                self.have[first + i] = True
+        states = self.block_states(ack)
+        self.have |= states == 1
         # frames the board has answered: ``seq`` and every frame sent before it (the link
         # keeps the order); those it lacks were lost on the way
         pos = next((k for k, f in enumerate(self.in_flight) if f.seq == seq), None)
@@ -253,9 +276,9 @@ class SelectiveRepeatSender:
             else:
                 self.srtt, self.rttvar = rtt, rtt / 2
             self.dev.rtt_s = self.srtt + 4 * self.rttvar
-        keep, unknown = [], False
+        keep, unknown, states = [], False, states.tobytes()
         for k, f in enumerate(self.in_flight):
-            state = self.frame_state(ack, f)
+            state = self.frame_state(states, f)
             if is_ack and k == pos and state is None:  # ACKed: stored
                 self.have[f.b0 : f.b1] = True
                 state = True

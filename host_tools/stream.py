@@ -9,9 +9,9 @@
 2. check the board's INFO against the host's model (hash, channels, rate, epoch length,
    normalisation constants; ``host_tools.inputs``);
 3. send the epochs with ``Device.stream_epochs``; for every epoch, compute from the SAME wire
-   samples the int8 input, the TFLite Micro reference and the float ONNX output (on a worker
-   thread while the host waits for the board), and append one row to ``results.csv`` as each
-   RESULT arrives;
+   samples the int8 input, the TFLite Micro reference and the float ONNX output (on a process
+   of their own, ``host_tools.reference_process``, off the sender's path), and append one row
+   to ``results.csv`` as each RESULT arrives;
 4. render the outputs (``host_tools.report``).
 
 run.json (``host_tools.runmeta``) records the plan, the recording, the model, the board and each
@@ -39,6 +39,7 @@ from sleepdata.noise import NoiseSpec, SignalStats
 from . import runfolder as rf
 from . import runmeta
 from .device import Device, DeviceError
+from .errors import BoardErrorReply
 from .faults import fault_record
 from .inputs import (
     StreamError,
@@ -49,7 +50,9 @@ from .inputs import (
     read_adversarial_file,
     wire_epochs,
 )
-from .reference import ModelFiles, References, ReferenceWorker
+from .protocol import PROTOCOL_VERSION
+from .reference import ModelFiles
+from .reference_process import ReferenceProcess
 from .report import write_outputs
 
 
@@ -126,16 +129,36 @@ def stream(
     content. ``on_result(row, done, total)`` is called after each row is written;
     ``started`` (time.perf_counter) counts earlier set-up, e.g. booting an emulator, into the
     wall time. Raises StreamInterrupted on KeyboardInterrupt, after saving everything."""
-    from sleepdata.normalise import Normaliser
-    from sleepdata.psg import load_recording, pair_for
 
     options = options or StreamOptions()
     t_wall0 = time.perf_counter() if started is None else started
     cpu0 = time.process_time()
+    model = ModelFiles.load(options.model_dir)
+    refs = ReferenceProcess(model).start()  # its models load while the board is asked
+    try:
+        return _stream(device, psg, Path(out), options, model, refs, port_label, on_result,
+                       t_wall0, cpu0)  # fmt: skip
+    finally:
+        refs.stop()
+
+
+def _stream(
+    device: Device,
+    psg: str | Path,
+    out: Path,
+    options: StreamOptions,
+    model: ModelFiles,
+    refs: ReferenceProcess,
+    port_label: str,
+    on_result: OnResult | None,
+    t_wall0: float,
+    cpu0: float,
+) -> dict:
+    from sleepdata.normalise import Normaliser
+    from sleepdata.psg import load_recording, pair_for
+
     link = device.counters
     bytes_call0 = link.bytes_sent
-    out = Path(out)
-    model = ModelFiles.load(options.model_dir)
     norm = Normaliser.from_dict(model.config["normalisation"])
 
     if options.noise is not None and options.adversarial is not None:
@@ -178,7 +201,6 @@ def stream(
         stats = options.stats or runmeta.noise_stats(model.config, rec)
     if meta is not None:
         runmeta.check_continuation(out, meta, info, stats)
-    refs = References(model)
     if meta is None:
         meta = runmeta.new_meta(pair, rec, plan_meta, options, stats, model, refs, board_meta, adv)
 
@@ -200,7 +222,7 @@ def stream(
     rf.write_meta(out, meta)
 
     total, n_done = len(plan), len(done)
-    worker = ReferenceWorker(refs, norm.to_int8(wire))
+    refs.compute(norm.to_int8(wire))
     fed = _Counted(np.ascontiguousarray(w.T) for w in wire)
     bytes0, retries0 = link.bytes_sent, link.retries
     t_stream = time.perf_counter()
@@ -210,10 +232,9 @@ def stream(
     status = "complete"
     try:
         with rf.ResultsWriter(out / rf.RESULTS) as writer:
-            worker.start()
             for k, r in enumerate(_board_results(device, fed, meta, int(todo[0]), options, model)):
                 i = int(todo[k])
-                ref = worker.get(k)
+                ref = refs.get(k)
                 row = rf.EpochRow(
                     epoch=i,
                     onset_s=float(rec.onsets_s[i]),
@@ -236,7 +257,6 @@ def stream(
         status = f"failed: {exc}"
         raise
     finally:
-        worker.stop()
         # the rows in the file are the truth: an interrupt between writing a row and counting
         # it must not make the report's sample check disagree with results.csv
         with contextlib.suppress(rf.RunFolderError, OSError):
@@ -245,11 +265,12 @@ def stream(
             status=status,
             stream_s=time.perf_counter() - t_stream,
             stream_cpu_s=time.process_time() - cpu_stream,
-            reference_cpu_s=worker.cpu_s,
+            reference_cpu_s=refs.cpu_s,
             stream_bytes=link.bytes_sent - bytes0,
             bytes_sent=link.bytes_sent - bytes_call0,
             retries=link.retries - retries0,
             **_sample_counts(device, fed.taken, session["epochs"]),
+            **_wire_figures(device, status == "complete"),
         )
         session["wall_s"] = time.perf_counter() - t_wall0
         faults = getattr(device, "faults", None)
@@ -342,6 +363,26 @@ def _sample_counts(device: Device, epochs_sent: int, epochs_scored: int) -> dict
         "samples_scored": epochs_scored * EPOCH_SAMPLES,
         "sample_check": how,
     }
+
+
+def _wire_figures(device: Device, complete: bool) -> dict:
+    """How the samples went (docs/protocol.md, Versions and Coded samples): the wire choice,
+    the protocol version spoken and, after a complete stream on a version-4 board, its receive
+    figures from a STATUS: samples stored (resent ones again) and the counter units its
+    service spent storing them, decoding included."""
+    figures = {
+        "wire": getattr(device, "wire", "raw"),
+        "samples_coded": bool(getattr(device, "codes_samples", False)),
+        "protocol_version": getattr(device, "version", None),
+    }
+    if complete and figures["protocol_version"] == PROTOCOL_VERSION:
+        try:
+            st = device.status(budget_s=10.0)
+        except (DeviceError, BoardErrorReply) as exc:
+            figures["receive_error"] = str(exc)
+        else:
+            figures.update(samples_stored=st.samples_stored, receive_count=st.receive_count)
+    return figures
 
 
 def _chain(first: list, rest: Iterable) -> Iterator:

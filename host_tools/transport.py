@@ -44,10 +44,14 @@ def read_available(port, wait_s: float) -> bytes:
     if own is not None:
         return own(wait_s)
     if isinstance(port, SocketSerial):
-        ready, _, _ = select.select([port._socket], [], [], wait_s)
-        if not ready:
-            return b""
-        data = port._socket.recv(65536)
+        sock = port._socket
+        try:  # what has arrived already, without a select (one system call, not two)
+            data = sock.recv(65536, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            ready, _, _ = select.select([sock], [], [], wait_s)
+            if not ready:
+                return b""
+            data = sock.recv(65536)
         if not data:
             raise SerialException("the connection was closed")
         return data

@@ -3,8 +3,9 @@
  *
  * Two contexts (board.h):
  *   - app_service(), run by the board at low interrupt priority whenever bytes arrive: parses
- *     frames, stores SAMPLES into the receive buffer, answers HELLO/PROFILE/RESET_STREAM, and
- *     sends what the inference produced. It is the only sender.
+ *     frames, stores SAMPLES and SAMPLES_RICE (decoded) into the receive buffer, answers
+ *     HELLO/PROFILE/RESET_STREAM, and sends what the inference produced. It is the only
+ *     sender, in the version of the last valid frame.
  *   - main(), thread mode: when the receive buffer holds a complete epoch, converts it to the
  *     model input (freeing the receive buffer for the next epoch), then runs the model (twice
  *     when the host asked for DWT events: once counted, once sampled, see run_epoch).
@@ -21,6 +22,7 @@
 #include "preprocess.h"
 #include "profile.h"
 #include "proto.h"
+#include "wire_coding.h"
 
 #ifndef FW_VERSION
 #define FW_VERSION "0.2.0"
@@ -49,6 +51,9 @@ static uint32_t app_rx_epoch;        /* epoch index of the complete epoch in app
 static uint16_t app_rx_last_seq;     /* frame that completed it: ACKed again when it is taken */
 static volatile uint8_t app_ack_due; /* set by main: send that ACK */
 static uint32_t app_next_index;      /* next expected sample index: all before it are stored */
+/* Receive figures (STATUS_REPLY, version 4), since the last RESET_STREAM or reset: samples
+ * stored from SAMPLES and SAMPLES_RICE frames, and the counter units spent storing them. */
+static uint32_t app_rx_samples, app_rx_units;
 
 /* The last inference, written by main and sent by the service. */
 static struct {
@@ -68,21 +73,26 @@ static volatile uint8_t app_layers_due; /* set by main: send LAYER_COUNTS now */
 static volatile uint8_t app_profile; /* PROTO_PROFILE_*, as the host asked (0 at reset) */
 static uint8_t app_events_supported; /* the board's, read once by main() */
 
-/* The last RESULT payloads, for RESEND (a reply lost on the link). */
-static struct {
-    uint32_t epoch;
-    uint8_t valid;
-    uint8_t payload[PROTO_RESULT_LEN];
-} app_kept[PROTO_RESULTS_KEPT];
+/* The last RESULT payloads, for RESEND (a reply lost on the link), epoch e's at e % KEPT; each
+ * begins with its epoch index. Bit i of app_kept_valid: app_kept[i] holds a RESULT. */
+static uint8_t app_kept[PROTO_RESULTS_KEPT][PROTO_RESULT_LEN];
+static uint8_t app_kept_valid;
+_Static_assert(PROTO_RESULTS_KEPT <= 8, "app_kept_valid has 8 bits");
 
 static uint32_t app_results_sent;     /* RESULTs since the last RESET_STREAM (or reset) */
 static volatile uint8_t app_announce; /* send INFO unasked (after reset) */
+/* Every reply is in the version of the last valid frame (docs/protocol.md, Versions):
+ * PROTO_VERSION_MIN from main()'s start (set there, not initialised: .data costs RAM). */
+static uint8_t app_version;
 
 static proto_parser_t app_parser;
-/* Frames are built here (LAYER_COUNTS in place); EVENT_COUNTS in profile_events_frame(). */
+/* Frames are built here, their payloads in place (TX_PAYLOAD: no copy on the stack, whose
+ * deepest use counts against the RAM budget); EVENT_COUNTS in profile_events_frame(). */
 static uint8_t app_tx[PROTO_HEADER_LEN + 1 + 8 * ENGINE_MODEL_LAYERS + PROTO_CRC_LEN];
 _Static_assert(sizeof(app_tx) >= PROTO_HEADER_LEN + PROTO_INFO_LEN + PROTO_CRC_LEN,
                "app_tx is too small for INFO");
+
+#define TX_PAYLOAD (&app_tx[PROTO_HEADER_LEN])
 
 extern uint32_t _sdata, _ebss;
 
@@ -98,9 +108,14 @@ static void put_u32(uint8_t *p, uint32_t v)
     put_u16(p + 2, v >> 16);
 }
 
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
 static void send(uint8_t type, uint16_t seq, const uint8_t *payload, uint16_t len)
 {
-    board_uart_write(app_tx, proto_encode(app_tx, type, seq, payload, len));
+    board_uart_write(app_tx, proto_encode(app_tx, app_version, type, seq, payload, len));
 }
 
 /* Copies a string into a zero-padded field of `size` bytes (truncating, no terminator needed). */
@@ -113,9 +128,11 @@ static void put_str(uint8_t *p, const char *s, size_t size)
 
 static void send_error(uint8_t code, uint8_t detail, uint16_t seq)
 {
-    uint8_t p[4] = {code, detail, 0, 0};
+    uint8_t *p = TX_PAYLOAD;
+    p[0] = code;
+    p[1] = detail;
     put_u16(&p[2], seq);
-    send(PROTO_MSG_ERROR, seq, p, sizeof(p));
+    send(PROTO_MSG_ERROR, seq, p, 4);
 }
 
 static int have_block(uint32_t block)
@@ -148,9 +165,8 @@ static void put_rx_state(uint8_t *p, uint32_t from)
 
 static void send_ack_from(uint16_t seq, uint32_t from)
 {
-    uint8_t ack[PROTO_ACK_LEN];
-    put_rx_state(ack, from);
-    send(PROTO_MSG_ACK, seq, ack, sizeof(ack));
+    put_rx_state(TX_PAYLOAD, from);
+    send(PROTO_MSG_ACK, seq, TX_PAYLOAD, PROTO_ACK_LEN);
 }
 
 static void send_ack(uint16_t seq)
@@ -172,11 +188,11 @@ static uint8_t counter_kind_code(void)
 
 static void send_info(uint16_t seq)
 {
-    uint8_t p[PROTO_INFO_LEN];
-    memset(p, 0, sizeof(p));
+    uint8_t *p = TX_PAYLOAD;
+    memset(p, 0, PROTO_INFO_LEN);
     put_str(&p[0], FW_VERSION, 16);
     put_u32(&p[16], FW_BUILD_HASH);
-    p[20] = PROTO_VERSION;
+    p[20] = app_version;
     memcpy(&p[21], model_hash8, 8);
     p[29] = PROTO_N_CHANNELS;
     put_u16(&p[30], PROTO_SAMPLE_RATE_HZ);
@@ -193,12 +209,14 @@ static void send_info(uint16_t seq)
     put_u32(&p[71], board_core_clock_hz());
     put_str(&p[75], board_name(), 16);
     put_u32(&p[91], board_stack_peak());
-    send(PROTO_MSG_INFO, seq, p, sizeof(p));
+    p[95] = PROTO_CODING_RICE; /* (not sent in version 3) */
+    send(PROTO_MSG_INFO, seq, p,
+         app_version > PROTO_VERSION_MIN ? PROTO_INFO_LEN : PROTO_INFO_LEN_V3);
 }
 
 static void send_layer_counts(void)
 {
-    uint8_t *layers = &app_tx[PROTO_HEADER_LEN]; /* built in place */
+    uint8_t *layers = TX_PAYLOAD;
     layers[0] = ENGINE_MODEL_LAYERS;
     for (int i = 0; i < ENGINE_MODEL_LAYERS; ++i) {
         put_u32(&layers[1 + 8 * i], profile_layer_count(i));
@@ -216,7 +234,7 @@ static void send_event_counts(void)
         return;
     }
     uint8_t *frame = profile_events_frame();
-    board_uart_write(frame, proto_encode(frame, PROTO_MSG_EVENT_COUNTS, app_result.seq,
+    board_uart_write(frame, proto_encode(frame, app_version, PROTO_MSG_EVENT_COUNTS, app_result.seq,
                                          &frame[PROTO_HEADER_LEN], PROFILE_EVENTS_PAYLOAD));
 }
 
@@ -237,9 +255,8 @@ static void send_result(void)
             stage = k;
         }
     }
-    uint8_t *p = app_kept[app_result.epoch % PROTO_RESULTS_KEPT].payload;
-    app_kept[app_result.epoch % PROTO_RESULTS_KEPT].epoch = app_result.epoch;
-    app_kept[app_result.epoch % PROTO_RESULTS_KEPT].valid = 1;
+    uint8_t *p = app_kept[app_result.epoch % PROTO_RESULTS_KEPT];
+    app_kept_valid |= (uint8_t)(1u << (app_result.epoch % PROTO_RESULTS_KEPT));
     put_u32(&p[0], app_result.epoch);
     p[4] = stage;
     memcpy(&p[5], app_result.scores, ENGINE_MODEL_OUTPUTS);
@@ -256,15 +273,9 @@ static void on_resend(const proto_frame_t *f)
         send_error(PROTO_ERR_BAD_LENGTH, 0, f->seq);
         return;
     }
-    uint32_t epoch = (uint32_t)f->payload[0] | ((uint32_t)f->payload[1] << 8) |
-                     ((uint32_t)f->payload[2] << 16) | ((uint32_t)f->payload[3] << 24);
-    const uint8_t *kept = 0;
-    for (int i = 0; i < PROTO_RESULTS_KEPT; ++i) {
-        if (app_kept[i].valid && app_kept[i].epoch == epoch) {
-            kept = app_kept[i].payload;
-        }
-    }
-    if (kept) {
+    uint32_t epoch = get_u32(f->payload);
+    const uint8_t *kept = app_kept[epoch % PROTO_RESULTS_KEPT];
+    if (((app_kept_valid >> (epoch % PROTO_RESULTS_KEPT)) & 1u) && get_u32(kept) == epoch) {
         send(PROTO_MSG_RESULT, f->seq, kept, PROTO_RESULT_LEN);
     } else {
         send_error(PROTO_ERR_NO_RESULT, 0, f->seq);
@@ -273,23 +284,40 @@ static void on_resend(const proto_frame_t *f)
 
 static void send_status(uint16_t seq)
 {
-    uint8_t p[PROTO_STATUS_LEN];
+    uint8_t *p = TX_PAYLOAD;
     put_rx_state(p, 0);
     put_u32(&p[17], app_results_sent);
-    send(PROTO_MSG_STATUS_REPLY, seq, p, sizeof(p));
+    put_u32(&p[21], app_rx_samples); /* (version 4) */
+    put_u32(&p[25], app_rx_units);
+    send(PROTO_MSG_STATUS_REPLY, seq, p,
+         app_version > PROTO_VERSION_MIN ? PROTO_STATUS_LEN : PROTO_STATUS_LEN_V3);
 }
 
+static void mark_blocks(uint32_t t0, uint16_t n, int stored)
+{
+    for (uint32_t k = t0 / PROTO_SAMPLE_BLOCK; k < (t0 + n) / PROTO_SAMPLE_BLOCK; ++k) {
+        if (stored) {
+            app_rx_have[k >> 3] |= (uint8_t)(1u << (k & 7u));
+        } else {
+            app_rx_have[k >> 3] &= (uint8_t) ~(1u << (k & 7u));
+        }
+    }
+}
+
+/* SAMPLES (raw int16) and SAMPLES_RICE (coded, docs/protocol.md "Coded samples"): the same
+ * head (u32 first index, u16 n), the same checks in the same order, then the samples go
+ * straight into the receive buffer, decoded on the way when coded. */
 static void on_samples(const proto_frame_t *f)
 {
+    const int coded = f->type == PROTO_MSG_SAMPLES_RICE;
     if (f->len < 6) {
         send_error(PROTO_ERR_BAD_LENGTH, 0, f->seq);
         return;
     }
-    uint32_t first = (uint32_t)f->payload[0] | ((uint32_t)f->payload[1] << 8) |
-                     ((uint32_t)f->payload[2] << 16) | ((uint32_t)f->payload[3] << 24);
+    uint32_t first = get_u32(f->payload);
     uint16_t n = (uint16_t)(f->payload[4] | (f->payload[5] << 8));
     if (n < PROTO_SAMPLE_BLOCK || n > PROTO_MAX_SAMPLES_PER_FRAME || n % PROTO_SAMPLE_BLOCK ||
-        first % PROTO_SAMPLE_BLOCK || f->len != 6u + 8u * n) {
+        first % PROTO_SAMPLE_BLOCK || (!coded && f->len != 6u + 8u * n)) {
         send_error(PROTO_ERR_BAD_LENGTH, 0, f->seq);
         return;
     }
@@ -315,17 +343,39 @@ static void on_samples(const proto_frame_t *f)
     }
     /* Stored at its place whatever the order (a resend stores the same samples again). */
     const uint32_t t0 = first - app_rx_base;
-    const uint8_t *b = &f->payload[6];
-    for (uint32_t t = t0; t < t0 + n; ++t) {
-        int16_t s[PROTO_N_CHANNELS];
-        for (int c = 0; c < PROTO_N_CHANNELS; ++c, b += 2) {
-            s[c] = (int16_t)(b[0] | (b[1] << 8));
+    board_mark_t mark;
+    board_mark(&mark);
+    if (coded) {
+        wire_rice_t d;
+        int fault = wire_rice_begin(&d, &f->payload[6], (uint16_t)(f->len - 6u));
+        for (uint32_t t = 0; t < n && !fault; ++t) { /* (the decoder calls nothing: shallow) */
+            if (t == 0 || (fault = wire_rice_next(&d)) == 0) {
+                preprocess_store(&app_rx, (int)(t0 + t), d.x);
+            }
         }
-        preprocess_store(&app_rx, (int)t, s);
+        if (fault || (fault = wire_rice_end(&d)) != 0) {
+            /* The samples before the fault overwrote the frame's blocks: missing until resent. */
+            mark_blocks(t0, n, 0);
+            if (app_next_index > first) {
+                app_next_index = first;
+            }
+            send_error(PROTO_ERR_BAD_CODING, (uint8_t)fault, f->seq);
+            send_ack(f->seq);
+            return;
+        }
+    } else {
+        const uint8_t *b = &f->payload[6];
+        for (uint32_t t = t0; t < t0 + n; ++t) {
+            int16_t s[PROTO_N_CHANNELS];
+            for (int c = 0; c < PROTO_N_CHANNELS; ++c, b += 2) {
+                s[c] = (int16_t)(b[0] | (b[1] << 8));
+            }
+            preprocess_store(&app_rx, (int)t, s);
+        }
     }
-    for (uint32_t k = t0 / PROTO_SAMPLE_BLOCK; k < (t0 + n) / PROTO_SAMPLE_BLOCK; ++k) {
-        app_rx_have[k >> 3] |= (uint8_t)(1u << (k & 7u));
-    }
+    app_rx_units += board_units_since_mark(&mark);
+    app_rx_samples += n;
+    mark_blocks(t0, n, 1);
     while (app_next_index < app_rx_base + PROTO_EPOCH_SAMPLES &&
            have_block((app_next_index - app_rx_base) / PROTO_SAMPLE_BLOCK)) {
         app_next_index += PROTO_SAMPLE_BLOCK;
@@ -344,11 +394,13 @@ static void on_samples(const proto_frame_t *f)
 
 static void on_frame(const proto_frame_t *f)
 {
+    app_version = f->version;
     switch (f->type) {
     case PROTO_MSG_HELLO:
         send_info(f->seq);
         break;
     case PROTO_MSG_SAMPLES:
+    case PROTO_MSG_SAMPLES_RICE:
         on_samples(f);
         break;
     case PROTO_MSG_PROFILE:
@@ -375,7 +427,9 @@ static void on_frame(const proto_frame_t *f)
         app_rx_base = 0;
         memset(app_rx_have, 0, sizeof(app_rx_have));
         app_results_sent = 0;
-        memset(app_kept, 0, sizeof(app_kept));
+        app_rx_samples = 0;
+        app_rx_units = 0;
+        app_kept_valid = 0;
         send_ack(f->seq);
         break;
     case PROTO_MSG_STATUS:
@@ -490,6 +544,7 @@ int main(void)
     board_init();
     app_events_supported = (uint8_t)board_events_supported();
     proto_parser_init(&app_parser);
+    app_version = PROTO_VERSION_MIN;
     app_announce = 1; /* INFO with sequence number 0: a host streaming to us sees a restart */
     board_rx_start();
     board_service_request();

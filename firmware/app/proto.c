@@ -8,7 +8,7 @@ static int known_type(uint8_t type)
 {
     return type == PROTO_MSG_HELLO || type == PROTO_MSG_SAMPLES || type == PROTO_MSG_RESET_STREAM ||
            type == PROTO_MSG_PROFILE || type == PROTO_MSG_STATUS || type == PROTO_MSG_RESEND ||
-           type == PROTO_MSG_REBOOT;
+           type == PROTO_MSG_REBOOT || type == PROTO_MSG_SAMPLES_RICE;
 }
 
 /* The payload lengths a message type can have. Checked when the header is complete, so that a
@@ -21,6 +21,10 @@ static int length_ok(uint8_t type, uint16_t len)
         return len >= 6u + 8u * PROTO_SAMPLE_BLOCK &&
                len <= 6u + 8u * PROTO_MAX_SAMPLES_PER_FRAME &&
                (len - 6u) % (8u * PROTO_SAMPLE_BLOCK) == 0;
+    case PROTO_MSG_SAMPLES_RICE:
+        /* the head, then at least one bit per code of n = 5 samples: whether the codes fit is
+         * the decoder's to say (ERROR BAD_CODING) */
+        return len >= PROTO_RICE_HEAD + (4u * (PROTO_SAMPLE_BLOCK - 1) + 7u) / 8u;
     case PROTO_MSG_PROFILE:
         return len == 1;
     case PROTO_MSG_RESEND:
@@ -85,10 +89,11 @@ proto_event_t proto_parser_push(proto_parser_t *p, uint8_t byte)
         if (p->got < PROTO_HEADER_LEN) {
             return PROTO_NONE;
         }
+        p->frame.version = p->header[2];
         p->frame.type = p->header[3];
         p->frame.seq = (uint16_t)(p->header[4] | (p->header[5] << 8));
         p->frame.len = (uint16_t)(p->header[6] | (p->header[7] << 8));
-        if (p->header[2] != PROTO_VERSION) {
+        if (p->frame.version < PROTO_VERSION_MIN || p->frame.version > PROTO_VERSION) {
             return fail(p, PROTO_ERR_BAD_VERSION);
         }
         if (p->frame.len > PROTO_MAX_PAYLOAD) {
@@ -127,11 +132,12 @@ proto_event_t proto_parser_push(proto_parser_t *p, uint8_t byte)
     }
 }
 
-size_t proto_encode(uint8_t *out, uint8_t type, uint16_t seq, const uint8_t *payload, uint16_t len)
+size_t proto_encode(uint8_t *out, uint8_t version, uint8_t type, uint16_t seq,
+                    const uint8_t *payload, uint16_t len)
 {
     out[0] = PROTO_SYNC0;
     out[1] = PROTO_SYNC1;
-    out[2] = PROTO_VERSION;
+    out[2] = version;
     out[3] = type;
     out[4] = (uint8_t)(seq & 0xFF);
     out[5] = (uint8_t)(seq >> 8);

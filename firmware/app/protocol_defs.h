@@ -6,7 +6,8 @@
 
 #define PROTO_SYNC0 0xA5
 #define PROTO_SYNC1 0x5A
-#define PROTO_VERSION 3
+#define PROTO_VERSION 4     /* the version the board speaks */
+#define PROTO_VERSION_MIN 3 /* the oldest it still takes and answers in */
 #define PROTO_HEADER_LEN 8
 #define PROTO_CRC_LEN 4
 #define PROTO_MAX_PAYLOAD 1024
@@ -24,6 +25,7 @@
 #define PROTO_MSG_STATUS 0x05
 #define PROTO_MSG_RESEND 0x06
 #define PROTO_MSG_REBOOT 0x07
+#define PROTO_MSG_SAMPLES_RICE 0x08 /* version 4 */
 #define PROTO_MSG_INFO 0x81
 #define PROTO_MSG_ACK 0x82
 #define PROTO_MSG_RESULT 0x83
@@ -42,7 +44,8 @@
 #define PROTO_ERR_BUSY 8
 #define PROTO_ERR_OVERRUN 9
 #define PROTO_ERR_NO_RESULT 10
-#define PROTO_ERR_NO_EVENTS 11 /* detail 0: no DWT events; 1: the events pass disagreed */
+#define PROTO_ERR_NO_EVENTS 11  /* detail 0: no DWT events; 1: the events pass disagreed */
+#define PROTO_ERR_BAD_CODING 12 /* detail: PROTO_CODING_OVERRUN, _RANGE or _TRAILING */
 
 #define PROTO_COUNTER_INSTRUCTIONS 0
 #define PROTO_COUNTER_CYCLES 1
@@ -55,10 +58,21 @@
 #define PROTO_EVENTS_PER_LAYER 5   /* CPI, EXC, SLEEP, LSU, FOLD */
 #define PROTO_EVENT_COUNTS_HEAD 12 /* EVENT_COUNTS bytes before the rows */
 
-#define PROTO_INFO_LEN 95
+#define PROTO_INFO_LEN 96
+#define PROTO_INFO_LEN_V3 95 /* without the codings byte */
 #define PROTO_RESULT_LEN 19
-#define PROTO_STATUS_LEN 21
+#define PROTO_STATUS_LEN 29
+#define PROTO_STATUS_LEN_V3 21 /* without the receive figures */
 #define PROTO_ACK_LEN 17
 #define PROTO_SACK_BLOCKS 64 /* blocks reported in ACK and STATUS_REPLY */
+
+/* Coded samples (SAMPLES_RICE, version 4) */
+#define PROTO_CODING_RICE 0x01 /* INFO's codings bit: the board decodes SAMPLES_RICE */
+#define PROTO_RICE_HEAD 16     /* payload bytes before the codes */
+#define PROTO_RICE_MAX_K 15
+/* BAD_CODING details */
+#define PROTO_CODING_OVERRUN 1  /* the codes run past the payload */
+#define PROTO_CODING_RANGE 2    /* a code's value does not fit 16 bits */
+#define PROTO_CODING_TRAILING 3 /* bytes or non-zero bits after the last code */
 
 #endif /* PROTOCOL_DEFS_H */

@@ -28,8 +28,9 @@ void board_critical_begin(void);
 void board_critical_end(void);
 /* Thread mode, between board_critical_begin() and board_critical_end(): sleeps until an
  * interrupt is pending (WFI). Returns with interrupts still disabled; the pending handler runs
- * at board_critical_end(), so the caller re-checks its condition after that. Stops the SysTick:
- * the work counter is undefined until the next board_counter_restart(). */
+ * at board_critical_end(), so the caller re-checks its condition after that. Stops the SysTick
+ * while the core sleeps: the work counter is undefined until the next board_counter_restart()
+ * (handler windows, board_mark(), are measured again once it returns). */
 void board_idle(void);
 /* Provided by the application: run by the board at low interrupt priority. */
 void app_service(void);
@@ -39,6 +40,18 @@ void board_counter_restart(void);
 /* Thread-mode work since the last restart, interrupt handlers excluded: instructions
  * (emulated boards) or cycles (real boards). */
 uint64_t board_counter_read(void);
+
+/* A window of work in app_service(), nested interrupt handlers excluded (as they are from
+ * board_counter_read()): board_mark() starts it, board_units_since_mark() reads it, in the same
+ * counter units. For windows shorter than the counter's wrap (2^24 ticks on the emulated
+ * boards); the same work gives the same count run to run there. */
+typedef struct {
+    uint32_t raw;    /* the board's raw counter at the mark */
+    uint32_t nested; /* the handler units accounted at the mark */
+} board_mark_t;
+
+void board_mark(board_mark_t *m);
+uint32_t board_units_since_mark(const board_mark_t *m);
 
 /* What board_counter_read() counts. The application maps it to its wire protocol's code. */
 typedef enum {

@@ -6,6 +6,7 @@ BUSY, and the board keeps serving (docs/protocol.md, "Flow control" and "Error c
 
 from __future__ import annotations
 
+import struct
 import subprocess
 
 import numpy as np
@@ -23,7 +24,12 @@ from host_tools.protocol import (
     decode_info,
     decode_status,
     encode_resend,
+)
+from host_tools.samples import (
+    CodingError,
+    decode_samples_rice,
     encode_samples,
+    encode_samples_rice,
 )
 
 from ..conftest import REPO
@@ -91,3 +97,40 @@ def test_samples_faster_than_inference_get_busy_and_the_board_keeps_serving(repl
     assert resend.type == MsgType.ERROR  # epoch 0 is not scored yet
     assert decode_error(resend.payload).code == ErrorCode.NO_RESULT
     assert info.type == MsgType.INFO and decode_info(info.payload).channels == 4
+
+
+def test_coded_frames_are_stored_and_bad_codings_get_the_host_decoders_detail(replay):
+    """SAMPLES_RICE through the board's own decoder (docs/protocol.md, "Coded samples"): a good
+    frame is stored, each malformed one gets ERROR BAD_CODING with the detail the host's
+    reference decoder (host_tools.samples) gives, its blocks count as missing again, and a
+    version-3 peer gets version-3 replies."""
+    rng = np.random.default_rng(5)
+    x = np.cumsum(rng.normal(0, 40, (125, 4)), axis=0).astype(np.int16)
+    good = encode_samples_rice(0, x)
+    k15 = struct.pack("<IHBB4h", 125, 5, 0xFF, 0xFF, 0, 0, 0, 0)
+    bad = {
+        "cut": good[:-3],
+        "extra byte": good + b"\0",
+        "q over k 15's limit": k15 + bytes([0x20, 0, 0]),
+        "zeros past the limit, then the end": k15 + bytes(2),
+        "padding bit": bytes(good[:-1]) + bytes([good[-1] | 1]) if good[-1] & 1 == 0 else None,
+    }
+    frames = [Frame(MsgType.SAMPLES_RICE, 10, good)]
+    expected = []
+    for k, (what, payload) in enumerate((w, p) for w, p in bad.items() if p is not None):
+        with pytest.raises(CodingError) as err:
+            decode_samples_rice(payload)
+        expected.append((what, err.value.detail, payload))
+        frames.append(Frame(MsgType.SAMPLES_RICE, 20 + k, payload))
+    frames += [Frame(MsgType.STATUS, 40, b""), Frame(MsgType.STATUS, 41, b"", version=3)]
+    replies = replay(frames)
+    assert replies[0].type == MsgType.ACK and decode_ack(replies[0].payload).next_index == 125
+    errors = [decode_error(f.payload) for f in replies if f.type == MsgType.ERROR]
+    assert [(e.code, e.detail) for e in errors] == [
+        (ErrorCode.BAD_CODING, detail) for _, detail, _ in expected
+    ], [what for what, _, _ in expected]
+    status, status_v3 = [f for f in replies if f.type == MsgType.STATUS_REPLY]
+    st = decode_status(status.payload)
+    assert status.version == 4 and st.samples_stored == 125  # (no counter in this build)
+    assert st.next_index == 0  # the cut frame (first index 0) un-stored its blocks
+    assert status_v3.version == 3 and len(status_v3.payload) == 21

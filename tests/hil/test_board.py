@@ -23,8 +23,8 @@ from host_tools.protocol import (
     decode_ack,
     decode_error,
     decode_result,
-    encode_samples,
 )
+from host_tools.samples import encode_samples
 from sleepdata.hypnogram import write_hypnogram
 from sleepdata.normalise import Normaliser
 from sleepdata.psg import load_recording, pair_for

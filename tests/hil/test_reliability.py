@@ -17,8 +17,8 @@ from host_tools.protocol import (
     FrameDecoder,
     MsgType,
     decode_result,
-    decode_samples,
 )
+from host_tools.samples import decode_samples
 from host_tools.transport import open_port, read_available
 from sleepdata.hypnogram import write_hypnogram
 from sleepdata.normalise import Normaliser

@@ -40,13 +40,13 @@ from host_tools.protocol import (
     Result,
     Status,
     decode_result,
-    decode_samples,
     encode_ack,
     encode_error,
     encode_info,
     encode_result,
     encode_status,
 )
+from host_tools.samples import decode_samples
 
 BLOCKS = EPOCH_SAMPLES // SAMPLE_BLOCK
 LAYERS = ((1000, 100), (2000, 0))  # LAYER_COUNTS the board reports with PROFILE on

@@ -15,6 +15,7 @@ from host_tools.protocol import (
     PROTOCOL_VERSION,
     SYNC,
     Ack,
+    Coding,
     CounterKind,
     ErrorCode,
     ErrorReply,
@@ -30,15 +31,14 @@ from host_tools.protocol import (
     decode_error,
     decode_info,
     decode_result,
-    decode_samples,
     decode_status,
     encode_ack,
     encode_error,
     encode_info,
     encode_result,
-    encode_samples,
     encode_status,
 )
+from host_tools.samples import decode_samples, encode_samples
 
 MAX_FRAME = HEADER_LEN + MAX_PAYLOAD + CRC_LEN
 NORM = [
@@ -152,9 +152,9 @@ def test_samples_start_on_a_block():
 
 
 def test_info_layout_and_round_trip():
-    info = make_info()
+    info = make_info(codings=Coding.RICE)
     payload = encode_info(info)
-    assert len(payload) == 95
+    assert len(payload) == 96 and payload[95] == 1
     assert payload[0:16] == b"0.1.0-dev" + bytes(7)
     assert payload[16:20] == struct.pack("<I", 0xDEADBEEF)
     assert payload[20] == 1 and payload[21:29] == bytes(range(1, 9)) and payload[29] == 4
@@ -169,6 +169,10 @@ def test_info_layout_and_round_trip():
     assert payload[91:95] == struct.pack("<I", info.stack_peak_bytes)
     got = decode_info(payload)
     assert got == info and isinstance(got.counter_kind, CounterKind)
+    # version 3 (an older board or host): the same fields without the codings
+    v3 = encode_info(info, version=3)
+    assert v3 == payload[:95]
+    assert decode_info(v3) == make_info(codings=0)
     full = make_info(firmware_version="x" * 16, board="b" * 16, counter_kind=CounterKind.CYCLES)
     assert decode_info(encode_info(full)) == full
 
@@ -209,9 +213,12 @@ def test_result_ack_error_round_trips():
         True,
         None,
     ]
-    st = Status(125, False, 130, frozenset({1}), 7)
-    assert encode_status(st) == struct.pack("<IBIQI", 125, 0, 130, 2, 7)
+    st = Status(125, False, 130, frozenset({1}), 7, 3000, 123_456)
+    assert encode_status(st) == struct.pack("<IBIQIII", 125, 0, 130, 2, 7, 3000, 123_456)
     assert decode_status(encode_status(st)) == st and st.ack == Ack(125, False, 130, {1})
+    v3 = encode_status(st, version=3)
+    assert v3 == struct.pack("<IBIQI", 125, 0, 130, 2, 7)
+    assert decode_status(v3) == Status(125, False, 130, frozenset({1}), 7)  # figures: None
     err = ErrorReply(ErrorCode.OUT_OF_SEQUENCE, 0, 0xBEEF)
     assert encode_error(err) == b"\x06\x00\xef\xbe"
     got = decode_error(encode_error(err))
@@ -231,7 +238,7 @@ def test_encoders_reject_out_of_range_values():
 @pytest.mark.parametrize(
     ("decode", "payload", "message"),
     [
-        (decode_info, bytes(94), r"INFO: payload is 94 bytes, expected 95"),
+        (decode_info, bytes(94), r"INFO: payload is 94 bytes, expected 96"),
         (decode_result, bytes(20), r"RESULT: payload is 20 bytes, expected 19"),
         (decode_ack, b"", r"ACK: payload is 0 bytes, expected 17"),
         (decode_error, bytes(5), r"ERROR: payload is 5 bytes, expected 4"),
@@ -240,6 +247,7 @@ def test_encoders_reject_out_of_range_values():
         (decode_samples, struct.pack("<IH", 0, 5) + bytes(8), r"SAMPLES: .* 14 bytes for n = 5"),
         (decode_samples, struct.pack("<IH", 0, 130) + bytes(1040), r"130 samples"),
         (decode_samples, struct.pack("<IH", 3, 5) + bytes(40), r"from 3: not whole 5-blocks"),
+        (decode_info, bytes(70) + b"\x07" + bytes(25), r"INFO: unknown counter kind 7"),
         (decode_info, bytes(70) + b"\x07" + bytes(24), r"INFO: unknown counter kind 7"),
     ],
 )

@@ -20,13 +20,12 @@ from host_tools.protocol import (
     Status,
     decode_ack,
     decode_result,
-    decode_samples,
     decode_status,
     encode_ack,
     encode_result,
-    encode_samples,
     encode_status,
 )
+from host_tools.samples import decode_samples, encode_samples
 
 frames = st.builds(
     Frame,
@@ -107,10 +106,13 @@ sack = st.frozensets(st.integers(0, SACK_BLOCKS - 1))
     st.integers(0, 0xFFFFFFFF),
     sack,
     st.integers(0, 0xFFFFFFFF),
+    st.tuples(st.integers(0, 0xFFFFFFFF), st.integers(0, 0xFFFFFFFF)),
 )
-def test_status_and_ack_round_trip(index, waiting, first, blocks, sent):
-    s = Status(index, waiting, first, blocks, sent)
+def test_status_and_ack_round_trip(index, waiting, first, blocks, sent, figures):
+    s = Status(index, waiting, first, blocks, sent, *figures)
     assert decode_status(encode_status(s)) == s
+    v3 = Status(index, waiting, first, blocks, sent)  # a version-3 board: no receive figures
+    assert decode_status(encode_status(s, version=3)) == v3
     assert decode_ack(encode_ack(s.ack)) == s.ack
 
 

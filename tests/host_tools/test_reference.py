@@ -14,6 +14,7 @@ import pytest
 from host_tools import reference
 from host_tools.cli import main
 from host_tools.reference import ENGINE_LAYERS, ModelError, ModelFiles, References
+from host_tools.reference_process import ReferenceProcess, ReferenceProcessError
 from sleepdata.normalise import Normaliser
 
 from ..conftest import REPO
@@ -83,6 +84,37 @@ def test_references_are_tflite_micro_and_the_float_model(folder):
     assert np.array_equal(refs.tflm(x[0]), runner.run_one(x[0]))
     logits = refs.float_logits(x)
     assert logits.shape == (2, 5) and np.isfinite(logits).all()
+
+
+def test_the_reference_process_gives_the_same_references_in_order(folder):
+    """A stream's references run on a process of their own (off the sender's GIL): they must
+    be the in-process References', epoch by epoch, and a failure there must reach the caller."""
+    from sleepdata.tflm import softmax
+
+    model = ModelFiles.load(folder)
+    refs = References(model)
+    norm = Normaliser.from_dict(model.config["normalisation"])
+    rng = np.random.default_rng(1)
+    x = norm.to_int8(norm.to_wire(rng.normal(0, 20, (7, 4, 3000)).astype(np.float32)))
+    proc = ReferenceProcess(model, batch=3, ahead=1).start()
+    try:
+        assert (proc.output_scale, proc.output_zero_point) == (
+            refs.output_scale,
+            refs.output_zero_point,
+        )
+        proc.compute(x)
+        probs = softmax(refs.float_logits(x))
+        for k in (0, 1, 2, 6, 3):  # any order of asking; each waits for its epoch
+            got = proc.get(k, timeout_s=60)
+            assert np.array_equal(got.tflm_scores, refs.tflm(x[k]))
+            np.testing.assert_allclose(got.float_probs, probs[k], rtol=1e-5)
+        assert proc.cpu_s > 0
+        proc.compute(np.zeros((2, 4, 5), np.int8))  # not an epoch: the process says why
+        with pytest.raises(ReferenceProcessError, match="reference computation failed"):
+            proc.get(0, timeout_s=60)
+    finally:
+        proc.stop()
+    proc.stop()  # (twice is harmless)
 
 
 def test_a_model_behind_a_test_time_filter_is_refused_with_what_to_do():

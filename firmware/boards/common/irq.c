@@ -82,10 +82,14 @@ void board_idle(void)
 {
     /* A running SysTick would wake the core at every wrap; on an emulated board, whose virtual
      * clock jumps to the next timer deadline while the core sleeps (-icount sleep=off), that
-     * turns the sleep into a busy loop of wraps. No count spans an idle period. */
+     * turns the sleep into a busy loop of wraps. No count spans an idle period. It runs again
+     * on waking (if it ran before), so that the handlers that follow measure their windows
+     * (board_mark) on the emulated boards. */
+    uint32_t running = SYST_CSR & 0x7u;
     SYST_CSR = 0x4u;
     SYST_ICSR = SYST_ICSR_PENDSTCLR;
     __asm volatile("dsb\n wfi" ::: "memory");
+    SYST_CSR = running;
 }
 
 void board_counter_restart(void)
@@ -100,6 +104,23 @@ uint64_t board_counter_read(void)
 {
     irq_disable();
     uint64_t units = board_units_total() - irq_units;
+    irq_enable();
+    return units;
+}
+
+/* Both reads with interrupts off, so that a handler falls wholly inside or outside the window. */
+void board_mark(board_mark_t *m)
+{
+    irq_disable();
+    m->raw = board_raw_now();
+    m->nested = irq_units;
+    irq_enable();
+}
+
+uint32_t board_units_since_mark(const board_mark_t *m)
+{
+    irq_disable();
+    uint32_t units = board_units_since(m->raw) - (irq_units - m->nested);
     irq_enable();
     return units;
 }

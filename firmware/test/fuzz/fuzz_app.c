@@ -1,10 +1,10 @@
 /* Coverage-guided fuzzing (libFuzzer, with AddressSanitizer and UndefinedBehaviorSanitizer) of
  * the firmware's receive path compiled for the host: the frame parser, the frame handlers and
  * the epoch assembly with its preprocessing (app/main.c's app_service, app/proto.c,
- * app/preprocess.c). The board is replaced by the functions below: received bytes come from
- * the fuzz input; every reply must be a well-formed frame (else abort(), a finding). No model
- * runs here: a complete epoch stays in the receive buffer, as on a board still scoring the
- * previous one.
+ * app/preprocess.c, app/wire_coding.c: raw and coded SAMPLES). The board is replaced by the
+ * functions below: received bytes come from the fuzz input; every reply must be a well-formed frame
+ * (else abort(), a finding). No model runs here: a complete epoch stays in the receive buffer, as
+ * on a board still scoring the previous one.
  *
  *   make -C firmware fuzz            a short run (part of make test)
  *   make -C firmware fuzz FUZZ_SECONDS=600   a long one (make bench-fuzz)
@@ -39,15 +39,22 @@ int board_uart_read(uint8_t *byte)
     return 1;
 }
 
-/* Each reply is one whole frame: sync, version, a length that matches, a correct CRC. */
+/* Each reply is one whole frame: sync, a version the board speaks, a length that matches (INFO
+ * and STATUS_REPLY: their version's), a correct CRC. */
 void board_uart_write(const uint8_t *data, size_t len)
 {
     if (len < PROTO_HEADER_LEN + PROTO_CRC_LEN || data[0] != PROTO_SYNC0 ||
-        data[1] != PROTO_SYNC1 || data[2] != PROTO_VERSION) {
+        data[1] != PROTO_SYNC1 || data[2] < PROTO_VERSION_MIN || data[2] > PROTO_VERSION) {
         abort();
     }
     size_t payload = (size_t)data[6] | ((size_t)data[7] << 8);
     if (payload > PROTO_MAX_PAYLOAD || len != PROTO_HEADER_LEN + payload + PROTO_CRC_LEN) {
+        abort();
+    }
+    const int v4 = data[2] > PROTO_VERSION_MIN;
+    if ((data[3] == PROTO_MSG_INFO && payload != (v4 ? PROTO_INFO_LEN : PROTO_INFO_LEN_V3)) ||
+        (data[3] == PROTO_MSG_STATUS_REPLY &&
+         payload != (v4 ? PROTO_STATUS_LEN : PROTO_STATUS_LEN_V3))) {
         abort();
     }
     uint32_t crc = proto_crc32(0, data + 2, PROTO_HEADER_LEN - 2 + payload);
@@ -92,6 +99,18 @@ uint64_t board_counter_read(void)
     return 0;
 }
 
+void board_mark(board_mark_t *m)
+{
+    m->raw = 0;
+    m->nested = 0;
+}
+
+uint32_t board_units_since_mark(const board_mark_t *m)
+{
+    (void)m;
+    return 0;
+}
+
 board_counter_kind_t board_counter_kind(void)
 {
     return BOARD_COUNTER_INSTRUCTIONS;
@@ -117,13 +136,13 @@ void board_reset(void)
 }
 
 /* Each input starts from the same state: the parser flushed (a frame's worth of zeros ends any
- * frame in progress) and the stream reset. */
+ * frame in progress) and the stream reset, in version 3 (the replies' version after a reset). */
 static void known_state(void)
 {
     static uint8_t prefix[PROTO_HEADER_LEN + PROTO_MAX_PAYLOAD + PROTO_CRC_LEN + 10];
     size_t n = sizeof(prefix) - (PROTO_HEADER_LEN + PROTO_CRC_LEN);
     memset(prefix, 0, n);
-    n += proto_encode(prefix + n, PROTO_MSG_RESET_STREAM, 1, 0, 0);
+    n += proto_encode(prefix + n, PROTO_VERSION_MIN, PROTO_MSG_RESET_STREAM, 1, 0, 0);
     input = prefix;
     input_left = n;
     app_service();
