@@ -29,6 +29,7 @@ from host_tools.protocol import (
     SACK_BLOCKS,
     SAMPLE_BLOCK,
     Ack,
+    Coding,
     CounterKind,
     ErrorCode,
     ErrorReply,
@@ -46,7 +47,7 @@ from host_tools.protocol import (
     encode_result,
     encode_status,
 )
-from host_tools.samples import decode_samples
+from host_tools.samples import decode_samples, decode_samples_rice
 
 BLOCKS = EPOCH_SAMPLES // SAMPLE_BLOCK
 LAYERS = ((1000, 100), (2000, 0))  # LAYER_COUNTS the board reports with PROFILE on
@@ -58,7 +59,7 @@ def board_scores(samples: np.ndarray) -> tuple[int, ...]:
     return tuple(int(v) for v in np.frombuffer(digest[:5], np.int8))
 
 
-def board_info() -> Info:
+def board_info(codings: int = 0) -> Info:
     return Info(
         firmware_version="scripted",
         build_hash=1,
@@ -72,6 +73,7 @@ def board_info() -> Info:
         counter_kind=CounterKind.INSTRUCTIONS,
         core_clock_hz=1,
         board="scripted",
+        codings=codings,
     )
 
 
@@ -79,8 +81,17 @@ class ScriptedBoard:
     """The board's side of the link; ``receive(bytes)`` in, ``tick()`` runs its model, frames for
     the host accumulate in ``out``."""
 
-    def __init__(self, *, inference_s: float = 0.002, engine_error_at: int | None = None):
+    def __init__(
+        self,
+        *,
+        inference_s: float = 0.002,
+        engine_error_at: int | None = None,
+        version: int = 4,
+        codings: int = 0,
+    ):
         self.inference_s = inference_s
+        self.version = version  # the newest protocol version it speaks (docs/protocol.md)
+        self.codings = codings  # INFO's codings: SAMPLES_RICE decoded when Coding.RICE is set
         self.engine_error_at = engine_error_at  # board epoch whose inference fails
         self.out: list[Frame] = []
         self.scored: list[int] = []  # board epochs scored, in order (across reboots)
@@ -89,6 +100,7 @@ class ScriptedBoard:
 
     def _reset_state(self) -> None:
         self.parser = FrameDecoder()
+        self.reply_version = 3  # the last valid frame's version (3 after a reset)
         self.next_index = 0  # every sample before it is stored
         self.rx_base = 0  # first sample of the epoch being received
         self.rx = np.zeros((EPOCH_SAMPLES, N_CHANNELS), np.int16)
@@ -105,7 +117,7 @@ class ScriptedBoard:
         """A reset: the state is lost, the board announces itself (INFO, sequence number 0)."""
         self.reboots += 1
         self._reset_state()
-        self._send(MsgType.INFO, 0, encode_info(board_info()))
+        self._send(MsgType.INFO, 0, encode_info(board_info(), version=3))
 
     # -- what the host sends ----------------------------------------------------------------
 
@@ -119,9 +131,16 @@ class ScriptedBoard:
         self.tick()
 
     def _on_frame(self, f: Frame) -> None:
+        if f.version > self.version:
+            self._error(ErrorCode.BAD_VERSION, 0, f.seq)
+            return
+        self.reply_version = f.version
         if f.type == MsgType.HELLO:
-            self._send(MsgType.INFO, f.seq, encode_info(board_info()))
-        elif f.type == MsgType.SAMPLES:
+            info = encode_info(board_info(self.codings), version=f.version)
+            self._send(MsgType.INFO, f.seq, info)
+        elif f.type == MsgType.SAMPLES or (
+            f.type == MsgType.SAMPLES_RICE and self.codings & Coding.RICE
+        ):
             self._on_samples(f)
         elif f.type == MsgType.PROFILE:
             self.profile = f.payload != b"\0"
@@ -137,7 +156,7 @@ class ScriptedBoard:
             status = Status(
                 st.next_index, st.epoch_waiting, st.sack_from, st.sack, self.results_sent
             )
-            self._send(MsgType.STATUS_REPLY, f.seq, encode_status(status))
+            self._send(MsgType.STATUS_REPLY, f.seq, encode_status(status, self.reply_version))
         elif f.type == MsgType.RESEND:
             epoch = int.from_bytes(f.payload, "little")
             kept = self.kept.get(epoch % RESULTS_KEPT)
@@ -152,8 +171,9 @@ class ScriptedBoard:
             self._error(ErrorCode.UNKNOWN_TYPE, int(f.type), f.seq)
 
     def _on_samples(self, f: Frame) -> None:
+        decode = decode_samples_rice if f.type == MsgType.SAMPLES_RICE else decode_samples
         try:
-            first, samples = decode_samples(f.payload)
+            first, samples = decode(f.payload)
         except ProtocolError:
             self._error(ErrorCode.BAD_LENGTH, 0, f.seq)
             return
@@ -240,7 +260,7 @@ class ScriptedBoard:
         self._send(MsgType.ERROR, seq, encode_error(ErrorReply(code, detail, seq)))
 
     def _send(self, type_: int, seq: int, payload: bytes) -> None:
-        self.out.append(Frame(type_, seq, payload))
+        self.out.append(Frame(type_, seq, payload, self.reply_version))
 
 
 @dataclass

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 
 from host_tools import protocol as py
+from host_tools import samples
+from host_tools.samples import CodingError
 
 from ..conftest import REPO
 
@@ -51,6 +53,19 @@ def test_c_and_python_constants_agree():
     assert c["PROTO_EVENTS_PER_LAYER"] == py.EVENTS_PER_LAYER == len(py.EVENT_NAMES)
     assert c["PROTO_EVENT_COUNTS_HEAD"] == py.EVENT_COUNTS_HEAD
     assert c["PROTO_EVENT_COUNTS_HEAD"] == len(py.encode_event_counts(py.EventCounts(0, 0, 0, [])))
+    # version 4: the oldest version spoken, the codings, SAMPLES_RICE's layout and errors
+    assert c["PROTO_VERSION_MIN"] == py.PROTOCOL_VERSION_MIN
+    assert {
+        k[len("PROTO_CODING_") :]: v for k, v in c.items() if k.startswith("PROTO_CODING_")
+    } == {
+        **{m.name: int(m) for m in py.Coding},
+        "OVERRUN": CodingError.OVERRUN,
+        "RANGE": CodingError.RANGE,
+        "TRAILING": CodingError.TRAILING,
+    }
+    assert c["PROTO_RICE_HEAD"] == samples.RICE_HEAD and c["PROTO_RICE_MAX_K"] == samples.RICE_MAX_K
+    assert c["PROTO_INFO_LEN_V3"] == len(py.encode_info(_info(), version=3))
+    assert c["PROTO_STATUS_LEN_V3"] == len(py.encode_status(py.Status(0), version=3))
     assert c["PROTO_INFO_LEN"] == len(py.encode_info(_info()))
     assert c["PROTO_STATUS_LEN"] == len(py.encode_status(py.Status(0)))
     assert c["PROTO_ACK_LEN"] == len(py.encode_ack(py.Ack(0)))

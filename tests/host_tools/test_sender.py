@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from host_tools.device import BoardErrorReply, Device, LinkCounters
-from host_tools.protocol import EPOCH_SAMPLES, MsgType
+from host_tools.protocol import EPOCH_SAMPLES, Coding, MsgType
 
 from .scripted_link import (
     LAYERS,
@@ -145,3 +145,37 @@ def test_stream_epochs_continue_from_the_first_epoch_given(epochs):
 def test_an_engine_error_stops_the_stream_naming_it(epochs):
     with pytest.raises(BoardErrorReply, match=r"SAMPLES: the board answered ERROR .*ENGINE"):
         run(epochs[:4], board=ScriptedBoard(engine_error_at=2))
+
+
+def smooth_epochs(n: int) -> np.ndarray:
+    """(n, 3000, 4) int16 epochs that code shorter than raw, as EEG does."""
+    steps = np.random.default_rng(1).normal(0, 30, (n, EPOCH_SAMPLES, 4))
+    return np.cumsum(steps, axis=1).clip(-32768, 32767).astype(np.int16)
+
+
+@pytest.mark.parametrize("wire", ["auto", "raw"])
+def test_a_board_that_decodes_coded_samples_gets_them_unless_raw_is_asked(wire):
+    epochs = smooth_epochs(3)
+    link = ScriptedLink(ScriptedBoard(codings=Coding.RICE))
+    dev = Device(link, timeout_s=20, frame_timeout_s=0.05, wire=wire)
+    assert dev.hello().codings == Coding.RICE and dev.version == 4
+    dev.reset_stream()
+    results = list(dev.stream_epochs(0, epochs))
+    check_whole_and_once(epochs, results)  # the board's scores hash the samples it stored
+    coded = link.to_board.get("SAMPLES_RICE", 0)
+    assert (coded, link.to_board.get("SAMPLES", 0)) == ((72, 0) if wire == "auto" else (0, 72))
+    assert dev.status().samples_stored is not None  # a version-4 STATUS_REPLY
+
+
+def test_a_version_3_board_is_spoken_to_in_version_3_with_raw_samples():
+    epochs = smooth_epochs(2)
+    board = ScriptedBoard(version=3)
+    link = ScriptedLink(board)
+    dev = Device(link, timeout_s=20, frame_timeout_s=0.05)
+    info = dev.hello()
+    assert dev.version == 3 and info.codings == 0  # after 3 ERROR BAD_VERSION to HELLO v4
+    dev.reset_stream()
+    check_whole_and_once(epochs, list(dev.stream_epochs(0, epochs)))
+    assert "SAMPLES_RICE" not in link.to_board and link.to_board["SAMPLES"] == 48
+    st = dev.status()
+    assert st.samples_stored is None and st.receive_count is None  # a version-3 reply
