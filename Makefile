@@ -65,6 +65,7 @@ bench-stream: setup
 	$(if $(DEMO_HYPNOGRAM),,@echo "$(NO_DEMO_HYPNOGRAM)")
 	test -n "$(DEMO_PSG)" || $(PY) -m training simulate $(if $(DEMO_HYPNOGRAM),--hypnograms \
 		$(DEMO_HYPNOGRAM)) --nights 1 --seed $(SEED) --out $(BUILD)/demo/psg
+	rm -rf $(BUILD)/bench-stream
 	$(VENV)/bin/host_tools stream $$(ls $(BUILD)/demo/psg/*-PSG.edf | head -1) \
 		--out $(BUILD)/bench-stream
 
