@@ -211,7 +211,8 @@ class CohortRun:
         def ended() -> None:
             session["wall_s"] = round(time.perf_counter() - t0, 3)
             session["cpu_s"] = round(time.process_time() - cpu0, 3)  # every thread's
-            # the emulated boards' QEMU processes (counted once they have ended)
+            # child processes: the emulated boards' QEMUs and the nights' reference processes
+            # (counted once they have ended)
             session["board_processes_cpu_s"] = round(_children_cpu_s() - boards0, 3)
             self.save()
 

@@ -1,6 +1,7 @@
 """The cohort benchmark's figures (`make bench-cohort`): for cohort folders streamed through 1, 2,
 ... emulated boards, the wall time, epochs/s, scaling efficiency (n-board throughput / (n x the
-1-board throughput)) and where the CPU time went (the host process, the boards' QEMU processes).
+1-board throughput)) and where the CPU time went (the host process; its child processes: the boards'
+QEMUs and the reference processes).
 
     python scripts/cohort_scaling.py build/bench-cohort/boards-1 build/bench-cohort/boards-2
 """
@@ -46,7 +47,8 @@ def main(argv: list[str]) -> int:
             f"{r['boards']} board(s): {r['nights']}, {r['epochs']:,} epochs in "
             f"{r['wall_s']:.0f} s, {r['epochs_per_s']:.2f} epochs/s; "
             f"host CPU {r['host_cpu_ms_per_epoch']:.1f} ms/epoch "
-            f"(host {r['host_cpu_share']:.2f}, boards' QEMU {r['boards_cpu_share']:.2f} of a core)"
+            f"(host {r['host_cpu_share']:.2f}, child processes (QEMUs, references) "
+            f"{r['boards_cpu_share']:.2f} of a core)"
             f"{eff}"
         )
     print(json.dumps(rows, indent=1))
