@@ -12,7 +12,11 @@
 #   scripts/rest_study.sh all        the four in order
 #
 # Every step is resumable: a finished output is skipped, an interrupted training run continues
-# from its checkpoint. Settings come from the environment (the Makefile passes them):
+# from its checkpoint. Finished models are kept in the repository, so that a study completes in
+# pieces even from a fresh clone: seed 0 of each model in models/ulw_sleepnet_<v>, the extra
+# seeds in models/seeds/<v>-seed<S> (config.json, weights.pt, metrics.json), each with the
+# options it was trained with (training_options.txt); a model whose options match is not
+# trained again. Settings come from the environment (the Makefile passes them):
 # PY, DATA, CACHE, REST (output root), THREADS, REST_SEEDS (seeds of baseline, REST(A),
 # REST(A+S); Liu and Ford use the first), SLIM_OPTS (the options every compressed model shares),
 # BASELINE_OPTS (the shipped model's training options, without --seed), ROBUSTNESS_OPTS.
@@ -53,59 +57,84 @@ seeds_of() { # the seeds a model is trained with
 	esac
 }
 
+SEEDS=${SEEDS:-models/seeds} # the extra seeds' finished models
+
 model_dir() { # MODEL SEED -> its model folder (seed 0: the shipped one under models/)
 	if [ "$1" = blanco ]; then
 		echo models/ulw_sleepnet_blanco
 	elif [ "$2" = "$first_seed" ]; then
 		[ "$1" = baseline ] && echo models/ulw_sleepnet || echo "models/ulw_sleepnet_$1"
-	elif [ "$1" = baseline ]; then
-		echo "$REST/baseline/seed-$2/split/model"
 	else
-		echo "$REST/$1/seed-$2/model"
+		echo "$SEEDS/$1-seed$2"
 	fi
+}
+
+options_of() { # MODEL SEED -> the options its training runs with
+	if [ "$1" = baseline ]; then
+		echo "train $BASELINE_OPTS --seed $2"
+	else
+		echo "finetune $SLIM_OPTS ${OPTS[$1]} --seed $2"
+	fi
+}
+
+trained() { # MODEL SEED: whether its model folder holds a finished model trained with the
+	# study's options (an interrupted run has the weights of its best epoch so far in build/rest,
+	# never here)
+	local dir
+	dir=$(model_dir "$1" "$2")
+	[ "$1" = blanco ] && return 0
+	[ -f "$dir/weights.pt" ] && [ -f "$dir/training_options.txt" ] &&
+		[ "$(cat "$dir/training_options.txt")" = "$(options_of "$1" "$2")" ]
+}
+
+keep() { # MODEL SEED RUN_MODEL_DIR [EXTRA_FILE...]: a finished run's model into its folder
+	local model=$1 seed=$2 src=$3 dir
+	dir=$(model_dir "$1" "$2")
+	shift 3
+	mkdir -p "$dir"
+	cp "$src/"{config.json,weights.pt,metrics.json} "$@" "$dir/"
+	options_of "$model" "$seed" >"$dir/training_options.txt"
 }
 
 finetune() { # MODEL SEED
-	echo "== $1 seed $2"
+	local model=$1 seed=$2 out="$REST/$1/seed-$2"
+	if trained "$model" "$seed"; then
+		echo "== $model seed $seed: trained ($(model_dir "$model" "$seed"))"
+		return 0
+	fi
+	echo "== $model seed $seed"
 	# shellcheck disable=SC2086
 	$PY -m training finetune --init models/ulw_sleepnet --data "$DATA" --cache "$CACHE" \
-		--threads "$THREADS" --out "$REST/$1/seed-$2" $SLIM_OPTS ${OPTS[$1]} --seed "$2"
-	if [ "$2" = "$first_seed" ]; then
-		mkdir -p "models/ulw_sleepnet_$1"
-		cp "$REST/$1/seed-$2/model/"{config.json,weights.pt,metrics.json} "models/ulw_sleepnet_$1/"
-		# what slimming did: the gammas before and after sparsity training, the threshold
-		cp "$REST/$1/seed-$2/pruned-before-retraining/"{pruning.json,gammas.png} "models/ulw_sleepnet_$1/"
+		--threads "$THREADS" --out "$out" $SLIM_OPTS ${OPTS[$model]} --seed "$seed"
+	# what slimming did: the gammas before and after sparsity training, the threshold
+	keep "$model" "$seed" "$out/model" "$out/pruned-before-retraining/"{pruning.json,gammas.png}
+}
+
+train_baseline() { # SEED: the shipped model's training with another seed
+	local model=baseline seed=$1 out="$REST/baseline/seed-$1"
+	if trained baseline "$seed"; then
+		echo "== baseline seed $seed: trained ($(model_dir baseline "$seed"))"
+		return 0
 	fi
+	echo "== baseline seed $seed"
+	# shellcheck disable=SC2086
+	$PY -m training train --data "$DATA" --cache "$CACHE" --out "$out" $BASELINE_OPTS --seed "$seed"
+	keep baseline "$seed" "$out/split/model"
 }
 
 train() {
-	# first seed of every model, then the extra seeds: a study stopped part-way has one of each
+	# first seed of every model, then the extra seeds one seed at a time (baseline, REST(A),
+	# REST(A+S)): a study stopped part-way has the same number of seeds of each
 	for v in $COMPRESSED; do
 		finetune "$v" "$first_seed"
 	done
-	for s in $(seeds_of baseline); do
+	for s in $REST_SEEDS; do
 		[ "$s" = "$first_seed" ] && continue # the shipped model is the first seed
-		echo "== baseline seed $s"
-		# shellcheck disable=SC2086
-		$PY -m training train --data "$DATA" --cache "$CACHE" --out "$REST/baseline/seed-$s" \
-			$BASELINE_OPTS --seed "$s"
-	done
-	for v in $COMPRESSED; do
-		for s in $(seeds_of "$v"); do
-			[ "$s" = "$first_seed" ] || finetune "$v" "$s"
+		train_baseline "$s"
+		for v in $COMPRESSED; do
+			[[ " $(seeds_of "$v") " == *" $s "* ]] && finetune "$v" "$s"
 		done
 	done
-}
-
-trained() { # MODEL SEED: whether its training finished (an interrupted run already has the
-	# weights of its best epoch so far, which must not enter the study)
-	if [ "$1" = blanco ] || [ "$2" = "$first_seed" ]; then
-		[ -f "$(model_dir "$1" "$2")/weights.pt" ]
-	elif [ "$1" = baseline ]; then
-		[ -f "$REST/baseline/seed-$2/metrics.json" ] # written when the run ends
-	else
-		[ -f "$REST/$1/seed-$2/finetune.json" ] # written when the fine-tuning ends
-	fi
 }
 
 convert() { # MODEL SEED: the int8 model next to the weights (seed 0: shipped in models/)
@@ -113,13 +142,13 @@ convert() { # MODEL SEED: the int8 model next to the weights (seed 0: shipped in
 	dir=$(model_dir "$1" "$2")
 	out="$REST/convert/$1-seed$2"
 	if ! trained "$1" "$2"; then
-		echo "rest_study: $1 seed $2 has not finished training ($REST/$1/seed-$2): skipped"
+		echo "rest_study: $1 seed $2 has not finished training ($(model_dir "$1" "$2")): skipped"
 		return 1
 	fi
 	if [ ! -f "$out/report.json" ]; then
 		$PY -m converter build --model "$dir" --out "$out"
 	fi
-	if [ "$1" != baseline ] || [ "$2" != "$first_seed" ]; then
+	if [ "$1" != baseline ] && [ "$2" = "$first_seed" ]; then # shipped beside the weights
 		cp "$out/"{model_int8.tflite,model.onnx,engine_layers.json} "$dir/"
 	fi
 }
@@ -147,7 +176,8 @@ evaluate_one() { # NAME MODEL SEED [robustness options]
 	[ -f "$out/results.json" ] && return 0
 	local dir int8
 	dir=$(model_dir "$model" "$seed")
-	int8=$dir/model_int8.tflite
+	int8=$REST/convert/$model-seed$seed/model_int8.tflite
+	[ "$seed" = "$first_seed" ] && int8=$dir/model_int8.tflite # shipped
 	[ "$model" = blanco ] && int8=$(model_dir liu "$seed")/model_int8.tflite # Liu behind a filter
 	if ! trained "$model" "$seed"; then
 		echo "rest_study: $name seed $seed has not finished training: skipped"
@@ -160,7 +190,7 @@ evaluate_one() { # NAME MODEL SEED [robustness options]
 	echo "== robustness $name seed $seed"
 	# shellcheck disable=SC2086
 	$PY -m training robustness --model "$dir" --data "$DATA" \
-		--cache "$CACHE" --threads "$THREADS" --out "$out.part" $ROBUSTNESS_OPTS "$@"
+		--cache "$CACHE" --threads "$THREADS" --tflite "$int8" --out "$out.part" $ROBUSTNESS_OPTS "$@"
 	rm -rf "$out" && mv "$out.part" "$out"
 }
 
