@@ -16,7 +16,6 @@ has. Every epoch's RESULT is yielded exactly once. What it took is counted in th
 
 from __future__ import annotations
 
-import functools
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -26,10 +25,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import BoardErrorReply, BoardRestarted
+from .frame_size import FrameSize
 from .protocol import (
     CORRUPTION_ERRORS,
     EPOCH_SAMPLES,
-    HEADER_LEN,
     MAX_FRAME,
     MAX_SAMPLES_PER_FRAME,
     RESULTS_KEPT,
@@ -56,21 +55,6 @@ if TYPE_CHECKING:
 BLOCKS = EPOCH_SAMPLES // SAMPLE_BLOCK  # 5-sample blocks per epoch
 
 
-_SPF = np.arange(SAMPLE_BLOCK, MAX_SAMPLES_PER_FRAME + 1, SAMPLE_BLOCK)
-_LOSS_GRID = np.geomspace(1e-6, 0.3, 64)
-
-
-@functools.lru_cache(maxsize=4096)
-def _best_samples_per_frame(loss_index: int, per_sample_x4: int, head: int) -> int:
-    """Samples per frame that carry the most samples per byte sent when each byte is lost with
-    probability r = _LOSS_GRID[loss_index] (a frame of L bytes gets through with exp(-r L)); a
-    frame is ``head`` bytes (framing, first index, n; the coding's head) plus per_sample_x4 / 4
-    bytes a sample (quarters: the cache's key)."""
-    r = _LOSS_GRID[loss_index]
-    length = HEADER_LEN + head + per_sample_x4 / 4 * _SPF + 4
-    return int(_SPF[np.argmax(_SPF / length * np.exp(-r * length))])
-
-
 class _Sent:
     """A SAMPLES frame in flight: blocks b0..b1 of the epoch being sent."""
 
@@ -85,7 +69,7 @@ class SelectiveRepeatSender:
     ``run()`` yields the RESULTs of stream epochs ``first_epoch``, ``first_epoch + 1``, ...
     (one per epoch of ``epochs``, each (3000, 4) int16), in order."""
 
-    MIN_RTO_S = 0.05  # the shortest wait for an ACK before a frame counts as lost
+    MIN_RTO_S = 0.01, 0.05  # the shortest wait for an ACK (lossy link, clean link: rto())
     MAX_FRAMES = 64  # frames in flight at most (small frames on a noisy link)
     STRIKES = 6  # timeouts in a row without any reply: ask the board (STATUS)
 
@@ -109,9 +93,7 @@ class SelectiveRepeatSender:
         self.srtt = 0.0  # smoothed frame -> ACK time and its deviation (RFC 6298)
         self.rttvar = 0.0
         self.strikes = 0  # timeouts since the last reply
-        self.loglik = np.zeros(len(_LOSS_GRID))  # of each per-byte loss rate (outcome())
-        self.spf = MAX_SAMPLES_PER_FRAME
-        self.per_sample, self.head = 8.0, 6  # raw frames; coded ones measured as they go
+        self.size = FrameSize()  # samples per frame from the loss seen (outcome())
         self.handed: dict[int, float] = {}  # epoch -> when the board took it (RESULT due)
         self.asked: dict[int, float] = {}  # epoch -> when its RESULT was last asked (RESEND)
         self.inference_s = 0.0  # smoothed time from 'taken' to its RESULT
@@ -136,7 +118,16 @@ class SelectiveRepeatSender:
         return (epoch - self.dev.epoch_offset) * EPOCH_SAMPLES
 
     def rto(self) -> float:
-        rto = max(self.MIN_RTO_S, self.srtt + 4 * self.rttvar) if self.srtt else 1.0
+        """A frame unanswered this long is lost (doubled per timeout without a reply). While
+        bytes are being lost, 1.5 smoothed round trips: a needless resend costs a few bytes,
+        every wait for a lost frame stalls the stream; else TCP's srtt + 4 deviations, as a
+        timeout is then most likely a late ACK (docs/protocol.md, Recovery)."""
+        if not self.srtt:
+            rto = 1.0
+        elif self.size.lossy:
+            rto = max(self.MIN_RTO_S[0], 1.5 * self.srtt)
+        else:
+            rto = max(self.MIN_RTO_S[1], self.srtt + 4 * self.rttvar)
         return min(2.0, rto * (2 ** min(self.strikes, 3)))
 
     def start_epoch(self, epoch: int) -> None:
@@ -178,14 +169,7 @@ class SelectiveRepeatSender:
             self.in_flight.clear()
 
     def outcome(self, sent: _Sent, lost: bool) -> None:
-        """A frame got through or was lost: update the per-byte loss rate r (the most likely
-        one on a grid, recent frames weigh more: a frame of L bytes gets through with
-        probability exp(-r L)) and the frame size that carries the most samples per byte."""
-        rl = _LOSS_GRID * sent.size
-        self.loglik *= 0.98
-        self.loglik += np.log(-np.expm1(-rl)) if lost else -rl
-        loss = int(np.argmax(self.loglik))
-        self.spf = _best_samples_per_frame(loss, round(4 * self.per_sample), self.head)
+        self.size.outcome(sent.size, lost)
 
     def send_frames(self) -> None:
         if self.complete:
@@ -193,19 +177,20 @@ class SelectiveRepeatSender:
         epoch, dev = self.sending, self.dev
         base = self.base(epoch)
         flying = sum(f.b1 - f.b0 for f in self.in_flight) * SAMPLE_BLOCK
-        blocks_per_frame = self.spf // SAMPLE_BLOCK
+        blocks_per_frame = self.size.spf // SAMPLE_BLOCK
+        sent = False
         while len(self.in_flight) < self.MAX_FRAMES and flying < self.window_samples:
             free = ~(self.have | self.out)
             b0 = int(np.argmax(free))
             if not free[b0]:
+                if sent and self.size.lossy:  # the epoch's last frames: no later frame's
+                    self.send_probe()  # ACK would show them lost, a STATUS after them does
                 return
             run = free[b0 : b0 + blocks_per_frame]
             k = len(run) if run.all() else int(np.argmin(run))
             mtype, payload = self.frames.frame(base, b0 * SAMPLE_BLOCK, k * SAMPLE_BLOCK)
             if mtype == MsgType.SAMPLES_RICE:  # bytes per sample of the frames being sent
-                self.head = RICE_HEAD
-                per_sample = (len(payload) - RICE_HEAD) / (k * SAMPLE_BLOCK)
-                self.per_sample += 0.1 * (per_sample - self.per_sample)
+                self.size.coded(RICE_HEAD, (len(payload) - RICE_HEAD) / (k * SAMPLE_BLOCK))
             seq = dev.send(mtype, payload)
             resent = bool(self.ever[b0 : b0 + k].any())
             if resent:
@@ -216,6 +201,7 @@ class SelectiveRepeatSender:
             self.out[b0 : b0 + k] = True
             self.ever[b0 : b0 + k] = True
             flying += k * SAMPLE_BLOCK
+            sent = True
 
     def block_states(self, ack: Ack) -> np.ndarray:
         """What ``ack`` says of each block of the epoch being sent (as Ack.stored, for all of
@@ -266,8 +252,6 @@ class SelectiveRepeatSender:
             return
         if ack.next_index < base:
             return  # (a reply about the previous epoch)
-        states = self.block_states(ack)
-        self.have |= states == 1
         # frames the board has answered: ``seq`` and every frame sent before it (the link
         # keeps the order); those it lacks were lost on the way
         pos = next((k for k, f in enumerate(self.in_flight) if f.seq == seq), None)
@@ -280,6 +264,15 @@ class SelectiveRepeatSender:
             else:
                 self.srtt, self.rttvar = rtt, rtt / 2
             self.dev.rtt_s = self.srtt + 4 * self.rttvar
+        cum = (ack.next_index - base) // SAMPLE_BLOCK
+        if pos is not None and all(f.b1 <= cum for f in self.in_flight[: pos + 1]):
+            # the usual case, nothing missing up to the ACKed frame: those frames are stored
+            self.have[:cum] = True
+            self.size.delivered([f.size for f in self.in_flight[: pos + 1]])
+            del self.in_flight[: pos + 1]
+            return
+        states = self.block_states(ack)
+        self.have |= states == 1
         keep, unknown, states = [], False, states.tobytes()
         for k, f in enumerate(self.in_flight):
             state = self.frame_state(states, f)
@@ -435,11 +428,15 @@ class SelectiveRepeatSender:
                 return
             if self.strikes >= 2:
                 self.dev.send_raw(bytes(MAX_FRAME))  # ends a frame the parser may be in
-            # the oldest frame is lost: send it again; a STATUS tells which of the others
-            # the board has (their ACKs may have been lost, or be late)
+            # the oldest frame is lost: send it again, and every other frame unanswered as long
+            # (the last frames of an epoch have no later frame whose ACK would show them
+            # missing); a STATUS tells which of them the board has after all
             oldest = self.in_flight.pop(0)
             self.outcome(oldest, True)
             self.out[oldest.b0 : oldest.b1] = False
+            for f in (late := [f for f in self.in_flight if now - f.t > rto]):
+                self.out[f.b0 : f.b1] = False
+            self.in_flight = [f for f in self.in_flight if f not in late]
             self.send_probe()
         elif self.complete and now - max(self.last_poll, self.last_reply) > max(2 * rto, 0.05):
             # waiting for the board to take the epoch (the previous one is being scored): its
