@@ -57,13 +57,18 @@ def test_batchnorm_uses_tensorflow_epsilon():
 def test_fast_layers_equal_the_generic_torch_kernels():
     torch.manual_seed(0)
     model = ULWSleepNet().eval()
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
     x = torch.randn(3, 4, 3000)
-    fast = model(x)
+    fast, fast_features = model(x), model.features(x)
     with generic_kernels(model):
         assert (
             type(model.extractor[0].main[0][0]).forward
             is not model.extractor[0].main[0][0].forward.__func__
         )
+        # the features, as an untrained head maps every input to about the same logits
+        torch.testing.assert_close(model.features(x), fast_features, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(model(x), fast, atol=1e-5, rtol=1e-5)
     assert model.extractor[0].main[0][0].forward.__func__ is DepthwiseConv.forward
 
@@ -74,34 +79,40 @@ def test_fast_layers_equal_the_generic_torch_kernels():
     ids=["shipped", "pruned"],
 )
 def test_fused_training_step_equals_the_generic_torch_kernels(config):
-    """Training through the fused blocks (training/fastpath.py) computes what the layers compute
-    one by one: same loss (same dropout masks from the same seed), same gradients of every
-    parameter and of the input, same BatchNorm running statistics."""
+    """Training through the fused blocks (training/fastpath.py) in float32 computes what the
+    layers compute one by one, taken in float64 as the truth: same loss (same dropout masks
+    from the same seed), same gradients of every parameter and of the input, same BatchNorm
+    running statistics. (torch's own float32 BatchNorm backward is the less exact of the two:
+    its gradients of the first layers are off by up to a few per cent.)"""
     torch.manual_seed(0)
     model = ULWSleepNet(config).train()
     start = {k: v.clone() for k, v in model.state_dict().items()}
-    x, y = torch.randn(8, 4, 3000), torch.randint(0, 5, (8,))
+    # an input off zero and off unit scale, as the batch statistics must not assume either
+    x, y = 1.5 * torch.randn(8, 4, 3000) + 0.7, torch.randint(0, 5, (8,))
 
-    def step(generic: bool):
+    def step(generic: bool, dtype: torch.dtype):
         model.load_state_dict(start)
-        model.zero_grad()
-        xg = x.clone().requires_grad_()
+        model.to(dtype).zero_grad()
+        xg = x.to(dtype, copy=True).requires_grad_()
         torch.manual_seed(1)
         with generic_kernels(model) if generic else contextlib.nullcontext():
             loss = torch.nn.functional.cross_entropy(model(xg), y)
         loss.backward()
-        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
-        return loss, {**grads, "input": xg.grad}, model.state_dict()
+        grads = {n: p.grad.double() for n, p in model.named_parameters()}
+        state = {
+            k: v.double() if v.is_floating_point() else v for k, v in model.state_dict().items()
+        }
+        return loss.double(), {**grads, "input": xg.grad.double()}, state
 
-    loss, grads, state = step(generic=False)
-    want_loss, want, want_state = step(generic=True)
+    loss, grads, state = step(generic=False, dtype=torch.float32)
+    want_loss, want, want_state = step(generic=True, dtype=torch.float64)
     torch.testing.assert_close(loss, want_loss, rtol=1e-5, atol=1e-6)
     scale = torch.cat([g.flatten() for g in want.values()]).norm()
     for name, g in want.items():
         if ".main." in name and name.endswith(".1.bias"):
             # a pointwise bias before a BatchNorm has a zero gradient (the batch mean cancels
-            # it): both paths give rounding noise
-            assert max(g.norm(), grads[name].norm()) <= 1e-4 * scale, name
+            # it): rounding noise at most
+            assert grads[name].norm() <= 1e-4 * scale, name
         else:
             assert (grads[name] - g).norm() <= 1e-4 * g.norm(), name
     for name, v in want_state.items():
