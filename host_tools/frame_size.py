@@ -30,36 +30,64 @@ def _best_samples_per_frame(loss_index: int, per_sample_x4: int, head: int) -> i
 
 
 class FrameSize:
-    """The loss estimate and the samples per frame it implies (``spf``)."""
+    """The loss estimate and the samples per frame it implies (``spf``).
+
+    While the most likely loss rate is the grid's lowest, frames that get through cannot move it
+    (each lowers the log-likelihood of a higher rate more), so `delivered` only accumulates
+    their decayed sum in two floats, and the grid takes it when a frame is lost or ``loglik`` is
+    read: on a clean link a batch of ACKs costs a few float operations, not numpy calls."""
 
     def __init__(self) -> None:
-        self.loglik = np.zeros(len(_LOSS_GRID))  # of each per-byte loss rate
+        self._loglik = np.zeros(len(_LOSS_GRID))  # of each per-byte loss rate
+        self._decay, self._bytes = 1.0, 0.0  # what the grid has yet to take: x decay - r bytes
+        self._loss = 0  # index of the most likely rate
         self.spf = MAX_SAMPLES_PER_FRAME
         self.per_sample, self.head = 8.0, 6  # raw frames; coded ones measured as they go
 
     @property
+    def loglik(self) -> np.ndarray:
+        """The log-likelihood of each loss rate of the grid."""
+        if self._decay != 1.0 or self._bytes:
+            self._loglik *= self._decay
+            self._loglik -= _LOSS_GRID * self._bytes
+            self._decay, self._bytes = 1.0, 0.0
+        return self._loglik
+
+    @property
     def lossy(self) -> bool:
         """Whether the frames' fates say bytes are being lost (above 1 in 100,000)."""
-        return bool(_LOSS_GRID[int(np.argmax(self.loglik))] > 1e-5)
+        return bool(_LOSS_GRID[self._loss] > 1e-5)
 
     def coded(self, head: int, per_sample: float) -> None:
         """A coded frame of ``per_sample`` bytes a sample after its ``head`` went out."""
         self.head = head
         self.per_sample += 0.1 * (per_sample - self.per_sample)
 
+    def _choose(self) -> None:
+        self.spf = _best_samples_per_frame(self._loss, round(4 * self.per_sample), self.head)
+
     def delivered(self, sizes: list[int]) -> None:
         """Frames of these sizes got through, in this order (outcome() of each, at once)."""
-        n = len(sizes)
-        weights = 0.98 ** np.arange(n - 1, -1, -1)
-        self.loglik *= 0.98**n
-        self.loglik -= _LOSS_GRID * float(np.dot(weights, sizes))
-        loss = int(np.argmax(self.loglik))
-        self.spf = _best_samples_per_frame(loss, round(4 * self.per_sample), self.head)
+        if self._loss == 0:
+            decay, sent = self._decay, self._bytes
+            for size in sizes:
+                decay *= 0.98
+                sent = sent * 0.98 + size
+            self._decay, self._bytes = decay, sent
+        else:
+            n = len(sizes)
+            weights = 0.98 ** np.arange(n - 1, -1, -1)
+            loglik = self.loglik
+            loglik *= 0.98**n
+            loglik -= _LOSS_GRID * float(np.dot(weights, sizes))
+            self._loss = int(np.argmax(loglik))
+        self._choose()
 
     def outcome(self, size: int, lost: bool) -> None:
         """A frame of ``size`` bytes got through or was lost."""
         rl = _LOSS_GRID * size
-        self.loglik *= 0.98
-        self.loglik += np.log(-np.expm1(-rl)) if lost else -rl
-        loss = int(np.argmax(self.loglik))
-        self.spf = _best_samples_per_frame(loss, round(4 * self.per_sample), self.head)
+        loglik = self.loglik
+        loglik *= 0.98
+        loglik += np.log(-np.expm1(-rl)) if lost else -rl
+        self._loss = int(np.argmax(loglik))
+        self._choose()
