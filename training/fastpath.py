@@ -87,11 +87,11 @@ def _pool_relu(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     """relu(max(a, b)), and 1.0 where a won (it does on a tie, as in torch's max pooling), else
     0.0: a float mask, as float products are the fast ones."""
     y = torch.maximum(a, b)
-    if a.is_contiguous():
+    if a.stride(-1) == 1:
         first = torch.empty_like(y)
         torch.ge(a, b, out=first)
-    else:  # on strided views a comparison into floats is 4x slower than into bools
-        first = torch.ge(a, b).float()
+    else:  # every other sample: a comparison into floats is 4x slower than into bools
+        first = torch.ge(a, b).to(y.dtype)
     return y.clamp_min_(0), first
 
 
