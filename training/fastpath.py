@@ -144,7 +144,8 @@ class _Dropout(torch.autograd.Function):
     """Dropout with its mask drawn by torch.rand in float32 whatever x's type, so that the
     masks depend on the seed alone (u >= p keeps; u's 2^-24 steps make the keep probability
     1 - p to 3e-8); twice as fast on a CPU as torch's Bernoulli draws. The mask, scaled by
-    1 / (1 - p), is kept for the backward."""
+    1 / (1 - p), is kept for the backward. (Under torch.compile the draws are inductor's own,
+    as for any random op there: other masks than eager's from the same seed.)"""
 
     @staticmethod
     def forward(ctx, x, p):
