@@ -95,6 +95,17 @@ def _pool_relu(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return y.clamp_min_(0), first
 
 
+def _unpool(g, y, first, shape_of, side):
+    """The backward of `_pool_relu`: ReLU's own backward of g, then g to the sample that won
+    and 0 to the other, written into a new tensor of shape ``shape_of(g.shape)`` whose views
+    ``side(gz, 0)`` and ``side(gz, 1)`` are the first and the second samples."""
+    g = torch.ops.aten.threshold_backward(g, y, 0)
+    gz = g.new_empty(shape_of(g.shape))
+    torch.mul(g, first, out=side(gz, 0))
+    torch.sub(g, side(gz, 0), out=side(gz, 1))  # exact: g where the second won, else 0
+    return gz
+
+
 class _PoolRelu(torch.autograd.Function):
     """ReLU of max pooling 2/2 along time, ceil mode (an odd last sample is a window of its
     own)."""
@@ -112,10 +123,7 @@ class _PoolRelu(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         y, first = ctx.saved_tensors
-        g = torch.ops.aten.threshold_backward(g, y, 0)  # ReLU's own backward
-        gz = g.new_empty((*g.shape, 2))
-        torch.mul(g, first, out=gz[..., 0])
-        torch.sub(g, gz[..., 0], out=gz[..., 1])  # exact: g where b won, else 0
+        gz = _unpool(g, y, first, lambda shape: (*shape, 2), lambda gz, i: gz[..., i])
         return gz.flatten(-2)[..., : ctx.n]
 
 
@@ -133,11 +141,9 @@ class _PoolReluPairs(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         y, first = ctx.saved_tensors
-        g = torch.ops.aten.threshold_backward(g, y, 0)
-        gz = g.new_empty((g.shape[0], g.shape[1], 2, *g.shape[2:]))
-        torch.mul(g, first, out=gz[:, :, 0])
-        torch.sub(g, gz[:, :, 0], out=gz[:, :, 1])  # exact: g where b won, else 0
-        return gz
+        return _unpool(
+            g, y, first, lambda shape: (*shape[:2], 2, *shape[2:]), lambda gz, i: gz[:, :, i]
+        )
 
 
 class _Dropout(torch.autograd.Function):
